@@ -1,0 +1,137 @@
+"""Pure construction of a training file: records and documents in, JSON, JSONL and statistics out.
+
+No I/O here. Layout, ordering and statistics follow `format-v4.md` sections 3 and 4.
+"""
+
+from collections.abc import Iterable, Iterator
+
+import orjson
+
+from .enriched import round2, scaffolding_of, tier
+
+VERSION = "4.0.0"
+FORMAT_SPEC = "brightrun-lora-v4"
+JSONL_KEYS = (
+    "conversation_metadata",
+    "system_prompt",
+    "conversation_history",
+    "current_user_input",
+    "emotional_context",
+    "target_response",
+    "training_metadata",
+)
+
+
+def conversation_entry(member: dict, doc: dict) -> dict:
+    """One `conversations[]` entry: our metadata, then the document's pairs verbatim.
+
+    `member` holds the recorded values: conversation_id, created_at, batch_job_id,
+    quality_score and the scaffolding keys.
+    """
+    names = scaffolding_of(doc)
+    created = member.get("created_at") or doc["dataset_metadata"].get("created_date") or ""
+    meta = {
+        "conversation_id": member["conversation_id"],
+        "source_file": f"fp_conversation_{member['conversation_id']}.json",
+        "created_date": str(created)[:10],
+    }
+    if member.get("batch_job_id"):
+        meta["batch_id"] = member["batch_job_id"]
+    meta["total_turns"] = len(doc["training_pairs"])
+    meta["quality_tier"] = tier(member.get("quality_score"))
+    meta["scaffolding"] = {
+        "persona_key": member.get("persona_key") or names["persona_key"],
+        "persona_name": names["persona_name"],
+        "emotional_arc_key": member.get("emotional_arc_key") or names["emotional_arc_key"],
+        "emotional_arc": names["emotional_arc"],
+        "training_topic_key": member.get("topic_key") or names["training_topic_key"],
+        "training_topic": names["training_topic"],
+    }
+    return {"conversation_metadata": meta, "training_pairs": doc["training_pairs"]}
+
+
+def statistics(members: list[dict]) -> dict:
+    """Exact statistics over members' recorded values (never approximated from tiers)."""
+    scores = [m["quality_score"] for m in members if m.get("quality_score") is not None]
+    reviewed = sum(1 for m in members if m.get("human_reviewed"))
+    return {
+        "total_conversations": len(members),
+        "total_training_pairs": sum(m["training_pairs"] for m in members),
+        "quality_summary": {
+            "avg_quality_score": round2(sum(scores) / len(scores)) if scores else None,
+            "min_quality_score": round2(min(scores)) if scores else None,
+            "max_quality_score": round2(max(scores)) if scores else None,
+            "human_reviewed_count": reviewed,
+            "human_reviewed_percentage": round2(100 * reviewed / len(members)) if members else 0,
+        },
+        "scaffolding_distribution": {
+            "personas": _counts(m.get("persona_key") for m in members),
+            "emotional_arcs": _counts(m.get("emotional_arc_key") for m in members),
+            "training_topics": _counts(m.get("topic_key") for m in members),
+        },
+    }
+
+
+def build_document(
+    *,
+    name: str,
+    created: str,
+    updated: str,
+    target_model: str | None,
+    vertical: str,
+    profile: dict,
+    conversations: list[dict],
+    stats: dict,
+) -> dict:
+    """The full training JSON document, keys in the order of format-v4 section 3."""
+    meta = {
+        "file_name": name,
+        "version": VERSION,
+        "format_spec": FORMAT_SPEC,
+        "created_date": created,
+        "last_updated": updated,
+    }
+    if target_model:
+        meta["target_model"] = target_model
+    meta["vertical"] = vertical
+    meta.update(stats)
+    return {"training_file_metadata": meta, "consultant_profile": profile, "conversations": conversations}
+
+
+def render_json(doc: dict) -> bytes:
+    """UTF-8, unescaped, 2-space indent, final newline."""
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def jsonl_rows(conversations: Iterable[dict]) -> Iterator[dict]:
+    """One row per pair with a target response, keys in the order of format-v4 section 4."""
+    for conversation in conversations:
+        cid = conversation["conversation_metadata"]["conversation_id"]
+        for pair in conversation["training_pairs"]:
+            if pair["target_response"] is None:
+                continue
+            row = {"id": f"{pair['id']}_{cid[:8]}", "conversation_id": cid, "turn_number": pair["turn_number"]}
+            row.update((key, pair[key]) for key in JSONL_KEYS)
+            yield row
+
+
+def render_jsonl(doc: dict) -> bytes:
+    """The JSONL: a `_meta` header counting the rows that follow, then one row per line."""
+    lines = [orjson.dumps(row) for row in jsonl_rows(doc["conversations"])]
+    header = {
+        "_meta": {
+            "file_name": doc["training_file_metadata"]["file_name"],
+            "total_pairs": len(lines),
+            "version": VERSION,
+            "format_spec": FORMAT_SPEC,
+        }
+    }
+    return b"\n".join([orjson.dumps(header), *lines]) + b"\n"
+
+
+def _counts(keys: Iterable[str | None]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for key in keys:
+        if key:
+            counts[key] = counts.get(key, 0) + 1
+    return counts

@@ -1,0 +1,348 @@
+"""The command line: parse, call the service, print. The one place errors become exit codes."""
+
+import sys
+import traceback
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from .errors import TrainfilesError
+
+
+class _Group(TyperGroup):
+    """Turns our exceptions into one line on stderr and the exit code of `cli.md`."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except TrainfilesError as e:
+            _fail(ctx, str(e), e.exit_code)
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            _fail(ctx, "interrupted", 130)
+        except Exception as e:
+            if not isinstance(e, _click_exceptions()):
+                _fail(ctx, f"internal error: {type(e).__name__}: {e}", 1)
+            raise
+
+
+def _click_exceptions() -> tuple[type, ...]:
+    from typer import _click
+
+    return (_click.ClickException,)
+
+
+def _fail(ctx, message: str, code: int):
+    settings = ctx.obj
+    if getattr(settings, "debug", False) or code == 1 and _debug_env():
+        traceback.print_exc(file=sys.stderr)
+    hint = " (run with --debug for the traceback)" if code == 1 and not getattr(settings, "debug", False) else ""
+    print(f"Error: {message}{hint}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _debug_env() -> bool:
+    import os
+
+    return os.environ.get("TRAINFILES_DEBUG", "") not in ("", "0")
+
+
+app = typer.Typer(
+    cls=_Group,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Aggregate enriched conversations into LoRA training files, recorded in a SQLite catalog.\n\n"
+    "Start with `trainfiles conversations scan FOLDER`, then `trainfiles create --name NAME --batch B`.",
+)
+conversations_app = typer.Typer(no_args_is_help=True, help="Register and list source conversations.")
+app.add_typer(conversations_app, name="conversations")
+
+
+@app.callback()
+def _settings(
+    ctx: typer.Context,
+    catalog: Annotated[str | None, typer.Option(envvar="TRAINFILES_CATALOG", help="Catalog SQLite file.")] = None,
+    store: Annotated[
+        str | None, typer.Option(envvar="TRAINFILES_STORE", help="Where training files are stored: a folder or fsspec URL.")
+    ] = None,
+    user: Annotated[str | None, typer.Option(envvar="TRAINFILES_USER", help="Who is acting (default: login name).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Print tracebacks of internal errors.")] = False,
+):
+    from .settings import resolve
+
+    ctx.obj = resolve(catalog, store, user, debug)
+
+
+def _service():
+    from . import service
+
+    return service
+
+
+def _json(value: Any) -> None:
+    import orjson
+
+    sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def _print(renderable) -> None:
+    from .render import stdout
+
+    stdout().print(renderable)
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+# conversations
+
+
+@conversations_app.command("scan")
+def conversations_scan(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(help="Folder or fsspec URL to walk for enriched *.json files.")],
+    batch: Annotated[str | None, typer.Option(help="Record the conversations as members of this generation batch.")] = None,
+    json: JsonFlag = False,
+):
+    """Register every enriched conversation file under URL.
+
+    Eligible files become `completed`; ineligible ones are listed with the reason (and
+    recorded as `validation_failed` when their id is known). Running it again updates.
+
+    Example: trainfiles conversations scan s3://bucket/enriched --batch 2025-12-02
+    """
+    _report_registration(_service().scan(ctx.obj, url, batch), json)
+
+
+@conversations_app.command("import")
+def conversations_import(
+    ctx: typer.Context,
+    manifest: Annotated[str, typer.Argument(help="CSV (header row) or JSON Lines export of the conversations table.")],
+    base: Annotated[
+        str | None, typer.Option(help="Folder or URL that relative enriched_file_path values are under (default: the manifest's folder).")
+    ] = None,
+    json: JsonFlag = False,
+):
+    """Register or update conversations from the platform's manifest export.
+
+    A manifest value wins over one derived from the file; empty cells mean unknown.
+
+    Example: trainfiles conversations import conversations.csv --base s3://bucket/enriched
+    """
+    _report_registration(_service().import_manifest(ctx.obj, manifest, base), json)
+
+
+def _report_registration(result: dict, json: bool) -> None:
+    if json:
+        _json(result)
+        return
+    print(f"registered {result['registered']}, updated {result['updated']}, invalid {len(result['invalid'])}")
+    for item in result["invalid"]:
+        print(f"  invalid {item['path']}: {item['reason']}")
+
+
+class Status(str, Enum):
+    not_started = "not_started"
+    validation_failed = "validation_failed"
+    validated = "validated"
+    enrichment_in_progress = "enrichment_in_progress"
+    enriched = "enriched"
+    normalization_failed = "normalization_failed"
+    completed = "completed"
+
+
+@conversations_app.command("list")
+def conversations_list(
+    ctx: typer.Context,
+    status: Annotated[Status | None, typer.Option(help="Only conversations with this enrichment status.")] = None,
+    batch: Annotated[str | None, typer.Option(help="Only conversations of this batch.")] = None,
+    json: JsonFlag = False,
+):
+    """List registered conversations (created_at, then id order)."""
+    records = _service().list_conversations(ctx.obj, status.value if status else None, batch)
+    if json:
+        _json(records)
+    else:
+        from .render import conversations_table
+
+        _print(conversations_table(records))
+
+
+# training files
+
+IdsFile = Annotated[
+    str | None, typer.Option("--ids-file", help="File of conversation ids, one per line (`-` for stdin; # comments).")
+]
+Ids = Annotated[list[str] | None, typer.Option("--id", help="A conversation id; repeat for more.")]
+Batch = Annotated[str | None, typer.Option("--batch", help="Every conversation of this generation batch.")]
+SkipInvalid = Annotated[
+    bool, typer.Option("--skip-invalid", help="Leave ineligible conversations out and list them, instead of refusing.")
+]
+
+
+def _selection(ids_file: str | None, ids: list[str] | None, batch: str | None):
+    from .selection import parse_ids, read_ids_file
+
+    given = [name for name, value in (("--ids-file", ids_file), ("--id", ids), ("--batch", batch)) if value]
+    if len(given) != 1:
+        raise typer.BadParameter("give exactly one of --ids-file, --id or --batch" + (f" (got {', '.join(given)})" if given else ""))
+    service = _service()
+    if batch:
+        return service.Selection(batch=batch)
+    return service.Selection(ids=read_ids_file(ids_file) if ids_file else parse_ids(ids, "--id"))
+
+
+def _report_file(rec: dict, json: bool) -> None:
+    if json:
+        _json(rec)
+        return
+    for item in rec.get("skipped", []):
+        _warn(f"skipped {item['conversation_id']}: {item['reason']}")
+    from .render import file_summary
+
+    _print(file_summary(rec))
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="Unique name of the training file.")],
+    description: Annotated[str | None, typer.Option(help="Free text shown by show and list --json.")] = None,
+    target_model: Annotated[str | None, typer.Option(help="Model the file is meant for, e.g. llama-3.1-8b.")] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="JSON file with the consultant_profile to use when the conversations' profiles differ.")
+    ] = None,
+    ids_file: IdsFile = None,
+    id: Ids = None,
+    batch: Batch = None,
+    skip_invalid: SkipInvalid = False,
+    json: JsonFlag = False,
+):
+    """Create a training file (full JSON + JSONL) from conversations.
+
+    Conversations keep the order given (a batch: created_at, then id). Nothing is written
+    unless every conversation is eligible, or --skip-invalid is given.
+
+    Example: trainfiles create --name dec-batch --ids-file ids.txt --target-model llama-3.1-8b
+    """
+    selection = _selection(ids_file, id, batch)
+    rec = _service().create(
+        ctx.obj,
+        name=name,
+        description=description,
+        target_model=target_model,
+        profile_file=profile,
+        selection=selection,
+        skip_invalid=skip_invalid,
+    )
+    _report_file(rec, json)
+
+
+@app.command()
+def add(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="Training file id or name.")],
+    ids_file: IdsFile = None,
+    id: Ids = None,
+    batch: Batch = None,
+    skip_invalid: SkipInvalid = False,
+    json: JsonFlag = False,
+):
+    """Add conversations to a training file you created; both outputs are regenerated.
+
+    Example: trainfiles add dec-batch --id 2e6e3685-eb74-46c9-b11d-13a3e162a4b5
+    """
+    selection = _selection(ids_file, id, batch)
+    _report_file(_service().add(ctx.obj, file, selection, skip_invalid), json)
+
+
+class FileStatus(str, Enum):
+    active = "active"
+    archived = "archived"
+    processing = "processing"
+    failed = "failed"
+    all = "all"
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    status: Annotated[FileStatus, typer.Option(help="Which training files to list.")] = FileStatus.active,
+    json: JsonFlag = False,
+):
+    """List training files with their statistics, newest first."""
+    records = _service().list_files(ctx.obj, status.value)
+    if json:
+        _json(records)
+    else:
+        from .render import files_table
+
+        _print(files_table(records))
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="Training file id or name.")],
+    json: JsonFlag = False,
+):
+    """Show one training file: statistics, storage and member conversation ids."""
+    _report_file(_service().show(ctx.obj, file), json)
+
+
+class ExportFormat(str, Enum):
+    json = "json"
+    jsonl = "jsonl"
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="Training file id or name.")],
+    format: Annotated[ExportFormat, typer.Option("--format", help="Which output to export.")] = ExportFormat.json,
+    output: Annotated[str, typer.Option("--output", "-o", help="Where to write (`-`: standard output).")] = "-",
+    no_header: Annotated[bool, typer.Option("--no-header", help="JSONL without its `_meta` first line.")] = False,
+    url: Annotated[bool, typer.Option("--url", help="Print a time-limited download URL instead (remote stores).")] = False,
+    expires: Annotated[int, typer.Option(min=1, max=604800, help="Seconds the --url stays valid.")] = 3600,
+):
+    """Export a training file's JSON or JSONL, or a signed URL to it.
+
+    Example: trainfiles export dec-batch --format jsonl --no-header -o train.jsonl
+    """
+    service = _service()
+    if url:
+        print(service.sign(ctx.obj, file, format.value, expires))
+        return
+    chunks = service.export(ctx.obj, file, format.value, header=not no_header)
+    if output == "-":
+        for chunk in chunks:
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    else:
+        from .storage import write_atomic
+
+        write_atomic(output, b"".join(chunks))
+
+
+@app.command()
+def archive(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="Training file id or name.")],
+    json: JsonFlag = False,
+):
+    """Archive a training file: it leaves `list`, and nothing more can be added to it."""
+    _report_file(_service().archive(ctx.obj, file), json)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

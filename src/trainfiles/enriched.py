@@ -1,0 +1,217 @@
+"""Reading one enriched conversation file: parse, check eligibility, derive its record.
+
+Eligibility follows `format-v4.md` section 1: structure is checked, vocabularies stay open,
+and every problem is reported with the JSON path and the rule it breaks.
+"""
+
+import re
+from typing import Any
+
+from typing_extensions import TypedDict
+
+import orjson
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+from pydantic.types import StrictBool, StrictInt, StrictStr
+
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+NAME_RE = re.compile(r"^fp_conversation_(" + UUID_RE.pattern + r")$", re.I)
+
+_strict = ConfigDict(strict=True, str_min_length=0)
+
+
+@with_config(_strict)
+class _Emotions(TypedDict):
+    primary: StrictStr
+
+
+@with_config(_strict)
+class _EmotionalContext(TypedDict):
+    detected_emotions: _Emotions
+
+
+@with_config(_strict)
+class _Pair(TypedDict):
+    id: StrictStr
+    conversation_id: StrictStr
+    turn_number: StrictInt
+    conversation_metadata: dict[str, Any]
+    system_prompt: StrictStr
+    conversation_history: list[Any]
+    current_user_input: StrictStr
+    emotional_context: _EmotionalContext
+    target_response: StrictStr | None
+    training_metadata: dict[str, Any]
+
+
+@with_config(_strict)
+class _Document(TypedDict):
+    dataset_metadata: dict[str, Any]
+    consultant_profile: dict[str, Any]
+    training_pairs: list[_Pair]
+
+
+_document = TypeAdapter(_Document)
+
+
+class Ineligible(Exception):
+    """The file is not an eligible enriched conversation; `reasons` says why."""
+
+    def __init__(self, reasons: list[str]):
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+
+
+def parse(data: bytes) -> Any:
+    """Parse JSON bytes; broken JSON is Ineligible with its line and column."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise Ineligible([f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"]) from None
+
+
+def check(doc: Any) -> None:
+    """Raise Ineligible naming every rule of format-v4 section 1 that `doc` breaks."""
+    if not isinstance(doc, dict):
+        raise Ineligible([f"$: expected a JSON object, found {_kind(doc)}"])
+    if "turns" in doc and "training_pairs" not in doc:
+        raise Ineligible(["$: a raw conversation (`turns`), not an enriched file"])
+    try:
+        _document.validate_python(doc)
+        reasons = []
+    except ValidationError as e:
+        reasons = [_describe(err) for err in e.errors()]
+    pairs = doc.get("training_pairs")
+    pairs = pairs if isinstance(pairs, list) else []
+    if "training_pairs" in doc and not pairs:
+        reasons.append("$.training_pairs: must not be empty")
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, dict):
+            continue
+        where = f"$.training_pairs[{i}]"
+        turn = pair.get("turn_number")
+        if isinstance(turn, int) and turn != i + 1:
+            reasons.append(f"{where}.turn_number: expected {i + 1}, found {turn}")
+        for key in ("system_prompt", "current_user_input"):
+            if isinstance(pair.get(key), str) and not pair[key].strip():
+                reasons.append(f"{where}.{key}: must not be empty")
+    if pairs and all(isinstance(p, dict) and p.get("target_response") is None for p in pairs):
+        reasons.append("$.training_pairs: no pair has a target_response")
+    if "input_parameters" in doc and not isinstance(doc["input_parameters"], dict):
+        reasons.append(f"$.input_parameters: expected an object, found {_kind(doc['input_parameters'])}")
+    elif not reasons:
+        scaffolding = scaffolding_of(doc)
+        missing = [key for key, field in _SCAFFOLDING_KEYS if not scaffolding[field]]
+        if missing:
+            reasons.append(
+                "$.training_pairs[0].conversation_metadata: no v4 scaffolding "
+                f"({', '.join(missing)}; an older v3 file?)"
+            )
+    if reasons:
+        raise Ineligible(reasons)
+
+
+_SCAFFOLDING_KEYS = (
+    ("persona_archetype", "persona_key"),
+    ("emotional_arc_key", "emotional_arc_key"),
+    ("training_topic_key", "training_topic_key"),
+)
+
+
+def conversation_id(doc: Any, path: str) -> str | None:
+    """The conversation UUID: from `dataset_name`, else the UUID folder holding the file."""
+    meta = doc.get("dataset_metadata") if isinstance(doc, dict) else None
+    name = meta.get("dataset_name") if isinstance(meta, dict) else None
+    if isinstance(name, str) and (m := NAME_RE.match(name)):
+        return m.group(1).lower()
+    parts = path.rstrip("/").split("/")
+    if len(parts) >= 2 and UUID_RE.fullmatch(parts[-2]):
+        return parts[-2].lower()
+    return None
+
+
+def derive(doc: dict) -> dict:
+    """Record values derived from an eligible document (format-v4 section 2)."""
+    pairs = doc["training_pairs"]
+    scores = [
+        s
+        for p in pairs
+        if isinstance(s := p["training_metadata"].get("quality_score"), (int, float))
+        and not isinstance(s, bool)
+    ]
+    quality = round2(sum(scores) / len(scores)) if scores else None
+    replies = [p for p in pairs if p["target_response"] is not None]
+    scaffolding = scaffolding_of(doc)
+    return {
+        "persona_key": scaffolding["persona_key"] or None,
+        "emotional_arc_key": scaffolding["emotional_arc_key"] or None,
+        "topic_key": scaffolding["training_topic_key"] or None,
+        "quality_score": quality,
+        "human_reviewed": all(p["training_metadata"].get("human_reviewed") is True for p in replies),
+        "created_at": _str(doc["dataset_metadata"].get("created_date")) or None,
+        "tier": tier(quality),
+    }
+
+
+def scaffolding_of(doc: dict) -> dict:
+    """Scaffolding keys and names: `input_parameters` first, else the first pair's metadata."""
+    params = doc.get("input_parameters") or {}
+    first = doc["training_pairs"][0]["conversation_metadata"]
+
+    def pick(param_key: str, meta_key: str) -> str:
+        return _str(params.get(param_key)) or _str(first.get(meta_key))
+
+    return {
+        "persona_key": pick("persona_key", "persona_archetype"),
+        "persona_name": pick("persona_name", "client_persona"),
+        "emotional_arc_key": pick("emotional_arc_key", "emotional_arc_key"),
+        "emotional_arc": pick("emotional_arc_name", "emotional_arc"),
+        "training_topic_key": pick("training_topic_key", "training_topic_key"),
+        "training_topic": pick("training_topic_name", "training_topic"),
+    }
+
+
+def tier(quality: float | None) -> str:
+    """Quality tier of a conversation score (format-v4 section 3)."""
+    if quality is None:
+        return "experimental"
+    if quality >= 4.5:
+        return "seed_dataset"
+    if quality >= 3.5:
+        return "production"
+    if quality >= 2.5:
+        return "experimental"
+    return "rejected"
+
+
+def round2(value: float) -> float:
+    """Round half away from zero to 2 decimals, on the decimal value a user reads."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return float(Decimal(repr(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def _describe(err: dict) -> str:
+    path = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+    if err["type"] == "missing":
+        return f"{path}: required field missing"
+    return f"{path}: expected {_EXPECTED.get(err['type'], err['msg'])}, found {_kind(err['input'])}"
+
+
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "dict_type": "an object",
+    "list_type": "an array",
+    "typed_dict_type": "an object",
+    "bool_type": "a boolean",
+}

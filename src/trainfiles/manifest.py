@@ -1,0 +1,138 @@
+"""Reading a manifest: the platform's conversations table (joined with batch_items) as CSV or JSON Lines.
+
+Empty cells mean unknown and are left out, so they never overwrite a known value.
+"""
+
+import csv
+import io
+import math
+from typing import Any
+
+import orjson
+
+from .catalog import CONVERSATION_FIELDS
+from .enriched import UUID_RE
+from .errors import InvalidInput
+
+STATUSES = (
+    "not_started",
+    "validation_failed",
+    "validated",
+    "enrichment_in_progress",
+    "enriched",
+    "normalization_failed",
+    "completed",
+)
+SCORES = (
+    "quality_score",
+    "empathy_score",
+    "clarity_score",
+    "appropriateness_score",
+    "brand_voice_alignment",
+)
+TRUE = {"true", "1", "yes"}
+FALSE = {"false", "0", "no"}
+
+
+def parse_manifest(data: bytes, name: str) -> list[dict]:
+    """Manifest rows as conversation rows holding only known values.
+
+    `enriched_file_path` is returned as written. Every bad row is named in one InvalidInput.
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"manifest {name}: not UTF-8 ({e})") from None
+    rows = _jsonl(text, name) if _is_jsonl(name, text) else _csv(text, name)
+    out, errors = [], []
+    for where, raw in rows:
+        try:
+            out.append(_row(raw))
+        except ValueError as e:
+            errors.append(f"{name} {where}: {e}")
+    if errors:
+        raise InvalidInput("bad manifest rows: " + "; ".join(errors))
+    if not out:
+        raise InvalidInput(f"manifest {name}: no rows")
+    return out
+
+
+def _is_jsonl(name: str, text: str) -> bool:
+    lower = name.lower()
+    if lower.endswith(".csv"):
+        return False
+    if lower.endswith((".jsonl", ".ndjson", ".json")):
+        return True
+    return text.lstrip().startswith("{")
+
+
+def _csv(text: str, name: str) -> list[tuple[str, dict]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames or "conversation_id" not in reader.fieldnames:
+        raise InvalidInput(f"manifest {name}: the header row has no conversation_id column")
+    # Line numbers count the header as line 1, as an editor shows them.
+    return [(f"line {reader.line_num}", row) for row in reader]
+
+
+def _jsonl(text: str, name: str) -> list[tuple[str, dict]]:
+    rows, errors = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            errors.append(f"line {number}: not valid JSON ({e.msg}, column {e.colno})")
+            continue
+        if not isinstance(value, dict):
+            errors.append(f"line {number}: expected a JSON object")
+            continue
+        rows.append((f"line {number}", value))
+    if errors:
+        raise InvalidInput(f"manifest {name}: " + "; ".join(errors))
+    return rows
+
+
+def _row(raw: dict) -> dict:
+    values: dict[str, Any] = {}
+    for field in CONVERSATION_FIELDS:
+        value = raw.get(field)
+        if isinstance(value, str):
+            value = value.strip()
+        if value is None or value == "":
+            continue
+        values[field] = _convert(field, value)
+    if "conversation_id" not in values:
+        raise ValueError("conversation_id is empty")
+    values["manifest_fields"] = sorted(k for k in values if k != "conversation_id")
+    return values
+
+
+def _convert(field: str, value: Any) -> Any:
+    if field == "conversation_id":
+        if not (isinstance(value, str) and UUID_RE.fullmatch(value)):
+            raise ValueError(f"conversation_id {value!r} is not a UUID")
+        return value.lower()
+    if field == "enrichment_status":
+        if value not in STATUSES:
+            raise ValueError(f"enrichment_status {value!r} is not one of {', '.join(STATUSES)}")
+        return value
+    if field == "human_reviewed":
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in TRUE:
+            return True
+        if str(value).lower() in FALSE:
+            return False
+        raise ValueError(f"human_reviewed {value!r} is not a boolean")
+    if field in SCORES:
+        if isinstance(value, bool):
+            raise ValueError(f"{field} {value!r} is not a number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number):
+            raise ValueError(f"{field} {value!r} is not a number")
+        return number
+    return str(value)

@@ -1,0 +1,21 @@
+"""Progress bars on standard error, shown only to a person at a terminal and only for long work."""
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+
+MIN_ITEMS = 50
+
+
+@contextlib.contextmanager
+def bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """Yield `advance(n)`; draws a transient bar when stderr is a terminal and total is large."""
+    if total < MIN_ITEMS or not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)

@@ -1,0 +1,135 @@
+"""Human output: rich tables and summaries. Machines use `--json` instead."""
+
+from datetime import UTC, datetime
+
+from rich.console import Console
+from rich.table import Table
+
+
+def stdout() -> Console:
+    """A console for data on standard output: no colour or wrapping when piped."""
+    console = Console(soft_wrap=False, highlight=False)
+    if not console.is_terminal:
+        console = Console(soft_wrap=False, highlight=False, width=240, no_color=True)
+    return console
+
+
+def size(n: int | None) -> str:
+    """Bytes as a short human size: 512 B, 48.2 KB, 3.1 MB."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+def age(timestamp: str | None, now: datetime | None = None) -> str:
+    """How long ago an ISO timestamp was: 45s, 12m, 5h, 3d."""
+    if not timestamp:
+        return "-"
+    then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    seconds = max(0, int(((now or datetime.now(UTC)) - then).total_seconds()))
+    for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= span:
+            return f"{seconds // span}{unit}"
+    return f"{seconds}s"
+
+
+def counts(mapping: dict[str, int]) -> str:
+    """A distribution as `key count` pairs, most frequent first."""
+    ordered = sorted(mapping.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{key} {n}" for key, n in ordered) or "-"
+
+
+def score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def files_table(records: list[dict]) -> Table:
+    """The `list` table: one row per training file."""
+    table = Table(title=None, show_lines=False)
+    for header, justify in (
+        ("name", "left"),
+        ("conversations", "right"),
+        ("pairs", "right"),
+        ("avg quality", "right"),
+        ("personas", "left"),
+        ("arcs", "left"),
+        ("topics", "left"),
+        ("json", "right"),
+        ("jsonl", "right"),
+        ("age", "right"),
+    ):
+        table.add_column(header, justify=justify)
+    now = datetime.now(UTC)
+    for rec in records:
+        dist = rec["scaffolding_distribution"]
+        table.add_row(
+            rec["name"] + ("" if rec["status"] == "active" else f" ({rec['status']})"),
+            str(rec["conversation_count"]),
+            str(rec["total_training_pairs"]),
+            score(rec["avg_quality_score"]),
+            counts(dist.get("personas", {})),
+            counts(dist.get("emotional_arcs", {})),
+            counts(dist.get("training_topics", {})),
+            size(rec["json_file_size"]),
+            size(rec["jsonl_file_size"]),
+            age(rec["created_at"], now),
+        )
+    return table
+
+
+def file_summary(rec: dict) -> Table:
+    """The `create`, `add` and `show` summary: one field per line."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    dist = rec["scaffolding_distribution"]
+    rows = [
+        ("name", rec["name"]),
+        ("id", rec["id"]),
+        ("status", rec["status"]),
+        ("description", rec["description"] or "-"),
+        ("conversations", str(rec["conversation_count"])),
+        ("training pairs", str(rec["total_training_pairs"])),
+        (
+            "quality",
+            f"avg {score(rec['avg_quality_score'])}, min {score(rec['min_quality_score'])}, "
+            f"max {score(rec['max_quality_score'])}, human reviewed {rec['human_reviewed_count']}",
+        ),
+        ("personas", counts(dist.get("personas", {}))),
+        ("emotional arcs", counts(dist.get("emotional_arcs", {}))),
+        ("training topics", counts(dist.get("training_topics", {}))),
+        ("json", f"{rec['json_file_path']} ({size(rec['json_file_size'])})"),
+        ("jsonl", f"{rec['jsonl_file_path']} ({size(rec['jsonl_file_size'])})"),
+        ("created", f"{rec['created_at']} by {rec['created_by']}"),
+        ("last updated", rec["last_updated_at"]),
+    ]
+    if "conversation_ids" in rec:
+        rows.append(("conversation ids", "\n".join(rec["conversation_ids"])))
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def conversations_table(records: list[dict]) -> Table:
+    """The `conversations list` table."""
+    table = Table()
+    for header in ("conversation_id", "status", "batch", "persona", "arc", "topic", "quality", "reviewed", "created"):
+        table.add_column(header)
+    for rec in records:
+        table.add_row(
+            rec["conversation_id"],
+            rec["enrichment_status"] or "-",
+            rec["batch_job_id"] or "-",
+            rec["persona_key"] or "-",
+            rec["emotional_arc_key"] or "-",
+            rec["topic_key"] or "-",
+            score(rec["quality_score"]),
+            {True: "yes", False: "no", None: "-"}[rec["human_reviewed"]],
+            rec["created_at"] or "-",
+        )
+    return table

@@ -1,0 +1,47 @@
+"""Which conversations a command names: ids from a file, the command line or a batch."""
+
+import sys
+from collections import Counter
+from collections.abc import Iterable
+
+from .enriched import UUID_RE
+from .errors import Conflict, InvalidInput
+
+
+def parse_ids(lines: Iterable[str], source: str) -> list[str]:
+    """Ids in order, lower-cased; blank lines and `#` comments skipped.
+
+    Every malformed line is named in one InvalidInput.
+    """
+    ids, bad = [], []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if not UUID_RE.fullmatch(text):
+            bad.append(f"{source} line {number}: {text!r}")
+            continue
+        ids.append(text.lower())
+    if bad:
+        raise InvalidInput("not a conversation id: " + ", ".join(bad))
+    return ids
+
+
+def read_ids_file(path: str) -> list[str]:
+    """Ids from a file, or from standard input for `-`."""
+    if path == "-":
+        return parse_ids(sys.stdin, "stdin")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_ids(f.read().splitlines(), path)
+    except FileNotFoundError:
+        raise InvalidInput(f"ids file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidInput(f"cannot read ids file {path}: {e}") from None
+
+
+def require_unique(ids: list[str]) -> None:
+    """Refuse a request that names a conversation twice."""
+    twice = [cid for cid, n in Counter(ids).items() if n > 1]
+    if twice:
+        raise Conflict("conversation ids given more than once: " + ", ".join(twice))

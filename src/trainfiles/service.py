@@ -1,0 +1,527 @@
+"""The use cases: each command's work, tying catalog, storage, builder and checks together.
+
+Every command that writes does so all-or-nothing: outputs are written while the catalog's
+write lock is held, and the catalog commits only after they are in place; on any failure
+the previous outputs are put back and the transaction rolls back.
+"""
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+
+from . import builder, enriched, storage
+from .catalog import MEMBER_STAT_FIELDS, RECORD_FIELDS, Catalog
+from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, TrainfilesError
+from .manifest import parse_manifest
+from .progress import bar
+from .selection import require_unique
+from .settings import Settings
+
+MAX_NAME = 200
+
+
+def utc_now() -> str:
+    """Now as ISO 8601 UTC ending in Z; SOURCE_DATE_EPOCH pins it for reproducible output."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    moment = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Selection:
+    """The conversations a create or add names: explicit ids or a whole batch."""
+
+    ids: list[str] = field(default_factory=list)
+    batch: str | None = None
+
+
+# Conversations
+
+
+def scan(settings: Settings, url: str, batch: str | None) -> dict:
+    """Register every enriched file under `url`; report registered, updated and invalid."""
+    urls = storage.find_json(url)
+    with bar("Reading conversations", len(urls)) as advance:
+        contents = storage.read_many(urls, advance)
+    rows, invalid, seen = [], [], {}
+    for path, data in zip(urls, contents):
+        if isinstance(data, TrainfilesError):
+            if data.exit_code == 6:
+                raise data
+            invalid.append({"path": path, "reason": str(data)})
+            continue
+        row, reason = _scanned_row(path, data)
+        if row and row["conversation_id"] in seen:
+            row, reason = None, f"conversation {row['conversation_id']} is also at {seen[row['conversation_id']]}"
+        if row:
+            seen[row["conversation_id"]] = path
+            if batch:
+                row["batch_job_id"] = batch
+            rows.append(row)
+        if reason:
+            invalid.append({"path": path, "reason": reason})
+    return _save_conversations(settings, rows, invalid)
+
+
+def _scanned_row(path: str, data: bytes) -> tuple[dict | None, str | None]:
+    """The catalog row a scanned file gives, and why it is ineligible if it is."""
+    doc = None
+    try:
+        doc = enriched.parse(data)
+        enriched.check(doc)
+    except enriched.Ineligible as e:
+        cid = enriched.conversation_id(doc, path)
+        reason = "; ".join(e.reasons)
+        if cid is None:
+            return None, reason
+        return {
+            "conversation_id": cid,
+            "enrichment_status": "validation_failed",
+            "enriched_file_path": path,
+            "invalid_reason": reason,
+        }, reason
+    cid = enriched.conversation_id(doc, path)
+    if cid is None:
+        return None, "no conversation id: dataset_metadata.dataset_name is not fp_conversation_<uuid> and the folder is not a UUID"
+    return {
+        "conversation_id": cid,
+        "enrichment_status": "completed",
+        "enriched_file_path": path,
+        "invalid_reason": None,
+        **enriched.derive(doc),
+    }, None
+
+
+def import_manifest(settings: Settings, manifest: str, base: str | None) -> dict:
+    """Register or update conversations from a manifest export."""
+    rows = parse_manifest(storage.read(manifest), manifest)
+    base = base or _parent(manifest)
+    for row in rows:
+        path = row.get("enriched_file_path")
+        if path and not _is_absolute(path):
+            row["enriched_file_path"] = storage.join(base, path)
+    return _save_conversations(settings, rows, [])
+
+
+def _save_conversations(settings: Settings, rows: list[dict], invalid: list[dict]) -> dict:
+    catalog = Catalog(settings.catalog)
+    with catalog.write():
+        registered, updated = catalog.save_conversations(rows, utc_now())
+    return {"registered": registered, "updated": updated, "invalid": invalid}
+
+
+def list_conversations(settings: Settings, status: str | None, batch: str | None) -> list[dict]:
+    return Catalog(settings.catalog).list_conversations(status, batch)
+
+
+def _parent(url: str) -> str:
+    return url.rsplit("/", 1)[0] if "/" in url else "."
+
+
+def _is_absolute(path: str) -> bool:
+    return "://" in path or os.path.isabs(path)
+
+
+# Training files
+
+
+@dataclass
+class _Gathered:
+    """Eligible conversations read for one command, in request order."""
+
+    members: list[dict]
+    entries: list[dict]
+    skipped: list[dict]
+    profile: dict
+    vertical: str
+
+
+def create(
+    settings: Settings,
+    *,
+    name: str,
+    description: str | None,
+    target_model: str | None,
+    profile_file: str | None,
+    selection: Selection,
+    skip_invalid: bool,
+) -> dict:
+    """Build a new training file from the selected conversations."""
+    name = _check_name(name)
+    catalog = Catalog(settings.catalog)
+    if catalog.name_taken(name):
+        raise Conflict(f"a training file named {name!r} already exists")
+    ids = _resolve(catalog, selection)
+    profile = _load_profile(profile_file) if profile_file else None
+    gathered = _gather(settings, catalog, ids, skip_invalid, profile=profile, vertical=None)
+    now = utc_now()
+    file_id = str(uuid.uuid4())
+    folder = storage.join(settings.store, file_id)
+    members = _member_rows(file_id, gathered.members, settings.user, now, start=0)
+    doc = builder.build_document(
+        name=name,
+        created=now,
+        updated=now,
+        target_model=target_model,
+        vertical=gathered.vertical,
+        profile=gathered.profile,
+        conversations=gathered.entries,
+        stats=builder.statistics(members),
+    )
+    row = {
+        "id": file_id,
+        "name": name,
+        "description": description,
+        "json_file_path": storage.join(folder, "training.json"),
+        "jsonl_file_path": storage.join(folder, "training.jsonl"),
+        "storage_bucket": _bucket(settings.store),
+        "target_model": target_model,
+        "status": "active",
+        "created_by": settings.user,
+        "created_at": now,
+    }
+
+    def still_free() -> None:
+        if catalog.name_taken(name):
+            raise Conflict(f"a training file named {name!r} already exists")
+
+    _publish(catalog, row, doc, members, previous=None, recheck=still_free)
+    return _with_skipped(record(catalog.find_file(file_id)), gathered, skip_invalid)
+
+
+def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) -> dict:
+    """Append conversations to a training file and regenerate both outputs."""
+    catalog = Catalog(settings.catalog)
+    row = _writable(catalog, ref, settings.user)
+    ids = _resolve(catalog, selection)
+    existing = catalog.members(row["id"])
+    present = {m["conversation_id"] for m in existing}
+    already = [cid for cid in ids if cid in present]
+    if already:
+        raise Conflict(f"already in training file {row['name']!r}: " + ", ".join(already))
+    old_json, old_jsonl = _read_outputs(row)
+    old = orjson.loads(old_json)
+    gathered = _gather(
+        settings,
+        catalog,
+        ids,
+        skip_invalid,
+        profile=old["consultant_profile"],
+        vertical=old["training_file_metadata"]["vertical"],
+    )
+    now = utc_now()
+    members = _member_rows(row["id"], gathered.members, settings.user, now, start=len(existing))
+    meta = old["training_file_metadata"]
+    doc = builder.build_document(
+        name=row["name"],
+        created=meta["created_date"],
+        updated=now,
+        target_model=meta.get("target_model"),
+        vertical=meta["vertical"],
+        profile=old["consultant_profile"],
+        conversations=old["conversations"] + gathered.entries,
+        stats=builder.statistics(existing + members),
+    )
+    seen_update = row["updated_at"]
+
+    def unchanged() -> None:
+        current = catalog.find_file(row["id"])
+        if current["updated_at"] != seen_update or current["status"] != "active":
+            raise Conflict(f"training file {row['name']!r} changed during this command; run it again")
+
+    _publish(catalog, dict(row), doc, members, previous=(old_json, old_jsonl), recheck=unchanged)
+    return _with_skipped(record(catalog.find_file(row["id"])), gathered, skip_invalid)
+
+
+def _writable(catalog: Catalog, ref: str, user: str) -> dict:
+    row = _find(catalog, ref)
+    if row["created_by"] != user:
+        raise PermissionDenied(
+            f"training file {row['name']!r} was created by {row['created_by']}; only its creator may change it"
+        )
+    if row["status"] == "archived":
+        raise Conflict(f"training file {row['name']!r} is archived")
+    return row
+
+
+def _read_outputs(row: dict) -> tuple[bytes, bytes]:
+    """The stored JSON and JSONL, checked against the digests the catalog recorded."""
+    contents = storage.read_many([row["json_file_path"], row["jsonl_file_path"]])
+    for data in contents:
+        if isinstance(data, TrainfilesError):
+            raise data
+    for data, kind in zip(contents, ("json", "jsonl")):
+        if storage.sha256(data) != row[f"{kind}_sha256"]:
+            raise Conflict(f"{row[f'{kind}_file_path']} was changed outside trainfiles (sha256 differs from the catalog)")
+    return contents[0], contents[1]
+
+
+def _resolve(catalog: Catalog, selection: Selection) -> list[str]:
+    if selection.batch:
+        ids = catalog.batch_conversation_ids(selection.batch)
+        if not ids:
+            raise NotFound(f"no conversations in batch {selection.batch}")
+        return ids
+    if not selection.ids:
+        raise InvalidInput("no conversation ids given")
+    require_unique(selection.ids)
+    return selection.ids
+
+
+def _gather(
+    settings: Settings,
+    catalog: Catalog,
+    ids: list[str],
+    skip_invalid: bool,
+    *,
+    profile: dict | None,
+    vertical: str | None,
+) -> _Gathered:
+    """Read and check the named conversations; refuse or skip the ineligible ones."""
+    records = catalog.conversations(ids)
+    unknown = [cid for cid in ids if cid not in records]
+    if unknown:
+        raise NotFound("unknown conversation ids: " + ", ".join(unknown))
+    problems: dict[str, tuple[str, type[TrainfilesError]]] = {}
+    readable = []
+    for cid in ids:
+        rec = records[cid]
+        if rec["enrichment_status"] != "completed":
+            problems[cid] = (f"status is {rec['enrichment_status']}, not completed", InvalidInput)
+        elif not rec["enriched_file_path"]:
+            problems[cid] = ("no enriched_file_path", InvalidInput)
+        else:
+            readable.append(cid)
+    with bar("Reading conversations", len(readable)) as advance:
+        contents = storage.read_many([records[cid]["enriched_file_path"] for cid in readable], advance)
+    docs = {}
+    for cid, data in zip(readable, contents):
+        path = records[cid]["enriched_file_path"]
+        if isinstance(data, TrainfilesError):
+            if not isinstance(data, NotFound):
+                raise data
+            problems[cid] = (str(data), NotFound)
+            continue
+        try:
+            doc = enriched.parse(data)
+            enriched.check(doc)
+        except enriched.Ineligible as e:
+            problems[cid] = (f"{path}: " + "; ".join(e.reasons), InvalidInput)
+            continue
+        docs[cid] = (doc, storage.sha256(data))
+    first = next(iter(docs.values()), (None, None))[0]
+    if vertical is None and first is not None:
+        vertical = _vertical(first)
+    check_profile = profile is None
+    if check_profile and first is not None:
+        profile = first["consultant_profile"]
+    for cid, (doc, _) in list(docs.items()):
+        if _vertical(doc) != vertical:
+            problems[cid] = (f"vertical {_vertical(doc)!r} differs from {vertical!r}", InvalidInput)
+        elif check_profile and doc["consultant_profile"] != profile:
+            problems[cid] = ("consultant_profile differs from the file's", InvalidInput)
+        else:
+            continue
+        del docs[cid]
+    skipped = [{"conversation_id": cid, "reason": problems[cid][0]} for cid in ids if cid in problems]
+    if skipped and not skip_invalid:
+        kinds = {problems[cid][1] for cid in problems}
+        error = NotFound if kinds == {NotFound} else InvalidInput
+        raise error("ineligible conversations: " + "; ".join(f"{s['conversation_id']}: {s['reason']}" for s in skipped))
+    if not docs:
+        raise InvalidInput("no eligible conversations: " + "; ".join(f"{s['conversation_id']}: {s['reason']}" for s in skipped))
+    members, entries = [], []
+    for cid in ids:
+        if cid not in docs:
+            continue
+        doc, digest = docs[cid]
+        member = _recorded_values(records[cid], doc)
+        member["source_path"] = records[cid]["enriched_file_path"]
+        member["source_sha256"] = digest
+        members.append(member)
+        entries.append(builder.conversation_entry(member, doc))
+    return _Gathered(members, entries, skipped, profile, vertical)
+
+
+def _recorded_values(rec: dict, doc: dict) -> dict:
+    """A member's values: derived from the document, except where a manifest set them."""
+    derived = enriched.derive(doc)
+    values = {"conversation_id": rec["conversation_id"], "batch_job_id": rec["batch_job_id"]}
+    for key in ("created_at", "quality_score", "human_reviewed", "persona_key", "emotional_arc_key", "topic_key"):
+        values[key] = rec[key] if key in rec["manifest_fields"] else derived[key]
+    values["training_pairs"] = len(doc["training_pairs"])
+    return values
+
+
+def _member_rows(file_id: str, gathered: list[dict], user: str, now: str, start: int) -> list[dict]:
+    return [
+        {
+            "training_file_id": file_id,
+            "conversation_id": m["conversation_id"],
+            "position": start + i,
+            "added_at": now,
+            "added_by": user,
+            "source_path": m["source_path"],
+            "source_sha256": m["source_sha256"],
+            **{k: m[k] for k in MEMBER_STAT_FIELDS},
+        }
+        for i, m in enumerate(gathered)
+    ]
+
+
+def _publish(catalog: Catalog, row: dict, doc: dict, members: list[dict], previous, recheck) -> None:
+    """Write both outputs and the catalog rows together, or leave everything as it was."""
+    outputs = {"json": builder.render_json(doc), "jsonl": builder.render_jsonl(doc)}
+    meta = doc["training_file_metadata"]
+    quality = meta["quality_summary"]
+    row.update(
+        conversation_count=meta["total_conversations"],
+        total_training_pairs=meta["total_training_pairs"],
+        avg_quality_score=quality["avg_quality_score"],
+        min_quality_score=quality["min_quality_score"],
+        max_quality_score=quality["max_quality_score"],
+        human_reviewed_count=quality["human_reviewed_count"],
+        scaffolding_distribution=orjson.dumps(meta["scaffolding_distribution"]).decode(),
+        vertical=meta["vertical"],
+        last_updated_at=meta["last_updated"],
+        updated_at=meta["last_updated"],
+    )
+    for kind, data in outputs.items():
+        row[f"{kind}_file_size"] = len(data)
+        row[f"{kind}_sha256"] = storage.sha256(data)
+    written = []
+    with catalog.write():
+        recheck()
+        try:
+            for kind, data in outputs.items():
+                storage.write_atomic(row[f"{kind}_file_path"], data)
+                written.append(kind)
+            catalog.save_file(row, members)
+        except BaseException:
+            _restore(row, written, previous)
+            raise
+
+
+def _restore(row: dict, written: list[str], previous: tuple[bytes, bytes] | None) -> None:
+    """Put back what a failed publish replaced: the old outputs, or nothing for a new file."""
+    for kind in written:
+        url = row[f"{kind}_file_path"]
+        try:
+            if previous is None:
+                storage.remove(url)
+            else:
+                storage.write_atomic(url, previous[0 if kind == "json" else 1])
+        except TrainfilesError:
+            pass  # the original failure is what the user must see
+
+
+def _with_skipped(rec: dict, gathered: _Gathered, skip_invalid: bool) -> dict:
+    if skip_invalid:
+        rec["skipped"] = gathered.skipped
+    return rec
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise InvalidInput("the name must not be empty")
+    if len(name) > MAX_NAME:
+        raise InvalidInput(f"the name is longer than {MAX_NAME} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InvalidInput("the name must not contain control characters")
+    if enriched.UUID_RE.fullmatch(name):
+        raise InvalidInput("the name must not look like a training file id (a UUID)")
+    return name
+
+
+def _load_profile(url: str) -> dict:
+    try:
+        profile = orjson.loads(storage.read(url))
+    except orjson.JSONDecodeError as e:
+        raise InvalidInput(f"profile {url}: not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+    if isinstance(profile, dict) and isinstance(profile.get("consultant_profile"), dict):
+        profile = profile["consultant_profile"]
+    if not isinstance(profile, dict):
+        raise InvalidInput(f"profile {url}: expected a JSON object")
+    return profile
+
+
+def _vertical(doc: dict) -> str:
+    value = doc["dataset_metadata"].get("vertical")
+    return value if isinstance(value, str) else ""
+
+
+def _bucket(store: str) -> str:
+    if storage.is_local(store):
+        return storage.join(store)
+    return store.split("://", 1)[1].split("/", 1)[0]
+
+
+def _find(catalog: Catalog, ref: str) -> dict:
+    row = catalog.find_file(ref)
+    if row is None:
+        raise NotFound(f"no training file with id or name {ref!r}")
+    return row
+
+
+def record(row: dict) -> dict:
+    """The training file record of `cli.md`."""
+    rec = {k: row.get(k) for k in RECORD_FIELDS}
+    rec["scaffolding_distribution"] = orjson.loads(row["scaffolding_distribution"] or "{}")
+    return rec
+
+
+def list_files(settings: Settings, status: str) -> list[dict]:
+    catalog = Catalog(settings.catalog)
+    return [record(row) for row in catalog.list_files(None if status == "all" else status)]
+
+
+def show(settings: Settings, ref: str) -> dict:
+    catalog = Catalog(settings.catalog)
+    row = _find(catalog, ref)
+    rec = record(row)
+    rec["conversation_ids"] = catalog.member_ids(row["id"])
+    return rec
+
+
+def archive(settings: Settings, ref: str) -> dict:
+    """Mark a training file archived; archiving an archived file changes nothing."""
+    catalog = Catalog(settings.catalog)
+    with catalog.write():
+        row = _find(catalog, ref)
+        if row["created_by"] != settings.user:
+            raise PermissionDenied(
+                f"training file {row['name']!r} was created by {row['created_by']}; only its creator may archive it"
+            )
+        if row["status"] != "archived":
+            catalog.set_status(row["id"], "archived", utc_now())
+    return record(catalog.find_file(row["id"]))
+
+
+def export(settings: Settings, ref: str, fmt: str, header: bool) -> Iterator[bytes]:
+    """The stored JSON or JSONL as a stream of chunks; `header=False` drops the JSONL `_meta` line."""
+    row = _find(Catalog(settings.catalog), ref)
+    url = row[f"{fmt}_file_path"]
+    with storage.open_input(url) as src:
+        try:
+            if fmt == "jsonl" and not header:
+                src.readline()
+            while chunk := src.read(storage.CHUNK):
+                yield chunk
+        except TrainfilesError:
+            raise
+        except Exception as e:
+            raise storage.failure(url, e) from e
+
+
+def sign(settings: Settings, ref: str, fmt: str, expires: int) -> str:
+    """A time-limited URL that downloads the stored file (remote stores only)."""
+    row = _find(Catalog(settings.catalog), ref)
+    url = row[f"{fmt}_file_path"]
+    if storage.is_local(url):
+        raise InvalidInput(f"{url} is on a local store: --url needs a remote store such as s3://")
+    return storage.sign(url, expires)

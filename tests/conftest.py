@@ -1,0 +1,69 @@
+"""Shared test set-up: isolated settings, a CLI runner, paths to fixtures and reference data."""
+
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from trainfiles.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "fixtures"
+REFERENCE = ROOT.parent / "shared" / "reference"
+
+sys.path.insert(0, str(FIXTURES))
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Every test gets its own catalog, store and user, and never touches the real home."""
+    monkeypatch.setenv("TRAINFILES_CATALOG", str(tmp_path / "catalog.db"))
+    monkeypatch.setenv("TRAINFILES_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("TRAINFILES_USER", "alice")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764547200")  # 2025-12-01T00:00:00Z
+    for name in ("TRAINFILES_DEBUG", "TRAINFILES_STORAGE_OPTIONS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+class Cli:
+    """Runs `trainfiles` in-process and checks the exit code."""
+
+    def __init__(self):
+        self.runner = CliRunner()
+
+    def __call__(self, *args, code: int = 0, input: str | None = None, env: dict | None = None):
+        result = self.runner.invoke(app, [str(a) for a in args], input=input, env=env)
+        assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr, result.exception)
+        if code not in (0, 2):
+            # Every refusal is exactly one line on stderr, never a traceback.
+            assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: "), result.stderr
+        return result
+
+    def json(self, *args, **kwargs):
+        return orjson.loads(self(*args, "--json", **kwargs).stdout)
+
+
+@pytest.fixture
+def cli():
+    return Cli()
+
+
+def write_json(path: Path, doc) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    return path
+
+
+def snapshot(*roots: Path) -> dict[str, bytes]:
+    """Every file under the roots with its bytes: to prove a refused command changed nothing."""
+    return {
+        str(p): p.read_bytes()
+        for root in roots
+        if root.exists()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }

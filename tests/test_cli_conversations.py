@@ -1,0 +1,193 @@
+"""`trainfiles conversations scan|import|list` through the CLI runner."""
+
+import shutil
+
+import generate
+import orjson
+
+from conftest import FIXTURES, REFERENCE, snapshot, write_json
+
+BAD = FIXTURES / "bad"
+
+
+def path_of(seed: int) -> str:
+    return str(FIXTURES / "conversations" / generate.USER_ID / generate.conversation_uuid(seed) / "enriched.json")
+
+
+def test_scan_registers_every_fixture_with_derived_values(cli):
+    assert cli.json("conversations", "scan", FIXTURES / "conversations") == {
+        "registered": 13,
+        "updated": 0,
+        "invalid": [],
+    }
+    records = {r["conversation_id"]: r for r in cli.json("conversations", "list")}
+    assert len(records) == 13
+    # seed 2: pair scores None, 3.5, None, 4.2; both replies reviewed
+    assert records[generate.conversation_uuid(2)] == {
+        "conversation_id": generate.conversation_uuid(2),
+        "enrichment_status": "completed",
+        "enriched_file_path": path_of(2),
+        "batch_job_id": None,
+        "persona_key": "overwhelmed_avoider",
+        "emotional_arc_key": "shame_to_acceptance",
+        "topic_key": "late_college_savings",
+        "quality_score": 3.85,
+        "empathy_score": None,
+        "clarity_score": None,
+        "appropriateness_score": None,
+        "brand_voice_alignment": None,
+        "created_at": "2025-10-08",
+        "tier": "production",
+        "human_reviewed": True,
+        "invalid_reason": None,
+        "manifest_fields": [],
+    }
+    # seed 13 has no uuid in dataset_name: its id is the folder's
+    assert records[generate.conversation_uuid(13)]["enrichment_status"] == "completed"
+
+
+def test_scan_is_idempotent_and_counts_updates(cli, tmp_path):
+    folder = tmp_path / "src"
+    shutil.copytree(FIXTURES / "conversations", folder)
+    cli("conversations", "scan", folder)
+    assert cli.json("conversations", "scan", folder) == {"registered": 0, "updated": 0, "invalid": []}
+    doc_path = folder / generate.USER_ID / generate.conversation_uuid(3) / "enriched.json"
+    doc = orjson.loads(doc_path.read_bytes())
+    doc["training_pairs"][0]["turn_number"] = 7
+    write_json(doc_path, doc)
+    assert cli.json("conversations", "scan", folder) == {
+        "registered": 0,
+        "updated": 1,
+        "invalid": [{"path": str(doc_path), "reason": "$.training_pairs[0].turn_number: expected 1, found 7"}],
+    }
+    failed = cli.json("conversations", "list", "--status", "validation_failed")
+    assert [(r["conversation_id"], r["invalid_reason"]) for r in failed] == [
+        (generate.conversation_uuid(3), "$.training_pairs[0].turn_number: expected 1, found 7")
+    ]
+
+
+def test_scan_bad_files_names_path_and_rule(cli):
+    result = cli.json("conversations", "scan", BAD)
+    line, column = generate.BROKEN_JSON_AT
+    assert result == {
+        "registered": 4,
+        "updated": 0,
+        "invalid": [
+            {"path": str(BAD / "broken.json"), "reason": f"not valid JSON: unexpected character, expected a JSON value at line {line}, column {column}"},
+            {"path": str(BAD / "missing-profile.json"), "reason": "$.consultant_profile: required field missing"},
+            {
+                "path": str(BAD / "mistyped.json"),
+                "reason": "$.training_pairs[1].turn_number: expected an integer, found a string; "
+                "$.training_pairs[2].system_prompt: must not be empty",
+            },
+            {"path": str(BAD / "no-target.json"), "reason": "$.training_pairs: no pair has a target_response"},
+            {"path": str(BAD / "not-object.json"), "reason": "$: expected a JSON object, found an array"},
+            {"path": str(BAD / "raw.json"), "reason": "$: a raw conversation (`turns`), not an enriched file"},
+            {"path": str(BAD / "turn-gap.json"), "reason": "$.training_pairs[2].turn_number: expected 3, found 4"},
+        ],
+    }
+    statuses = {r["enrichment_status"] for r in cli.json("conversations", "list")}
+    assert statuses == {"validation_failed"}
+
+
+def test_scan_reference_refuses_legacy_and_bad(cli):
+    result = cli.json("conversations", "scan", REFERENCE)
+    assert result["registered"] == 7
+    reasons = {item["path"].split("reference/")[1]: item["reason"] for item in result["invalid"]}
+    assert reasons["bad/convo-10-broken-json.json"].endswith("at line 420, column 52")
+    assert reasons["bad/raw-not-enriched.json"] == "$: a raw conversation (`turns`), not an enriched file"
+    legacy = [k for k in reasons if k.startswith("legacy-v3/")]
+    assert len(legacy) == 9
+    assert all("no v4 scaffolding" in reasons[k] for k in legacy)
+    schemas = [k for k in reasons if k.startswith("upstream-")]
+    assert schemas and all("required field missing" in reasons[k] for k in schemas)
+
+
+def test_scan_with_batch_records_batch_items(cli):
+    cli("conversations", "scan", FIXTURES / "other-profile", "--batch", "b-9")
+    assert [r["conversation_id"] for r in cli.json("conversations", "list", "--batch", "b-9")] == [
+        generate.conversation_uuid(14)
+    ]
+
+
+def test_scan_missing_folder_is_not_found(cli, tmp_path):
+    result = cli("conversations", "scan", tmp_path / "nope", code=4)
+    assert result.stderr == f"Error: nothing to scan at {tmp_path / 'nope'}\n"
+
+
+def test_import_csv_and_jsonl_agree_and_are_idempotent(cli, tmp_path):
+    assert cli.json("conversations", "import", FIXTURES / "manifest.csv") == {"registered": 12, "updated": 0, "invalid": []}
+    csv_records = cli.json("conversations", "list")
+    assert cli.json("conversations", "import", FIXTURES / "manifest.jsonl") == {"registered": 0, "updated": 0, "invalid": []}
+    assert cli.json("conversations", "list") == csv_records
+    by_id = {r["conversation_id"]: r for r in csv_records}
+    seed2 = by_id[generate.conversation_uuid(2)]
+    assert seed2["enriched_file_path"] == path_of(2)
+    assert seed2["batch_job_id"] == generate.BATCH_A
+    assert seed2["human_reviewed"] is True  # written "Yes"
+    assert seed2["quality_score"] == 3.85
+    assert by_id[generate.conversation_uuid(1)]["human_reviewed"] is False  # "FALSE"
+    assert by_id[generate.conversation_uuid(11)]["enrichment_status"] == "enriched"
+    assert by_id[generate.conversation_uuid(12)]["enriched_file_path"] is None
+    batch_b = cli.json("conversations", "list", "--batch", generate.BATCH_B)
+    assert sorted(r["conversation_id"] for r in batch_b) == sorted(generate.conversation_uuid(s) for s in (9, 10, 11, 12))
+
+
+def test_manifest_values_win_over_scanned_ones(cli):
+    cli("conversations", "import", FIXTURES / "manifest.csv")
+    cli("conversations", "scan", FIXTURES / "conversations")
+    by_id = {r["conversation_id"]: r for r in cli.json("conversations", "list")}
+    seed2 = by_id[generate.conversation_uuid(2)]
+    assert seed2["quality_score"] == 3.85 and seed2["tier"] == "production"
+    # seed 12's manifest path was empty (unknown): the scan fills it in
+    assert by_id[generate.conversation_uuid(12)]["enriched_file_path"] == path_of(12)
+    # seed 11 stays `enriched` as the manifest says, though its file is eligible
+    assert by_id[generate.conversation_uuid(11)]["enrichment_status"] == "enriched"
+
+
+def test_import_with_base_joins_relative_paths(cli, tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "conversation_id,enrichment_status,enriched_file_path\n"
+        "0A1B2C3D-1111-4222-8333-444455556666,completed,x/enriched.json\n"
+        "1a1b2c3d-1111-4222-8333-444455556666,completed,s3://bucket/y.json\n"
+    )
+    cli("conversations", "import", manifest, "--base", "/data/enriched")
+    paths = [r["enriched_file_path"] for r in cli.json("conversations", "list")]
+    assert paths == ["/data/enriched/x/enriched.json", "s3://bucket/y.json"]
+
+
+def test_bad_manifest_names_every_bad_row_and_changes_nothing(cli, tmp_path):
+    cli("conversations", "import", FIXTURES / "manifest.csv")
+    before = snapshot(tmp_path / "catalog.db")
+    manifest = tmp_path / "bad.csv"
+    manifest.write_text(
+        "conversation_id,enrichment_status,quality_score,human_reviewed\n"
+        "0a1b2c3d-1111-4222-8333-444455556666,completed,3.5,true\n"
+        "not-a-uuid,completed,,\n"
+        "1a1b2c3d-1111-4222-8333-444455556666,done,high,maybe\n"
+    )
+    result = cli("conversations", "import", manifest, code=3)
+    assert result.stderr == (
+        f"Error: bad manifest rows: {manifest} line 3: conversation_id 'not-a-uuid' is not a UUID; "
+        f"{manifest} line 4: enrichment_status 'done' is not one of not_started, validation_failed, validated, "
+        "enrichment_in_progress, enriched, normalization_failed, completed\n"
+    )
+    assert snapshot(tmp_path / "catalog.db") == before
+
+
+def test_manifest_without_id_column_and_missing_manifest(cli, tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,status\n1,completed\n")
+    assert cli("conversations", "import", manifest, code=3).stderr == (
+        f"Error: manifest {manifest}: the header row has no conversation_id column\n"
+    )
+    cli("conversations", "import", tmp_path / "none.csv", code=4)
+
+
+def test_conversations_list_human_table(cli):
+    cli("conversations", "import", FIXTURES / "manifest.csv")
+    out = cli("conversations", "list", "--status", "enriched").stdout
+    assert generate.conversation_uuid(11) in out
+    assert generate.conversation_uuid(1) not in out
+    assert "\x1b[" not in out  # no colour when piped
