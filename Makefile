@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.ready
 DEMO := demo
+# The two generation batches of fixtures/manifest.csv.
+BATCH_A := a1b2c3d4-0a0a-4aaa-8aaa-00000000000a
+BATCH_B := b1b2c3d4-0b0b-4bbb-8bbb-00000000000b
 TF := $(BIN)/trainfiles --catalog $(DEMO)/catalog.db --store $(DEMO)/store --user demo
 
 .PHONY: test demo bench fixtures clean
@@ -19,11 +22,11 @@ test: $(READY)
 
 demo: $(READY)
 	rm -rf $(DEMO)
-	$(TF) conversations scan fixtures/conversations --batch demo-batch
 	$(TF) conversations import fixtures/manifest.csv
+	$(TF) conversations scan fixtures/conversations
 	$(TF) conversations list
-	$(TF) create --name demo-file --batch batch-a --target-model llama-3.1-8b
-	$(TF) add demo-file --batch batch-b --skip-invalid
+	$(TF) create --name demo-file --batch $(BATCH_A) --target-model llama-3.1-8b
+	$(TF) add demo-file --batch $(BATCH_B) --skip-invalid
 	$(TF) list
 	$(TF) show demo-file
 	$(TF) export demo-file --format json --output $(DEMO)/demo-file.json

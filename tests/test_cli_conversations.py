@@ -6,6 +6,7 @@ import generate
 import orjson
 
 from conftest import FIXTURES, REFERENCE, snapshot, write_json
+from trainfiles.service import NO_ID
 
 BAD = FIXTURES / "bad"
 
@@ -73,7 +74,7 @@ def test_scan_bad_files_names_path_and_rule(cli):
         "registered": 4,
         "updated": 0,
         "invalid": [
-            {"path": str(BAD / "broken.json"), "reason": f"not valid JSON: unexpected character, expected a JSON value at line {line}, column {column}"},
+            {"path": str(BAD / "broken.json"), "reason": f"not valid JSON: unexpected character, expected a JSON value at line {line}, column {column}; {NO_ID}"},
             {"path": str(BAD / "missing-profile.json"), "reason": "$.consultant_profile: required field missing"},
             {
                 "path": str(BAD / "mistyped.json"),
@@ -81,8 +82,8 @@ def test_scan_bad_files_names_path_and_rule(cli):
                 "$.training_pairs[2].system_prompt: must not be empty",
             },
             {"path": str(BAD / "no-target.json"), "reason": "$.training_pairs: no pair has a target_response"},
-            {"path": str(BAD / "not-object.json"), "reason": "$: expected a JSON object, found an array"},
-            {"path": str(BAD / "raw.json"), "reason": "$: a raw conversation (`turns`), not an enriched file"},
+            {"path": str(BAD / "not-object.json"), "reason": f"$: expected a JSON object, found an array; {NO_ID}"},
+            {"path": str(BAD / "raw.json"), "reason": f"$: a raw conversation (`turns`), not an enriched file; {NO_ID}"},
             {"path": str(BAD / "turn-gap.json"), "reason": "$.training_pairs[2].turn_number: expected 3, found 4"},
         ],
     }
@@ -94,8 +95,8 @@ def test_scan_reference_refuses_legacy_and_bad(cli):
     result = cli.json("conversations", "scan", REFERENCE)
     assert result["registered"] == 7
     reasons = {item["path"].split("reference/")[1]: item["reason"] for item in result["invalid"]}
-    assert reasons["bad/convo-10-broken-json.json"].endswith("at line 420, column 52")
-    assert reasons["bad/raw-not-enriched.json"] == "$: a raw conversation (`turns`), not an enriched file"
+    assert "at line 420, column 52; no conversation id" in reasons["bad/convo-10-broken-json.json"]
+    assert reasons["bad/raw-not-enriched.json"].startswith("$: a raw conversation (`turns`), not an enriched file; no conversation id")
     legacy = [k for k in reasons if k.startswith("legacy-v3/")]
     assert len(legacy) == 9
     assert all("no v4 scaffolding" in reasons[k] for k in legacy)

@@ -22,6 +22,7 @@ from .selection import require_unique
 from .settings import Settings
 
 MAX_NAME = 200
+NO_ID = "no conversation id (dataset_metadata.dataset_name is not fp_conversation_<uuid>, nor is the folder a UUID)"
 
 
 def utc_now() -> str:
@@ -77,7 +78,7 @@ def _scanned_row(path: str, data: bytes) -> tuple[dict | None, str | None]:
         cid = enriched.conversation_id(doc, path)
         reason = "; ".join(e.reasons)
         if cid is None:
-            return None, reason
+            return None, f"{reason}; {NO_ID}"
         return {
             "conversation_id": cid,
             "enrichment_status": "validation_failed",
@@ -86,7 +87,7 @@ def _scanned_row(path: str, data: bytes) -> tuple[dict | None, str | None]:
         }, reason
     cid = enriched.conversation_id(doc, path)
     if cid is None:
-        return None, "no conversation id: dataset_metadata.dataset_name is not fp_conversation_<uuid> and the folder is not a UUID"
+        return None, NO_ID
     return {
         "conversation_id": cid,
         "enrichment_status": "completed",
@@ -226,11 +227,9 @@ def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) 
         conversations=old["conversations"] + gathered.entries,
         stats=builder.statistics(existing + members),
     )
-    seen_update = row["updated_at"]
-
     def unchanged() -> None:
         current = catalog.find_file(row["id"])
-        if current["updated_at"] != seen_update or current["status"] != "active":
+        if current["json_sha256"] != row["json_sha256"] or current["status"] != "active":
             raise Conflict(f"training file {row['name']!r} changed during this command; run it again")
 
     _publish(catalog, dict(row), doc, members, previous=(old_json, old_jsonl), recheck=unchanged)
