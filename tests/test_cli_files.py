@@ -357,3 +357,13 @@ def test_help_teaches_every_command(cli):
         assert command in top
     for command in (["create"], ["add"], ["export"], ["conversations", "scan"], ["conversations", "import"]):
         assert "Example:" in cli(*command, "--help").stdout
+
+
+def test_add_refuses_outputs_edited_outside_trainfiles(registered, tmp_path):
+    rec = registered.json("create", "--name", "dec", "--id", A[0])
+    with open(rec["json_file_path"], "ab") as f:
+        f.write(b" ")
+    before = state(tmp_path)
+    result = registered("add", "dec", "--id", A[1], code=5)
+    assert result.stderr == f"Error: {rec['json_file_path']} was changed outside trainfiles (sha256 differs from the catalog)\n"
+    assert state(tmp_path) == before

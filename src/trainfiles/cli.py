@@ -174,7 +174,7 @@ def conversations_list(
     else:
         from .render import conversations_table
 
-        _print(conversations_table(records))
+        sys.stdout.write(conversations_table(records))
 
 
 # training files
@@ -286,7 +286,7 @@ def list_(
     else:
         from .render import files_table
 
-        _print(files_table(records))
+        sys.stdout.write(files_table(records))
 
 
 @app.command()

@@ -5,52 +5,55 @@ and every problem is reported with the JSON path and the rule it breaks.
 """
 
 import re
+from functools import cache
 from typing import Any
 
-from typing_extensions import TypedDict
-
 import orjson
-from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
-from pydantic.types import StrictBool, StrictInt, StrictStr
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 NAME_RE = re.compile(r"^fp_conversation_(" + UUID_RE.pattern + r")$", re.I)
 
-_strict = ConfigDict(strict=True, str_min_length=0)
 
+@cache
+def _document_schema():
+    """The structure of an enriched file, as a pydantic validator.
 
-@with_config(_strict)
-class _Emotions(TypedDict):
-    primary: StrictStr
+    Built on first use: pydantic is the slowest import here, and commands that only read
+    the catalog (list, show) never need it.
+    """
+    from pydantic import ConfigDict, StrictInt, StrictStr, TypeAdapter, with_config
+    from typing_extensions import TypedDict
 
+    strict = with_config(ConfigDict(strict=True))
 
-@with_config(_strict)
-class _EmotionalContext(TypedDict):
-    detected_emotions: _Emotions
+    @strict
+    class Emotions(TypedDict):
+        primary: StrictStr
 
+    @strict
+    class EmotionalContext(TypedDict):
+        detected_emotions: Emotions
 
-@with_config(_strict)
-class _Pair(TypedDict):
-    id: StrictStr
-    conversation_id: StrictStr
-    turn_number: StrictInt
-    conversation_metadata: dict[str, Any]
-    system_prompt: StrictStr
-    conversation_history: list[Any]
-    current_user_input: StrictStr
-    emotional_context: _EmotionalContext
-    target_response: StrictStr | None
-    training_metadata: dict[str, Any]
+    @strict
+    class Pair(TypedDict):
+        id: StrictStr
+        conversation_id: StrictStr
+        turn_number: StrictInt
+        conversation_metadata: dict[str, Any]
+        system_prompt: StrictStr
+        conversation_history: list[Any]
+        current_user_input: StrictStr
+        emotional_context: EmotionalContext
+        target_response: StrictStr | None
+        training_metadata: dict[str, Any]
 
+    @strict
+    class Document(TypedDict):
+        dataset_metadata: dict[str, Any]
+        consultant_profile: dict[str, Any]
+        training_pairs: list[Pair]
 
-@with_config(_strict)
-class _Document(TypedDict):
-    dataset_metadata: dict[str, Any]
-    consultant_profile: dict[str, Any]
-    training_pairs: list[_Pair]
-
-
-_document = TypeAdapter(_Document)
+    return TypeAdapter(Document)
 
 
 class Ineligible(Exception):
@@ -75,8 +78,10 @@ def check(doc: Any) -> None:
         raise Ineligible([f"$: expected a JSON object, found {_kind(doc)}"])
     if "turns" in doc and "training_pairs" not in doc:
         raise Ineligible(["$: a raw conversation (`turns`), not an enriched file"])
+    from pydantic import ValidationError
+
     try:
-        _document.validate_python(doc)
+        _document_schema().validate_python(doc)
         reasons = []
     except ValidationError as e:
         reasons = [_describe(err) for err in e.errors()]

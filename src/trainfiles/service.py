@@ -6,6 +6,7 @@ the previous outputs are put back and the transaction rolls back.
 """
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -194,8 +195,29 @@ def create(
     return _with_skipped(record(catalog.find_file(file_id)), gathered, skip_invalid)
 
 
+class _Stale(Conflict):
+    """Another command changed the training file between our read and our write."""
+
+
+ADD_ATTEMPTS = 5
+
+
 def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) -> dict:
-    """Append conversations to a training file and regenerate both outputs."""
+    """Append conversations to a training file and regenerate both outputs.
+
+    Concurrent adds to one file serialise: one that finds the file changed under it
+    starts over from the new state, a few times, before it gives up.
+    """
+    for attempt in range(ADD_ATTEMPTS):
+        try:
+            return _add_once(settings, ref, selection, skip_invalid)
+        except _Stale:
+            if attempt == ADD_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
+
+
+def _add_once(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) -> dict:
     catalog = Catalog(settings.catalog)
     row = _writable(catalog, ref, settings.user)
     ids = _resolve(catalog, selection)
@@ -227,10 +249,11 @@ def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) 
         conversations=old["conversations"] + gathered.entries,
         stats=builder.statistics(existing + members),
     )
+
     def unchanged() -> None:
         current = catalog.find_file(row["id"])
         if current["json_sha256"] != row["json_sha256"] or current["status"] != "active":
-            raise Conflict(f"training file {row['name']!r} changed during this command; run it again")
+            raise _Stale(f"training file {row['name']!r} kept changing during this command; run it again")
 
     _publish(catalog, dict(row), doc, members, previous=(old_json, old_jsonl), recheck=unchanged)
     return _with_skipped(record(catalog.find_file(row["id"])), gathered, skip_invalid)
@@ -255,7 +278,8 @@ def _read_outputs(row: dict) -> tuple[bytes, bytes]:
             raise data
     for data, kind in zip(contents, ("json", "jsonl")):
         if storage.sha256(data) != row[f"{kind}_sha256"]:
-            raise Conflict(f"{row[f'{kind}_file_path']} was changed outside trainfiles (sha256 differs from the catalog)")
+            # Also seen for a moment while a concurrent add is between writing and committing.
+            raise _Stale(f"{row[f'{kind}_file_path']} was changed outside trainfiles (sha256 differs from the catalog)")
     return contents[0], contents[1]
 
 

@@ -1,0 +1,121 @@
+"""`make bench`: whole-process timings and peak memory of trainfiles beside the plain script.
+
+Generates ~50 KB conversations once into bench/out/, then runs each case a few times in
+fresh processes and prints the best wall time and the peak RSS of that run.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+SOURCE = OUT / "conversations"
+BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT / "fixtures"))
+
+import generate  # noqa: E402
+
+SIZES = (80, 1000)
+REPEAT = 3
+
+
+def conversations(n: int) -> list[str]:
+    """Ids of n generated ~50 KB conversations on disk (made once, reused)."""
+    ids = []
+    for seed in range(1, n + 1):
+        cid = generate.conversation_uuid(10_000 + seed)
+        path = SOURCE / cid / "enriched.json"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(generate.dumps(generate.make_conversation(10_000 + seed, target_kb=50)), encoding="utf-8")
+        ids.append(cid)
+    return ids
+
+
+def run(args: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"bench: {' '.join(args)} failed")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def best(make_args, setup=None) -> tuple[float, float]:
+    results = []
+    for i in range(REPEAT):
+        env = setup(i) if setup else None
+        results.append(run(make_args(i), env))
+    return min(results)
+
+
+def tf(workdir: Path) -> list[str]:
+    return [str(BIN / "trainfiles"), "--catalog", str(workdir / "catalog.db"), "--store", str(workdir / "store")]
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    ids = conversations(max(SIZES) * 2)
+    rows = []
+    for n in SIZES:
+        work = OUT / f"local-{n}"
+        subprocess.run(["rm", "-rf", str(work)], check=True)
+        work.mkdir(parents=True)
+        first, second = work / "ids.txt", work / "more.txt"
+        first.write_text("\n".join(ids[:n]) + "\n")
+        second.write_text("\n".join(ids[n : 2 * n]) + "\n")
+        subprocess.run([*tf(work), "conversations", "scan", str(SOURCE)], check=True, stdout=subprocess.DEVNULL)
+        create = best(lambda i: [*tf(work), "create", "--name", f"c{n}-{i}", "--ids-file", str(first)])
+        add = best(lambda i: [*tf(work), "add", f"c{n}-{i}", "--ids-file", str(second)])
+        plain = best(lambda i: [sys.executable, str(ROOT / "bench" / "plain.py"), str(first), str(SOURCE), str(work / f"plain-{i}")])
+        rows.append((f"create from {n}", create, plain))
+        rows.append((f"add {n} to {n}", add, None))
+
+    listing = OUT / "list-1000"
+    if not (listing / "catalog.db").exists():
+        populate_catalog(listing, ids[:1000])
+    rows.append(("list, 1000 files in catalog", best(lambda i: [*tf(listing), "list", "--status", "all"]), None))
+    rows.append(("list --json, 1000 files", best(lambda i: [*tf(listing), "list", "--status", "all", "--json"]), None))
+    rows.append(("trainfiles --help", best(lambda i: [str(BIN / "trainfiles"), "--help"]), None))
+    report(rows)
+
+
+def populate_catalog(folder: Path, ids: list[str]) -> None:
+    """1,000 one-conversation training files, made in-process through the service."""
+    from trainfiles import service
+    from trainfiles.settings import Settings
+
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = Settings(catalog=str(folder / "catalog.db"), store=str(folder / "store"), user="bench")
+    service.scan(settings, str(SOURCE), None)
+    for i, cid in enumerate(ids):
+        service.create(
+            settings, name=f"file-{i:04d}", description=None, target_model=None,
+            profile_file=None, selection=service.Selection(ids=[cid]), skip_invalid=False,
+        )
+
+
+TARGETS = {
+    "create from 80": "< 0.5 s",
+    "create from 1000": "< 1.5 s, faster than plain",
+    "list, 1000 files in catalog": "< 0.3 s",
+    "list --json, 1000 files": "< 0.3 s",
+    "trainfiles --help": "< 0.3 s",
+}
+
+
+def report(rows) -> None:
+    print(f"\n{'case':32} {'trainfiles':>12} {'peak MB':>8} {'plain script':>13} {'peak MB':>8}  target")
+    for name, (seconds, peak), plain in rows:
+        plain_cols = f"{plain[0]:>12.3f}s {plain[1]:>8.0f}" if plain else f"{'':>13} {'':>8}"
+        print(f"{name:32} {seconds:>11.3f}s {peak:>8.0f} {plain_cols}  {TARGETS.get(name, '')}")
+    print(f"\nbest of {REPEAT} runs each, whole process, {os.cpu_count()} cores; sources: {SOURCE}")
+
+
+if __name__ == "__main__":
+    main()

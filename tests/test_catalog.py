@@ -1,0 +1,81 @@
+"""The catalog file: schema from migrations, constraints, and concurrent writers."""
+
+import os
+import subprocess
+import sys
+
+import generate
+import orjson
+import pytest
+import sqlite_utils
+
+from conftest import FIXTURES
+from trainfiles.catalog import Catalog
+from trainfiles.migrations import migrations
+
+
+def test_migrations_create_the_schema_once(tmp_path):
+    path = str(tmp_path / "c.db")
+    Catalog(path).close()
+    Catalog(path).close()  # reopening applies nothing twice
+    db = sqlite_utils.Database(path)
+    assert [m.name for m in migrations.applied(db)] == ["m001_initial"]
+    assert set(db.table_names()) >= {"conversations", "batch_items", "training_files", "training_file_members"}
+    assert db["training_files"].columns_dict["json_sha256"] is str
+    assert db["training_file_members"].pks == ["training_file_id", "conversation_id"]
+    assert {fk.other_table for fk in db["training_file_members"].foreign_keys} == {"training_files", "conversations"}
+    indexed = {tuple(i.columns) for i in db["training_files"].indexes}
+    assert ("name",) in indexed and ("status", "created_at") in indexed
+
+
+def test_foreign_keys_are_enforced(tmp_path):
+    import sqlite3
+
+    catalog = Catalog(str(tmp_path / "c.db"))
+    with pytest.raises(sqlite3.IntegrityError):
+        with catalog.write():
+            catalog.db["batch_items"].insert({"batch_job_id": "b", "conversation_id": "nope"})
+    assert catalog.db["batch_items"].count == 0
+
+
+def test_members_record_source_digest_and_who_added(cli, tmp_path):
+    cli("conversations", "scan", FIXTURES / "conversations")
+    one, two = generate.conversation_uuid(1), generate.conversation_uuid(2)
+    cli("create", "--name", "dec", "--id", one)
+    cli("add", "dec", "--id", two, env={"SOURCE_DATE_EPOCH": "1764633600"})
+    db = sqlite_utils.Database(tmp_path / "catalog.db")
+    members = list(db.query("select conversation_id, position, added_at, added_by, source_sha256 from training_file_members order by position"))
+    import hashlib
+
+    digest = lambda seed: hashlib.sha256(  # noqa: E731
+        (FIXTURES / "conversations" / generate.USER_ID / generate.conversation_uuid(seed) / "enriched.json").read_bytes()
+    ).hexdigest()
+    assert members == [
+        {"conversation_id": one, "position": 0, "added_at": "2025-12-01T00:00:00Z", "added_by": "alice", "source_sha256": digest(1)},
+        {"conversation_id": two, "position": 1, "added_at": "2025-12-02T00:00:00Z", "added_by": "alice", "source_sha256": digest(2)},
+    ]
+
+
+ADD = """
+import sys
+from trainfiles.cli import app
+sys.argv = ["trainfiles", "add", "shared", "--id", sys.argv[1]]
+app()
+"""
+
+
+def test_concurrent_adds_serialise_without_losing_a_conversation(cli, tmp_path):
+    """Four processes add to one file at once: all land, one after the other, nothing lost."""
+    cli("conversations", "scan", FIXTURES / "conversations")
+    cli("create", "--name", "shared", "--id", generate.conversation_uuid(1))
+    env = {**os.environ}
+    env.pop("SOURCE_DATE_EPOCH")
+    ids = [generate.conversation_uuid(s) for s in range(2, 6)]
+    procs = [subprocess.Popen([sys.executable, "-c", ADD, cid], env=env, stderr=subprocess.PIPE, text=True) for cid in ids]
+    outcomes = [(p.wait(), p.stderr.read()) for p in procs]
+    assert outcomes == [(0, "")] * 4
+    shown = cli.json("show", "shared")
+    assert shown["conversation_ids"][0] == generate.conversation_uuid(1)
+    assert sorted(shown["conversation_ids"][1:]) == sorted(ids)
+    doc = orjson.loads(open(shown["json_file_path"], "rb").read())
+    assert [c["conversation_metadata"]["conversation_id"] for c in doc["conversations"]] == shown["conversation_ids"]
