@@ -175,12 +175,33 @@ def test_list_show_and_archive(registered):
     assert registered.json("show", shown["id"]) == shown
 
 
-def test_human_list_and_show(registered):
+def test_human_list_is_an_aligned_table(registered):
+    rec = registered.json("create", "--name", "dec", "--id", A[1], "--id", A[5])
+    registered("create", "--name", "wide ✓ 名前", "--id", A[0])
+    registered("archive", "wide ✓ 名前")
+    out = registered("list", "--status", "all", env={"SOURCE_DATE_EPOCH": EPOCH_LATER}).stdout
+    json_size = f"{rec['json_file_size'] / 1000:.1f} KB"
+    lines = out.splitlines()
+    assert lines[0].startswith("name                    conversations  pairs  avg quality  personas")
+    assert lines[2].startswith("dec                                 2      7         4.33  overwhelmed_avoider 2 ")
+    assert lines[2].endswith(f"{json_size}  {rec['jsonl_file_size'] / 1000:.1f} KB   1d")
+    assert lines[3].startswith("wide ✓ 名前 (archived)              1")
+    assert len(lines) == 4 and "\x1b[" not in out
+
+
+def test_human_show_lists_members_and_distribution(registered):
     registered("create", "--name", "dec", "--id", A[1], "--id", A[5])
-    table = registered("list").stdout
-    assert "dec" in table and "overwhelmed_avoider 2" in table and "\x1b[" not in table
-    shown = registered("show", "dec").stdout
-    assert A[1] in shown and A[5] in shown and "quality" in shown
+    out = registered("show", "dec").stdout
+    lines = [line.rstrip() for line in out.splitlines()]
+    assert "conversations     2" in lines
+    assert "personas          overwhelmed_avoider 2" in lines
+    assert f"conversation ids  {A[1]}" in lines and f"                  {A[5]}" in lines
+
+
+def test_human_registration_summary(cli):
+    out = cli("conversations", "scan", FIXTURES / "bad").stdout
+    assert out.splitlines()[0] == "registered 4, updated 0, invalid 7"
+    assert out.splitlines()[2] == f"  invalid {FIXTURES / 'bad' / 'missing-profile.json'}: $.consultant_profile: required field missing"
 
 
 def test_export_streams_the_stored_bytes(registered, tmp_path):

@@ -1,6 +1,8 @@
 """Human output: rich tables and summaries. Machines use `--json` instead."""
 
-from datetime import UTC, datetime
+from datetime import datetime
+
+from . import clock
 
 
 def stdout():
@@ -27,12 +29,12 @@ def size(n: int | None) -> str:
     return f"{value:.1f} GB"
 
 
-def age(timestamp: str | None, now: datetime | None = None) -> str:
+def age(timestamp: str | None, now: datetime) -> str:
     """How long ago an ISO timestamp was: 45s, 12m, 5h, 3d."""
     if not timestamp:
         return "-"
     then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    seconds = max(0, int(((now or datetime.now(UTC)) - then).total_seconds()))
+    seconds = max(0, int((now - then).total_seconds()))
     for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= span:
             return f"{seconds // span}{unit}"
@@ -76,7 +78,7 @@ FILE_COLUMNS = ["name", "conversations", "pairs", "avg quality", "personas", "ar
 
 def files_table(records: list[dict]) -> str:
     """The `list` table: one row per training file."""
-    now = datetime.now(UTC)
+    now = clock.now()
     rows = []
     for rec in records:
         dist = rec["scaffolding_distribution"]

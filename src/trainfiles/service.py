@@ -10,11 +10,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import orjson
 
-from . import builder, enriched, storage
+from . import builder, clock, enriched, storage
 from .catalog import MEMBER_STAT_FIELDS, RECORD_FIELDS, Catalog
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, TrainfilesError
 from .manifest import parse_manifest
@@ -24,13 +23,6 @@ from .settings import Settings
 
 MAX_NAME = 200
 NO_ID = "no conversation id (dataset_metadata.dataset_name is not fp_conversation_<uuid>, nor is the folder a UUID)"
-
-
-def utc_now() -> str:
-    """Now as ISO 8601 UTC ending in Z; SOURCE_DATE_EPOCH pins it for reproducible output."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    moment = datetime.fromtimestamp(int(epoch), UTC) if epoch else datetime.now(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -51,9 +43,7 @@ def scan(settings: Settings, url: str, batch: str | None) -> dict:
         contents = storage.read_many(urls, advance)
     rows, invalid, seen = [], [], {}
     for path, data in zip(urls, contents):
-        if isinstance(data, TrainfilesError):
-            if data.exit_code == 6:
-                raise data
+        if isinstance(data, NotFound):
             invalid.append({"path": path, "reason": str(data)})
             continue
         row, reason = _scanned_row(path, data)
@@ -112,7 +102,7 @@ def import_manifest(settings: Settings, manifest: str, base: str | None) -> dict
 def _save_conversations(settings: Settings, rows: list[dict], invalid: list[dict]) -> dict:
     catalog = Catalog(settings.catalog)
     with catalog.write():
-        registered, updated = catalog.save_conversations(rows, utc_now())
+        registered, updated = catalog.save_conversations(rows, clock.stamp())
     return {"registered": registered, "updated": updated, "invalid": invalid}
 
 
@@ -160,7 +150,7 @@ def create(
     ids = _resolve(catalog, selection)
     profile = _load_profile(profile_file) if profile_file else None
     gathered = _gather(settings, catalog, ids, skip_invalid, profile=profile, vertical=None)
-    now = utc_now()
+    now = clock.stamp()
     file_id = str(uuid.uuid4())
     folder = storage.join(settings.store, file_id)
     members = _member_rows(file_id, gathered.members, settings.user, now, start=0)
@@ -236,7 +226,7 @@ def _add_once(settings: Settings, ref: str, selection: Selection, skip_invalid: 
         profile=old["consultant_profile"],
         vertical=old["training_file_metadata"]["vertical"],
     )
-    now = utc_now()
+    now = clock.stamp()
     members = _member_rows(row["id"], gathered.members, settings.user, now, start=len(existing))
     meta = old["training_file_metadata"]
     doc = builder.build_document(
@@ -324,9 +314,7 @@ def _gather(
     docs = {}
     for cid, data in zip(readable, contents):
         path = records[cid]["enriched_file_path"]
-        if isinstance(data, TrainfilesError):
-            if not isinstance(data, NotFound):
-                raise data
+        if isinstance(data, NotFound):
             problems[cid] = (str(data), NotFound)
             continue
         try:
@@ -521,7 +509,7 @@ def archive(settings: Settings, ref: str) -> dict:
                 f"training file {row['name']!r} was created by {row['created_by']}; only its creator may archive it"
             )
         if row["status"] != "archived":
-            catalog.set_status(row["id"], "archived", utc_now())
+            catalog.set_status(row["id"], "archived", clock.stamp())
     return record(catalog.find_file(row["id"]))
 
 
