@@ -9,6 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from .errors import TrainfilesError
+from .vocabulary import ENRICHMENT_STATUSES, FILE_STATUSES
 
 
 class _Group(TyperGroup):
@@ -150,14 +151,7 @@ def _report_registration(result: dict, json: bool) -> None:
         print(f"  invalid {item['path']}: {item['reason']}")
 
 
-class Status(str, Enum):
-    not_started = "not_started"
-    validation_failed = "validation_failed"
-    validated = "validated"
-    enrichment_in_progress = "enrichment_in_progress"
-    enriched = "enriched"
-    normalization_failed = "normalization_failed"
-    completed = "completed"
+Status = Enum("Status", {s: s for s in ENRICHMENT_STATUSES}, type=str)
 
 
 @conversations_app.command("list")
@@ -265,18 +259,13 @@ def add(
     _report_file(_service().add(ctx.obj, file, selection, skip_invalid), json)
 
 
-class FileStatus(str, Enum):
-    active = "active"
-    archived = "archived"
-    processing = "processing"
-    failed = "failed"
-    all = "all"
+FileStatus = Enum("FileStatus", {s: s for s in (*FILE_STATUSES, "all")}, type=str)
 
 
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    status: Annotated[FileStatus, typer.Option(help="Which training files to list.")] = FileStatus.active,
+    status: Annotated[FileStatus, typer.Option(help="Which training files to list.")] = FileStatus["active"],
     json: JsonFlag = False,
 ):
     """List training files with their statistics, newest first."""

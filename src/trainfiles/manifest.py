@@ -13,16 +13,8 @@ import orjson
 from .catalog import CONVERSATION_FIELDS
 from .enriched import UUID_RE
 from .errors import InvalidInput
+from .vocabulary import ENRICHMENT_STATUSES
 
-STATUSES = (
-    "not_started",
-    "validation_failed",
-    "validated",
-    "enrichment_in_progress",
-    "enriched",
-    "normalization_failed",
-    "completed",
-)
 SCORES = (
     "quality_score",
     "empathy_score",
@@ -114,8 +106,8 @@ def _convert(field: str, value: Any) -> Any:
             raise ValueError(f"conversation_id {value!r} is not a UUID")
         return value.lower()
     if field == "enrichment_status":
-        if value not in STATUSES:
-            raise ValueError(f"enrichment_status {value!r} is not one of {', '.join(STATUSES)}")
+        if value not in ENRICHMENT_STATUSES:
+            raise ValueError(f"enrichment_status {value!r} is not one of {', '.join(ENRICHMENT_STATUSES)}")
         return value
     if field == "human_reviewed":
         if isinstance(value, bool):
