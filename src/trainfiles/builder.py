@@ -100,7 +100,7 @@ def build_document(
 
 def render_json(doc: dict) -> bytes:
     """UTF-8, unescaped, 2-space indent, final newline."""
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
 
 
 def jsonl_rows(conversations: Iterable[dict]) -> Iterator[dict]:
@@ -117,7 +117,7 @@ def jsonl_rows(conversations: Iterable[dict]) -> Iterator[dict]:
 
 def render_jsonl(doc: dict) -> bytes:
     """The JSONL: a `_meta` header counting the rows that follow, then one row per line."""
-    lines = [orjson.dumps(row) for row in jsonl_rows(doc["conversations"])]
+    lines = [orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in jsonl_rows(doc["conversations"])]
     header = {
         "_meta": {
             "file_name": doc["training_file_metadata"]["file_name"],
@@ -126,7 +126,7 @@ def render_jsonl(doc: dict) -> bytes:
             "format_spec": FORMAT_SPEC,
         }
     }
-    return b"\n".join([orjson.dumps(header), *lines]) + b"\n"
+    return b"".join([orjson.dumps(header, option=orjson.OPT_APPEND_NEWLINE), *lines])
 
 
 def _counts(keys: Iterable[str | None]) -> dict[str, int]:
