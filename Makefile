@@ -9,7 +9,11 @@ BATCH_A := a1b2c3d4-0a0a-4aaa-8aaa-00000000000a
 BATCH_B := b1b2c3d4-0b0b-4bbb-8bbb-00000000000b
 TF := $(BIN)/trainfiles --catalog $(DEMO)/catalog.db --store $(DEMO)/store --user demo
 
-.PHONY: test demo bench fixtures clean
+TRAINERS_VENV := .venv-trainers
+CHECKS := $(DEMO)/trainer-check
+TFC := $(TRAINERS_VENV)/bin/trainfiles --catalog $(CHECKS)/catalog.db --store $(CHECKS)/store --user check
+
+.PHONY: test demo bench check-trainers fixtures clean
 
 $(READY): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "trainfiles needs Python 3.11 or later"; exit 1; }
@@ -36,8 +40,31 @@ demo: $(READY)
 bench: $(READY)
 	$(BIN)/python bench/run.py
 
+$(TRAINERS_VENV)/.ready: pyproject.toml
+	$(PYTHON) -m venv $(TRAINERS_VENV)
+	# The CPU build first, so nothing pulls a CUDA torch.
+	$(TRAINERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(TRAINERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[trainers]'
+	touch $@
+
+# Every trainer export of the fixtures, loaded by datasets and trained on by TRL and PEFT, offline.
+check-trainers: $(TRAINERS_VENV)/.ready
+	rm -rf $(CHECKS)
+	mkdir -p $(CHECKS)/exports
+	$(TFC) conversations import fixtures/manifest.csv > /dev/null
+	$(TFC) conversations scan fixtures/conversations > /dev/null
+	$(TFC) create --name check --batch $(BATCH_A) > /dev/null
+	$(TFC) add check --batch $(BATCH_B) --skip-invalid > /dev/null
+	for spec in messages:conversation messages:pair prompt-completion:pair sharegpt:conversation sharegpt:pair alpaca:conversation alpaca:pair; do \
+	  fmt=$${spec%%:*}; rows=$${spec##*:}; \
+	  $(TFC) export check --format $$fmt --rows $$rows --with-metadata --output $(CHECKS)/exports/$$fmt-$$rows.jsonl || exit 1; \
+	done
+	$(TFC) export check --format messages --split validation=0.3 --output-dir $(CHECKS)/exports/messages-split
+	$(TFC) check check --format messages
+	$(TRAINERS_VENV)/bin/python tools/check_trainers.py $(CHECKS)/exports
+
 fixtures:
 	$(PYTHON) fixtures/generate.py
 
 clean:
-	rm -rf $(VENV) $(DEMO) bench/out .pytest_cache
+	rm -rf $(VENV) $(TRAINERS_VENV) $(DEMO) bench/out .pytest_cache

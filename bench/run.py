@@ -76,13 +76,41 @@ def main() -> None:
         rows.append((f"create from {n}", create, plain))
         rows.append((f"add {n} to {n}", add, None))
 
+    rows.extend(export_rows())
+
     listing = OUT / "list-1000"
     if not (listing / "catalog.db").exists():
-        populate_catalog(listing, ids[:1000])
+        # In a child process: the parent's memory would count in every later child's peak.
+        subprocess.run([sys.executable, __file__, "populate", str(listing), *ids[:1000]], check=True)
     rows.append(("list, 1000 files in catalog", best(lambda i: [*tf(listing), "list", "--status", "all"]), None))
     rows.append(("list --json, 1000 files", best(lambda i: [*tf(listing), "list", "--status", "all", "--json"]), None))
     rows.append(("trainfiles --help", best(lambda i: [str(BIN / "trainfiles"), "--help"]), None))
     report(rows)
+
+
+def export_rows() -> list:
+    """Peak memory of exports as the file grows tenfold: it should stay flat."""
+    small = OUT / "small"
+    rows = []
+    for n in (1000, 10_000):
+        work = OUT / f"export-{n}"
+        if not (work / "catalog.db").exists():
+            ids = []
+            for seed in range(1, n + 1):
+                cid = generate.conversation_uuid(50_000 + seed)
+                path = small / cid / "enriched.json"
+                if not path.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(generate.dumps(generate.make_conversation(50_000 + seed, turns=4)), encoding="utf-8")
+                ids.append(cid)
+            work.mkdir(parents=True, exist_ok=True)
+            (work / "ids.txt").write_text("\n".join(ids) + "\n")
+            subprocess.run([*tf(work), "conversations", "scan", str(small)], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run([*tf(work), "create", "--name", "big", "--ids-file", str(work / "ids.txt")], check=True, stdout=subprocess.DEVNULL)
+        for fmt in ("messages", "jsonl"):
+            out = str(work / f"out.{fmt}")
+            rows.append((f"export {fmt}, {n} conversations", best(lambda i: [*tf(work), "export", "big", "--format", fmt, "--output", out]), None))
+    return rows
 
 
 def populate_catalog(folder: Path, ids: list[str]) -> None:
@@ -118,4 +146,7 @@ def report(rows) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["populate"]:
+        populate_catalog(Path(sys.argv[2]), sys.argv[3:])
+    else:
+        main()

@@ -9,14 +9,18 @@ import orjson
 from .render import score
 
 TAGS = ("conversational", "sft", "lora", "brightrun-lora-v4")
-# The Hub's size_categories buckets: (upper bound, label), the last one open-ended.
+# The Hub's size_categories buckets by upper bound; above the last one: "n>1T".
 SIZES = (
-    (1_000, "n<1K"),
-    (10_000, "1K<n<10K"),
-    (100_000, "10K<n<100K"),
-    (1_000_000, "100K<n<1M"),
-    (10_000_000, "1M<n<10M"),
-    (None, "n>10M"),
+    (10**3, "n<1K"),
+    (10**4, "1K<n<10K"),
+    (10**5, "10K<n<100K"),
+    (10**6, "100K<n<1M"),
+    (10**7, "1M<n<10M"),
+    (10**8, "10M<n<100M"),
+    (10**9, "100M<n<1B"),
+    (10**10, "1B<n<10B"),
+    (10**11, "10B<n<100B"),
+    (10**12, "100B<n<1T"),
 )
 DIMENSIONS = (("personas", "persona"), ("emotional_arcs", "emotional arc"), ("training_topics", "training topic"))
 
@@ -25,15 +29,15 @@ def dataset_card(record: dict, files: dict[str, str], *, rows: int) -> str:
     """README.md for `record` (a training file record) whose export is `files`.
 
     `files` maps a split name to its path relative to the card, in split order (e.g.
-    {"train": "train.jsonl", "validation": "validation.jsonl"}); `rows` is how many rows
-    those files hold in all.
+    {"train": "train.jsonl", "validation": "validation.jsonl"}); list only splits that have
+    rows, since `datasets` refuses to load an empty one. `rows` is their total row count.
     """
     return "\n".join([*_header(record["name"], files, rows), *_body(record, files, rows)])
 
 
 def size_category(rows: int) -> str:
     """The Hub's size bucket for a number of rows."""
-    return next(label for bound, label in SIZES if bound is None or rows < bound)
+    return next((label for bound, label in SIZES if rows < bound), "n>1T")
 
 
 def _header(name: str, files: dict[str, str], rows: int) -> list[str]:

@@ -67,11 +67,11 @@ app.add_typer(conversations_app, name="conversations")
 @app.callback()
 def _settings(
     ctx: typer.Context,
-    catalog: Annotated[str | None, typer.Option(envvar="TRAINFILES_CATALOG", help="Catalog SQLite file.")] = None,
+    catalog: Annotated[str | None, typer.Option(envvar="TRAINFILES_CATALOG", metavar="PATH", help="Catalog SQLite file.")] = None,
     store: Annotated[
-        str | None, typer.Option(envvar="TRAINFILES_STORE", help="Where training files are stored: a folder or fsspec URL.")
+        str | None, typer.Option(envvar="TRAINFILES_STORE", metavar="URL", help="Where training files are stored: a folder or fsspec URL.")
     ] = None,
-    user: Annotated[str | None, typer.Option(envvar="TRAINFILES_USER", help="Who is acting (default: login name).")] = None,
+    user: Annotated[str | None, typer.Option(envvar="TRAINFILES_USER", metavar="NAME", help="Who is acting (default: login name).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Print tracebacks of internal errors.")] = False,
 ):
     from .settings import resolve
@@ -110,8 +110,8 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document 
 @conversations_app.command("scan")
 def conversations_scan(
     ctx: typer.Context,
-    url: Annotated[str, typer.Argument(help="Folder or fsspec URL to walk for enriched *.json files.")],
-    batch: Annotated[str | None, typer.Option(help="Record the conversations as members of this generation batch.")] = None,
+    url: Annotated[str, typer.Argument(metavar="URL", help="Folder or fsspec URL to walk for enriched *.json files.")],
+    batch: Annotated[str | None, typer.Option(metavar="BATCH_ID", help="Record the conversations as members of this generation batch.")] = None,
     json: JsonFlag = False,
 ):
     """Register every enriched conversation file under URL.
@@ -127,9 +127,9 @@ def conversations_scan(
 @conversations_app.command("import")
 def conversations_import(
     ctx: typer.Context,
-    manifest: Annotated[str, typer.Argument(help="CSV (header row) or JSON Lines export of the conversations table.")],
+    manifest: Annotated[str, typer.Argument(metavar="MANIFEST", help="CSV (header row) or JSON Lines export of the conversations table.")],
     base: Annotated[
-        str | None, typer.Option(help="Folder or URL that relative enriched_file_path values are under (default: the manifest's folder).")
+        str | None, typer.Option(metavar="URL", help="Folder or URL that relative enriched_file_path values are under (default: the manifest's folder).")
     ] = None,
     json: JsonFlag = False,
 ):
@@ -158,7 +158,7 @@ Status = Enum("Status", {s: s for s in ENRICHMENT_STATUSES}, type=str)
 def conversations_list(
     ctx: typer.Context,
     status: Annotated[Status | None, typer.Option(help="Only conversations with this enrichment status.")] = None,
-    batch: Annotated[str | None, typer.Option(help="Only conversations of this batch.")] = None,
+    batch: Annotated[str | None, typer.Option(metavar="BATCH_ID", help="Only conversations of this batch.")] = None,
     json: JsonFlag = False,
 ):
     """List registered conversations (created_at, then id order)."""
@@ -174,10 +174,10 @@ def conversations_list(
 # training files
 
 IdsFile = Annotated[
-    str | None, typer.Option("--ids-file", help="File of conversation ids, one per line (`-` for stdin; # comments).")
+    str | None, typer.Option("--ids-file", metavar="FILE", help="File of conversation ids, one per line (`-` for stdin; # comments).")
 ]
-Ids = Annotated[list[str] | None, typer.Option("--id", help="A conversation id; repeat for more.")]
-Batch = Annotated[str | None, typer.Option("--batch", help="Every conversation of this generation batch.")]
+Ids = Annotated[list[str] | None, typer.Option("--id", metavar="ID", help="A conversation id; repeat for more.")]
+Batch = Annotated[str | None, typer.Option("--batch", metavar="BATCH_ID", help="Every conversation of this generation batch.")]
 SkipInvalid = Annotated[
     bool, typer.Option("--skip-invalid", help="Leave ineligible conversations out and list them, instead of refusing.")
 ]
@@ -209,11 +209,11 @@ def _report_file(rec: dict, json: bool) -> None:
 @app.command()
 def create(
     ctx: typer.Context,
-    name: Annotated[str, typer.Option(help="Unique name of the training file.")],
-    description: Annotated[str | None, typer.Option(help="Free text shown by show and list --json.")] = None,
-    target_model: Annotated[str | None, typer.Option(help="Model the file is meant for, e.g. llama-3.1-8b.")] = None,
+    name: Annotated[str, typer.Option(metavar="NAME", help="Unique name of the training file.")],
+    description: Annotated[str | None, typer.Option(metavar="TEXT", help="Free text shown by show and list --json.")] = None,
+    target_model: Annotated[str | None, typer.Option(metavar="MODEL", help="Model the file is meant for, e.g. llama-3.1-8b.")] = None,
     profile: Annotated[
-        str | None, typer.Option(help="JSON file with the consultant_profile to use when the conversations' profiles differ.")
+        str | None, typer.Option(metavar="FILE", help="JSON file with the consultant_profile to use when the conversations' profiles differ.")
     ] = None,
     ids_file: IdsFile = None,
     id: Ids = None,
@@ -244,7 +244,7 @@ def create(
 @app.command()
 def add(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="Training file id or name.")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="Training file id or name.")],
     ids_file: IdsFile = None,
     id: Ids = None,
     batch: Batch = None,
@@ -281,37 +281,109 @@ def list_(
 @app.command()
 def show(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="Training file id or name.")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="Training file id or name.")],
     json: JsonFlag = False,
 ):
     """Show one training file: statistics, storage and member conversation ids."""
     _report_file(_service().show(ctx.obj, file), json)
 
 
-class ExportFormat(str, Enum):
-    json = "json"
-    jsonl = "jsonl"
+TRAINER_FORMATS = ("messages", "prompt-completion", "sharegpt", "alpaca")
+ExportFormat = Enum("ExportFormat", {f: f for f in ("json", "jsonl", *TRAINER_FORMATS, "card")}, type=str)
+CheckFormat = Enum("CheckFormat", {f: f for f in TRAINER_FORMATS}, type=str)
+RowMode = Enum("RowMode", {m: m for m in ("conversation", "pair")}, type=str)
+Rows = Annotated[
+    RowMode | None,
+    typer.Option(
+        "--rows",
+        help="One row per conversation (every reply trained once; default) or per reply (pair). "
+        "prompt-completion is always per reply.",
+    ),
+]
+
+
+def _check_rows(fmt: str, rows) -> None:
+    from .trainer_formats import MODES
+
+    if rows and rows.value not in MODES.get(fmt, (rows.value,)):
+        raise typer.BadParameter(f"--format {fmt} has one row per reply: use --rows pair")
+
+
+def _fraction(value: str | None) -> float | None:
+    if value is None:
+        return None
+    side, _, number = value.partition("=")
+    try:
+        fraction = float(number)
+    except ValueError:
+        fraction = -1.0
+    if side != "validation" or not 0 < fraction < 1:
+        raise typer.BadParameter(f"expected validation=FRACTION with 0 < FRACTION < 1, got {value!r}")
+    return fraction
 
 
 @app.command()
 def export(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="Training file id or name.")],
-    format: Annotated[ExportFormat, typer.Option("--format", help="Which output to export.")] = ExportFormat.json,
-    output: Annotated[str, typer.Option("--output", "-o", help="Where to write (`-`: standard output).")] = "-",
+    file: Annotated[str, typer.Argument(metavar="FILE", help="Training file id or name.")],
+    format: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            help="json/jsonl: the stored outputs. messages, prompt-completion, sharegpt, alpaca: "
+            "rows trainers load (no header). card: a Hugging Face dataset card.",
+        ),
+    ] = ExportFormat["json"],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="PATH", help="Where to write (`-`: standard output).")] = "-",
     no_header: Annotated[bool, typer.Option("--no-header", help="JSONL without its `_meta` first line.")] = False,
+    rows: Rows = None,
+    with_metadata: Annotated[
+        bool, typer.Option("--with-metadata", help="Add a `metadata` object to every row (ids, scaffolding, quality).")
+    ] = False,
+    split: Annotated[
+        str | None,
+        typer.Option(metavar="validation=FRACTION", help="Write train.jsonl, validation.jsonl and README.md to --output-dir."),
+    ] = None,
+    output_dir: Annotated[str | None, typer.Option(metavar="DIR", help="Folder for a --split export.")] = None,
     url: Annotated[bool, typer.Option("--url", help="Print a time-limited download URL instead (remote stores).")] = False,
-    expires: Annotated[int, typer.Option(min=1, max=604800, help="Seconds the --url stays valid.")] = 3600,
+    expires: Annotated[int, typer.Option(min=1, max=604800, metavar="SECONDS", help="Seconds the --url stays valid.")] = 3600,
 ):
-    """Export a training file's JSON or JSONL, or a signed URL to it.
+    """Export a training file: its stored JSON or JSONL, rows for a trainer, or a dataset card.
 
-    Example: trainfiles export dec-batch --format jsonl --no-header -o train.jsonl
+    Splits are by conversation and stable: adding conversations never moves one across.
+
+    Example: trainfiles export dec-batch --format messages --split validation=0.1 --output-dir data/
     """
-    service = _service()
+    from . import exports
+
+    fmt = format.value
+    stored = fmt in ("json", "jsonl")
+    fraction = _fraction(split)
+    if (fraction is None) != (output_dir is None):
+        raise typer.BadParameter("--split and --output-dir go together")
+    if fraction is not None and fmt not in TRAINER_FORMATS:
+        raise typer.BadParameter("--split needs a trainer format: " + ", ".join(TRAINER_FORMATS))
+    if url and not stored:
+        raise typer.BadParameter("--url exports the stored json or jsonl")
+    if no_header and fmt != "jsonl":
+        raise typer.BadParameter("--no-header applies to --format jsonl")
+    if (rows or with_metadata) and fmt not in TRAINER_FORMATS:
+        raise typer.BadParameter("--rows and --with-metadata apply to trainer formats: " + ", ".join(TRAINER_FORMATS))
+    _check_rows(fmt, rows)
     if url:
-        print(service.sign(ctx.obj, file, format.value, expires))
+        print(exports.sign(ctx.obj, file, fmt, expires))
         return
-    chunks = service.export(ctx.obj, file, format.value, header=not no_header)
+    mode = rows.value if rows else None
+    if fraction is not None:
+        counts = exports.split(ctx.obj, file, fmt, mode, with_metadata, fraction, output_dir)
+        _warn(f"train {counts['train']} rows, validation {counts['validation']} rows in {output_dir}")
+        return
+    if stored:
+        chunks = exports.stored(ctx.obj, file, fmt, header=not no_header)
+    elif fmt == "card":
+        chunks = iter([exports.card(ctx.obj, file).encode()])
+    else:
+        chunks = exports.encode(exports.trainer_rows(ctx.obj, file, fmt, mode, with_metadata))
     if output == "-":
         for chunk in chunks:
             sys.stdout.buffer.write(chunk)
@@ -319,13 +391,50 @@ def export(
     else:
         from .storage import write_atomic
 
-        write_atomic(output, b"".join(chunks))
+        write_atomic(output, chunks)
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(metavar="FILE", help="Training file id or name.")],
+    format: Annotated[CheckFormat, typer.Option("--format", help="The trainer format to check.")] = CheckFormat["messages"],
+    rows: Rows = None,
+    max_tokens: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Rows longer than this are reported (TRL truncates at max_length, 1024 by default).")
+    ] = 1024,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(metavar="PATH", help="A tokenizer.json (or a folder holding one) for exact counts; default: an estimate, chars/4."),
+    ] = None,
+    json: JsonFlag = False,
+):
+    """Check a training file before training: errors, duplicates, token lengths, loss tokens.
+
+    Exits 3 when it finds any error (warnings, such as rows over --max-tokens, do not count).
+
+    Example: trainfiles check dec-batch --format messages --tokenizer ./tokenizer.json --json
+    """
+    from . import exports
+
+    _check_rows(format.value, rows)
+    report = exports.check(ctx.obj, file, format.value, rows.value if rows else None, max_tokens, tokenizer)
+    if json:
+        _json(report)
+    else:
+        from .preflight import render
+
+        _print(render(report))
+    if not report["ok"]:
+        found = ", ".join(f"{name} in {e['count']} rows" for name, e in report["errors"].items() if e["count"])
+        _warn(f"Error: {file} is not ready to train: {found}")
+        raise typer.Exit(3)
 
 
 @app.command()
 def archive(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="Training file id or name.")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="Training file id or name.")],
     json: JsonFlag = False,
 ):
     """Archive a training file: it leaves `list`, and nothing more can be added to it."""

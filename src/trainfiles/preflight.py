@@ -118,7 +118,7 @@ def problems(messages: list[dict]) -> set[str]:
             found.add("empty_content")
     if not body or body[-1]["role"] != "assistant":
         found.add("no_assistant_reply")
-    if body and body[0]["role"] != "user" or any(m["role"] not in ("user", "assistant") for m in body):
+    if (body and body[0]["role"] != "user") or any(m["role"] not in ("user", "assistant") for m in body):
         found.add("roles_not_alternating")
     for before, after in zip(body, body[1:]):
         if before["role"] != after["role"]:
@@ -168,7 +168,9 @@ def _token_counter(tokenizer_path: str | None) -> Callable[[object], int]:
     try:
         from tokenizers import Tokenizer  # optional: only real token counts need it
     except ImportError:
-        raise InvalidInput("counting with a tokenizer needs the tokenizers package: pip install 'trainfiles[trainers]'") from None
+        raise InvalidInput(
+            "counting with a tokenizer needs the tokenizers package: pip install 'trainfiles[trainers]'"
+        ) from None
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as e:  # tokenizers raises a bare Exception for an unreadable file

@@ -8,7 +8,6 @@ the previous outputs are put back and the transaction rolls back.
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -250,7 +249,7 @@ def _add_once(settings: Settings, ref: str, selection: Selection, skip_invalid: 
 
 
 def _writable(catalog: Catalog, ref: str, user: str) -> dict:
-    row = _find(catalog, ref)
+    row = find(catalog, ref)
     if row["created_by"] != user:
         raise PermissionDenied(
             f"training file {row['name']!r} was created by {row['created_by']}; only its creator may change it"
@@ -472,7 +471,8 @@ def _bucket(store: str) -> str:
     return store.split("://", 1)[1].split("/", 1)[0]
 
 
-def _find(catalog: Catalog, ref: str) -> dict:
+def find(catalog: Catalog, ref: str) -> dict:
+    """A training file row by id or name, or NotFound."""
     row = catalog.find_file(ref)
     if row is None:
         raise NotFound(f"no training file with id or name {ref!r}")
@@ -493,7 +493,7 @@ def list_files(settings: Settings, status: str) -> list[dict]:
 
 def show(settings: Settings, ref: str) -> dict:
     catalog = Catalog(settings.catalog)
-    row = _find(catalog, ref)
+    row = find(catalog, ref)
     rec = record(row)
     rec["conversation_ids"] = catalog.member_ids(row["id"])
     return rec
@@ -503,7 +503,7 @@ def archive(settings: Settings, ref: str) -> dict:
     """Mark a training file archived; archiving an archived file changes nothing."""
     catalog = Catalog(settings.catalog)
     with catalog.write():
-        row = _find(catalog, ref)
+        row = find(catalog, ref)
         if row["created_by"] != settings.user:
             raise PermissionDenied(
                 f"training file {row['name']!r} was created by {row['created_by']}; only its creator may archive it"
@@ -511,28 +511,3 @@ def archive(settings: Settings, ref: str) -> dict:
         if row["status"] != "archived":
             catalog.set_status(row["id"], "archived", clock.stamp())
     return record(catalog.find_file(row["id"]))
-
-
-def export(settings: Settings, ref: str, fmt: str, header: bool) -> Iterator[bytes]:
-    """The stored JSON or JSONL as a stream of chunks; `header=False` drops the JSONL `_meta` line."""
-    row = _find(Catalog(settings.catalog), ref)
-    url = row[f"{fmt}_file_path"]
-    with storage.open_input(url) as src:
-        try:
-            if fmt == "jsonl" and not header:
-                src.readline()
-            while chunk := src.read(storage.CHUNK):
-                yield chunk
-        except TrainfilesError:
-            raise
-        except Exception as e:
-            raise storage.failure(url, e) from e
-
-
-def sign(settings: Settings, ref: str, fmt: str, expires: int) -> str:
-    """A time-limited URL that downloads the stored file (remote stores only)."""
-    row = _find(Catalog(settings.catalog), ref)
-    url = row[f"{fmt}_file_path"]
-    if storage.is_local(url):
-        raise InvalidInput(f"{url} is on a local store: --url needs a remote store such as s3://")
-    return storage.sign(url, expires)

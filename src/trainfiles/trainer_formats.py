@@ -55,7 +55,8 @@ def rows(
     """Trainer rows in `fmt`, one per conversation or per reply (`mode`, None: the format's default).
 
     `metadata` (conversation id -> {"quality_score": ...}) adds a `metadata` object to every
-    row; None leaves it out. Raises ValueError at once for an unknown format or mode.
+    row; None leaves it out. The v4 `_meta` header line gives no row. Raises ValueError at
+    once for an unknown format or mode.
     """
     return (row for _, row in rows_by_conversation(v4_rows, fmt, mode, metadata))
 
@@ -72,8 +73,8 @@ def rows_by_conversation(
 
 
 def split_of(conversation_id: str, validation_fraction: float) -> str:
-    """"train" or "validation" for a conversation: a fixed function of its id, so a row never
-    changes side as the file grows and a conversation's rows never straddle the split."""
+    """The side a conversation falls on, "train" or "validation": a fixed function of its id,
+    so no row changes side as the file grows and no conversation straddles the split."""
     if not 0 <= validation_fraction <= 1:
         raise ValueError(f"validation fraction must be between 0 and 1, not {validation_fraction}")
     digest = hashlib.sha256(conversation_id.encode()).digest()
@@ -167,9 +168,7 @@ def _prompt_completion_row(messages: list[dict]) -> dict:
 
 def _sharegpt_row(messages: list[dict]) -> dict:
     return {
-        "conversations": [
-            {"from": SHAREGPT_ROLES.get(m["role"], m["role"]), "value": m["content"]} for m in messages
-        ]
+        "conversations": [{"from": SHAREGPT_ROLES.get(m["role"], m["role"]), "value": m["content"]} for m in messages]
     }
 
 
@@ -226,7 +225,9 @@ def _metadata(conversation_id: str, pairs: list[dict], extras: Mapping[str, dict
 def _query(row: Mapping) -> object:
     """LLaMA-Factory's user message for an alpaca row: instruction, then input on a new line."""
     instruction, extra = row.get("instruction"), row.get("input")
-    return f"{instruction}\n{extra}" if isinstance(instruction, str) and isinstance(extra, str) and extra else instruction
+    return (
+        f"{instruction}\n{extra}" if isinstance(instruction, str) and isinstance(extra, str) and extra else instruction
+    )
 
 
 def _messages(items: object, role: str = "role", content: str = "content") -> list[dict]:
