@@ -19,7 +19,7 @@ def test_migrations_create_the_schema_once(tmp_path):
     Catalog(path).close()
     Catalog(path).close()  # reopening applies nothing twice
     db = sqlite_utils.Database(path)
-    assert [m.name for m in migrations.applied(db)] == ["m001_initial"]
+    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_pending_restores"]
     assert set(db.table_names()) >= {"conversations", "batch_items", "training_files", "training_file_members"}
     assert db["training_files"].columns_dict["json_sha256"] is str
     assert db["training_file_members"].pks == ["training_file_id", "conversation_id"]

@@ -209,6 +209,21 @@ class Catalog:
         self.db["training_files"].upsert(row, pk="id")
         self.db["training_file_members"].insert_all(new_members)
 
+    def save_restores(self, file_id: str, restores: dict[str, bytes]) -> None:
+        """Keep previous outputs that could not be put back, by URL."""
+        self.db["pending_restores"].upsert_all(
+            [{"url": url, "training_file_id": file_id, "data": data} for url, data in restores.items()], pk="url"
+        )
+
+    def pending_restores(self, file_id: str) -> dict[str, bytes]:
+        return {
+            row["url"]: row["data"]
+            for row in self.db.query("select url, data from pending_restores where training_file_id = ?", [file_id])
+        }
+
+    def clear_restores(self, file_id: str) -> None:
+        self.db.execute("delete from pending_restores where training_file_id = ?", [file_id])
+
     def set_status(self, file_id: str, status: str, now: str) -> None:
         self.db["training_files"].update(file_id, {"status": status, "updated_at": now})
 

@@ -100,3 +100,15 @@ def m001_initial(db: Database) -> None:
     )
     db["training_file_members"].create_index(["training_file_id", "position"], unique=True)
     db["training_file_members"].create_index(["conversation_id"])
+
+
+@migrations()
+def m002_pending_restores(db: Database) -> None:
+    # Previous outputs a failed add could not put back (the store went away mid-write),
+    # kept until the next command on the file restores them.
+    db["pending_restores"].create(
+        {"url": str, "training_file_id": str, "data": bytes},
+        pk="url",
+        foreign_keys=[("training_file_id", "training_files", "id")],
+    )
+    db["pending_restores"].create_index(["training_file_id"])

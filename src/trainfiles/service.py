@@ -404,20 +404,31 @@ def _publish(catalog: Catalog, row: dict, doc: dict, members: list[dict], previo
         row[f"{kind}_file_size"] = len(data)
         row[f"{kind}_sha256"] = storage.sha256(data)
     written = []
-    with catalog.write():
-        recheck()
-        try:
-            for kind, data in outputs.items():
-                storage.write_atomic(row[f"{kind}_file_path"], data)
-                written.append(kind)
-            catalog.save_file(row, members)
-        except BaseException:
-            _restore(row, written, previous)
-            raise
+    unrestored: dict[str, bytes] = {}
+    try:
+        with catalog.write():
+            recheck()
+            try:
+                for kind, data in outputs.items():
+                    storage.write_atomic(row[f"{kind}_file_path"], data)
+                    written.append(kind)
+                catalog.save_file(row, members)
+            except BaseException:
+                unrestored = _restore(row, written, previous)
+                raise
+    finally:
+        if unrestored:
+            with catalog.write():
+                catalog.save_restores(row["id"], unrestored)
 
 
-def _restore(row: dict, written: list[str], previous: tuple[bytes, bytes] | None) -> None:
-    """Put back what a failed publish replaced: the old outputs, or nothing for a new file."""
+def _restore(row: dict, written: list[str], previous: tuple[bytes, bytes] | None) -> dict[str, bytes]:
+    """Put back what a failed publish replaced: the old outputs, or nothing for a new file.
+
+    Returns the previous outputs that could not be put back (the store is gone), by URL;
+    a new file's leftovers need no keeping, as no catalog row points at them.
+    """
+    unrestored = {}
     for kind in written:
         url = row[f"{kind}_file_path"]
         try:
@@ -426,7 +437,21 @@ def _restore(row: dict, written: list[str], previous: tuple[bytes, bytes] | None
             else:
                 storage.write_atomic(url, previous[0 if kind == "json" else 1])
         except TrainfilesError:
-            pass  # the original failure is what the user must see
+            # The original failure is what the user must see.
+            if previous is not None:
+                unrestored[url] = previous[0 if kind == "json" else 1]
+    return unrestored
+
+
+def _heal(catalog: Catalog, file_id: str) -> None:
+    """Put back outputs a failed add could not restore, before anything reads them."""
+    restores = catalog.pending_restores(file_id)
+    if not restores:
+        return
+    for url, data in restores.items():
+        storage.write_atomic(url, data)
+    with catalog.write():
+        catalog.clear_restores(file_id)
 
 
 def _with_skipped(rec: dict, gathered: _Gathered, skip_invalid: bool) -> dict:
@@ -476,6 +501,7 @@ def find(catalog: Catalog, ref: str) -> dict:
     row = catalog.find_file(ref)
     if row is None:
         raise NotFound(f"no training file with id or name {ref!r}")
+    _heal(catalog, row["id"])
     return row
 
 
