@@ -138,10 +138,10 @@ TARGETS = {
 
 
 def report(rows) -> None:
-    print(f"\n{'case':32} {'trainfiles':>12} {'peak MB':>8} {'plain script':>13} {'peak MB':>8}  target")
+    print(f"\n{'case':38} {'trainfiles':>12} {'peak MB':>8} {'plain script':>13} {'peak MB':>8}  target")
     for name, (seconds, peak), plain in rows:
         plain_cols = f"{plain[0]:>12.3f}s {plain[1]:>8.0f}" if plain else f"{'':>13} {'':>8}"
-        print(f"{name:32} {seconds:>11.3f}s {peak:>8.0f} {plain_cols}  {TARGETS.get(name, '')}")
+        print(f"{name:38} {seconds:>11.3f}s {peak:>8.0f} {plain_cols}  {TARGETS.get(name, '')}")
     print(f"\nbest of {REPEAT} runs each, whole process, {os.cpu_count()} cores; sources: {SOURCE}")
 
 

@@ -311,7 +311,8 @@ def _gather(
     with bar("Reading conversations", len(readable)) as advance:
         contents = storage.read_many([records[cid]["enriched_file_path"] for cid in readable], advance)
     docs = {}
-    for cid, data in zip(readable, contents):
+    digests = storage.sha256_many([data if isinstance(data, bytes) else b"" for data in contents])
+    for cid, data, digest in zip(readable, contents, digests):
         path = records[cid]["enriched_file_path"]
         if isinstance(data, NotFound):
             problems[cid] = (str(data), NotFound)
@@ -322,7 +323,7 @@ def _gather(
         except enriched.Ineligible as e:
             problems[cid] = (f"{path}: " + "; ".join(e.reasons), InvalidInput)
             continue
-        docs[cid] = (doc, storage.sha256(data))
+        docs[cid] = (doc, digest)
     first = next(iter(docs.values()), (None, None))[0]
     if vertical is None and first is not None:
         vertical = _vertical(first)
@@ -400,9 +401,7 @@ def _publish(catalog: Catalog, row: dict, doc: dict, members: list[dict], previo
         last_updated_at=meta["last_updated"],
         updated_at=meta["last_updated"],
     )
-    for kind, data in outputs.items():
-        row[f"{kind}_file_size"] = len(data)
-        row[f"{kind}_sha256"] = storage.sha256(data)
+    digests = storage.sha256_many(list(outputs.values()))  # hashed while they are written
     written = []
     unrestored: dict[str, bytes] = {}
     try:
@@ -412,6 +411,9 @@ def _publish(catalog: Catalog, row: dict, doc: dict, members: list[dict], previo
                 for kind, data in outputs.items():
                     storage.write_atomic(row[f"{kind}_file_path"], data)
                     written.append(kind)
+                for (kind, data), digest in zip(outputs.items(), digests):
+                    row[f"{kind}_file_size"] = len(data)
+                    row[f"{kind}_sha256"] = digest
                 catalog.save_file(row, members)
             except BaseException:
                 unrestored = _restore(row, written, previous)

@@ -163,6 +163,12 @@ def _read_async(fs, jobs: list[tuple[str, str]], progress: Progress) -> list[byt
 
 
 def _read_threads(fs, jobs: list[tuple[str, str]], progress: Progress) -> list[bytes | NotFound]:
+    """Threads for a synchronous remote filesystem; local files in order.
+
+    On local disk the threads only contend for the GIL: 1,000 page-cached 50 KB files took
+    0.10 s with 2 to 8 threads and 0.026 s in order (measured on this 2-core machine).
+    """
+
     def one(job: tuple[str, str]) -> bytes | NotFound:
         url, path = job
         try:
@@ -172,6 +178,10 @@ def _read_threads(fs, jobs: list[tuple[str, str]], progress: Progress) -> list[b
         progress(1)
         return data
 
+    from fsspec.implementations.local import LocalFileSystem
+
+    if isinstance(fs, LocalFileSystem):
+        return [one(job) for job in jobs]
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(one, jobs))
 
@@ -330,6 +340,15 @@ def _url(fs, base_url: str, path: str) -> str:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def sha256_many(blobs: Sequence[bytes]) -> Iterator[str]:
+    """The sha256 of each blob, in order, computed on another thread: hashlib releases the
+    GIL, so the caller's parsing goes on meanwhile."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    digests = pool.map(sha256, blobs)
+    pool.shutdown(wait=False)
+    return digests
 
 
 def sign(url: str, expires: int) -> str:
