@@ -114,17 +114,17 @@ def export_rows() -> list:
 
 
 def populate_catalog(folder: Path, ids: list[str]) -> None:
-    """1,000 one-conversation training files, made in-process through the service."""
-    from trainfiles import service
+    """1,000 one-conversation training files, made in-process through the use cases."""
+    from trainfiles import conversations, training_files
     from trainfiles.settings import Settings
 
     folder.mkdir(parents=True, exist_ok=True)
     settings = Settings(catalog=str(folder / "catalog.db"), store=str(folder / "store"), user="bench")
-    service.scan(settings, str(SOURCE), None)
+    conversations.scan(settings, str(SOURCE), None)
     for i, cid in enumerate(ids):
-        service.create(
+        training_files.create(
             settings, name=f"file-{i:04d}", description=None, target_model=None,
-            profile_file=None, selection=service.Selection(ids=[cid]), skip_invalid=False,
+            profile_file=None, selection=training_files.Selection(ids=[cid]), skip_invalid=False,
         )
 
 

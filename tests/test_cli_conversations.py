@@ -6,7 +6,7 @@ import generate
 import orjson
 
 from conftest import FIXTURES, REFERENCE, snapshot, write_json
-from trainfiles.service import NO_ID
+from trainfiles.conversations import NO_ID
 
 BAD = FIXTURES / "bad"
 

@@ -4,7 +4,7 @@ import jsonschema
 import orjson
 
 from conftest import REFERENCE
-from trainfiles.service import NO_ID
+from trainfiles.conversations import NO_ID
 
 
 def open_vocabularies(schema):

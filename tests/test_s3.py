@@ -16,7 +16,7 @@ import s3fs
 
 from conftest import FIXTURES, snapshot
 from s3server import S3Server
-from trainfiles import service, storage
+from trainfiles import conversations, storage
 from trainfiles.cli import app
 
 SOURCES = "s3://sources/fixtures"
@@ -189,7 +189,7 @@ def test_sources_are_read_with_one_listing_and_one_get_each(registered, server, 
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(service, "bar", Bar)
+    monkeypatch.setattr(conversations, "bar", Bar)
     server.fault = record
     registered("conversations", "scan", f"{SOURCES}/conversations")
     folders = (FIXTURES / "conversations" / generate.USER_ID).iterdir()

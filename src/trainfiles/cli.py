@@ -1,4 +1,4 @@
-"""The command line: parse, call the service, print. The one place errors become exit codes."""
+"""The command line: parse, call the use case, print. The one place errors become exit codes."""
 
 import os
 import sys
@@ -83,10 +83,16 @@ def _settings(
     ctx.obj = resolve(catalog, store, user, debug)
 
 
-def _service():
-    from . import service
+def _conversations():
+    from . import conversations
 
-    return service
+    return conversations
+
+
+def _files():
+    from . import training_files
+
+    return training_files
 
 
 def _json(value: Any) -> None:
@@ -125,7 +131,7 @@ def conversations_scan(
 
     Example: trainfiles conversations scan s3://bucket/enriched --batch 2025-12-02
     """
-    _report_registration(_service().scan(ctx.obj, url, batch), json)
+    _report_registration(_conversations().scan(ctx.obj, url, batch), json)
 
 
 @conversations_app.command("import")
@@ -143,7 +149,7 @@ def conversations_import(
 
     Example: trainfiles conversations import conversations.csv --base s3://bucket/enriched
     """
-    _report_registration(_service().import_manifest(ctx.obj, manifest, base), json)
+    _report_registration(_conversations().import_manifest(ctx.obj, manifest, base), json)
 
 
 def _report_registration(result: dict, json: bool) -> None:
@@ -166,7 +172,7 @@ def conversations_list(
     json: JsonFlag = False,
 ):
     """List registered conversations (created_at, then id order)."""
-    records = _service().list_conversations(ctx.obj, status.value if status else None, batch)
+    records = _conversations().list_conversations(ctx.obj, status.value if status else None, batch)
     if json:
         _json(records)
     else:
@@ -193,10 +199,10 @@ def _selection(ids_file: str | None, ids: list[str] | None, batch: str | None):
     given = [name for name, value in (("--ids-file", ids_file), ("--id", ids), ("--batch", batch)) if value]
     if len(given) != 1:
         raise typer.BadParameter("give exactly one of --ids-file, --id or --batch" + (f" (got {', '.join(given)})" if given else ""))
-    service = _service()
+    files = _files()
     if batch:
-        return service.Selection(batch=batch)
-    return service.Selection(ids=read_ids_file(ids_file) if ids_file else parse_ids(ids, "--id"))
+        return files.Selection(batch=batch)
+    return files.Selection(ids=read_ids_file(ids_file) if ids_file else parse_ids(ids, "--id"))
 
 
 def _report_file(rec: dict, json: bool) -> None:
@@ -233,7 +239,7 @@ def create(
     Example: trainfiles create --name dec-batch --ids-file ids.txt --target-model llama-3.1-8b
     """
     selection = _selection(ids_file, id, batch)
-    rec = _service().create(
+    rec = _files().create(
         ctx.obj,
         name=name,
         description=description,
@@ -260,7 +266,7 @@ def add(
     Example: trainfiles add dec-batch --id 2e6e3685-eb74-46c9-b11d-13a3e162a4b5
     """
     selection = _selection(ids_file, id, batch)
-    _report_file(_service().add(ctx.obj, file, selection, skip_invalid), json)
+    _report_file(_files().add(ctx.obj, file, selection, skip_invalid), json)
 
 
 FileStatus = Enum("FileStatus", {s: s for s in (*FILE_STATUSES, "all")}, type=str)
@@ -273,7 +279,7 @@ def list_(
     json: JsonFlag = False,
 ):
     """List training files with their statistics, newest first."""
-    records = _service().list_files(ctx.obj, status.value)
+    records = _files().list_files(ctx.obj, status.value)
     if json:
         _json(records)
     else:
@@ -289,7 +295,7 @@ def show(
     json: JsonFlag = False,
 ):
     """Show one training file: statistics, storage and member conversation ids."""
-    _report_file(_service().show(ctx.obj, file), json)
+    _report_file(_files().show(ctx.obj, file), json)
 
 
 TRAINER_FORMATS = ("messages", "prompt-completion", "sharegpt", "alpaca")
@@ -442,7 +448,7 @@ def archive(
     json: JsonFlag = False,
 ):
     """Archive a training file: it leaves `list`, and nothing more can be added to it."""
-    _report_file(_service().archive(ctx.obj, file), json)
+    _report_file(_files().archive(ctx.obj, file), json)
 
 
 def main() -> None:

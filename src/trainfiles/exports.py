@@ -13,7 +13,7 @@ from . import preflight, storage, trainer_formats
 from .card import dataset_card
 from .catalog import Catalog
 from .errors import InvalidInput, TrainfilesError
-from .service import find, record
+from .training_files import find, record
 from .settings import Settings
 
 

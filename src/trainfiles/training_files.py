@@ -1,11 +1,10 @@
-"""The use cases: each command's work, tying catalog, storage, builder and checks together.
+"""Training files: create, add, list, show and archive.
 
 Every command that writes does so all-or-nothing: outputs are written while the catalog's
 write lock is held, and the catalog commits only after they are in place; on any failure
 the previous outputs are put back and the transaction rolls back.
 """
 
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -15,13 +14,11 @@ import orjson
 from . import builder, clock, enriched, storage
 from .catalog import MEMBER_STAT_FIELDS, RECORD_FIELDS, Catalog
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, TrainfilesError
-from .manifest import parse_manifest
 from .progress import bar
 from .selection import require_unique
 from .settings import Settings
 
 MAX_NAME = 200
-NO_ID = "no conversation id (dataset_metadata.dataset_name is not fp_conversation_<uuid>, nor is the folder a UUID)"
 
 
 @dataclass
@@ -31,93 +28,6 @@ class Selection:
     ids: list[str] = field(default_factory=list)
     batch: str | None = None
 
-
-# Conversations
-
-
-def scan(settings: Settings, url: str, batch: str | None) -> dict:
-    """Register every enriched file under `url`; report registered, updated and invalid."""
-    urls = storage.find_json(url)
-    with bar("Reading conversations", len(urls)) as advance:
-        contents = storage.read_many(urls, advance)
-    rows, invalid, seen = [], [], {}
-    for path, data in zip(urls, contents):
-        if isinstance(data, NotFound):
-            invalid.append({"path": path, "reason": str(data)})
-            continue
-        row, reason = _scanned_row(path, data)
-        if row and row["conversation_id"] in seen:
-            row, reason = None, f"conversation {row['conversation_id']} is also at {seen[row['conversation_id']]}"
-        if row:
-            seen[row["conversation_id"]] = path
-            if batch:
-                row["batch_job_id"] = batch
-            rows.append(row)
-        if reason:
-            invalid.append({"path": path, "reason": reason})
-    return _save_conversations(settings, rows, invalid)
-
-
-def _scanned_row(path: str, data: bytes) -> tuple[dict | None, str | None]:
-    """The catalog row a scanned file gives, and why it is ineligible if it is."""
-    doc = None
-    try:
-        doc = enriched.parse(data)
-        enriched.check(doc)
-    except enriched.Ineligible as e:
-        cid = enriched.conversation_id(doc, path)
-        reason = "; ".join(e.reasons)
-        if cid is None:
-            return None, f"{reason}; {NO_ID}"
-        return {
-            "conversation_id": cid,
-            "enrichment_status": "validation_failed",
-            "enriched_file_path": path,
-            "invalid_reason": reason,
-        }, reason
-    cid = enriched.conversation_id(doc, path)
-    if cid is None:
-        return None, NO_ID
-    return {
-        "conversation_id": cid,
-        "enrichment_status": "completed",
-        "enriched_file_path": path,
-        "invalid_reason": None,
-        **enriched.derive(doc),
-    }, None
-
-
-def import_manifest(settings: Settings, manifest: str, base: str | None) -> dict:
-    """Register or update conversations from a manifest export."""
-    rows = parse_manifest(storage.read(manifest), manifest)
-    base = base or _parent(manifest)
-    for row in rows:
-        path = row.get("enriched_file_path")
-        if path and not _is_absolute(path):
-            row["enriched_file_path"] = storage.join(base, path)
-    return _save_conversations(settings, rows, [])
-
-
-def _save_conversations(settings: Settings, rows: list[dict], invalid: list[dict]) -> dict:
-    catalog = Catalog(settings.catalog)
-    with catalog.write():
-        registered, updated = catalog.save_conversations(rows, clock.stamp())
-    return {"registered": registered, "updated": updated, "invalid": invalid}
-
-
-def list_conversations(settings: Settings, status: str | None, batch: str | None) -> list[dict]:
-    return Catalog(settings.catalog).list_conversations(status, batch)
-
-
-def _parent(url: str) -> str:
-    return url.rsplit("/", 1)[0] if "/" in url else "."
-
-
-def _is_absolute(path: str) -> bool:
-    return "://" in path or os.path.isabs(path)
-
-
-# Training files
 
 
 @dataclass
