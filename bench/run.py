@@ -22,15 +22,15 @@ SIZES = (80, 1000)
 REPEAT = 3
 
 
-def conversations(n: int) -> list[str]:
-    """Ids of n generated ~50 KB conversations on disk (made once, reused)."""
+def generated(folder: Path, seeds: range, **options) -> list[str]:
+    """Ids of generated conversations on disk under `folder` (made once, reused)."""
     ids = []
-    for seed in range(1, n + 1):
-        cid = generate.conversation_uuid(10_000 + seed)
-        path = SOURCE / cid / "enriched.json"
+    for seed in seeds:
+        cid = generate.conversation_uuid(seed)
+        path = folder / cid / "enriched.json"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(generate.dumps(generate.make_conversation(10_000 + seed, target_kb=50)), encoding="utf-8")
+            path.write_text(generate.dumps(generate.make_conversation(seed, **options)), encoding="utf-8")
         ids.append(cid)
     return ids
 
@@ -60,7 +60,7 @@ def tf(workdir: Path) -> list[str]:
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    ids = conversations(max(SIZES) * 2)
+    ids = generated(SOURCE, range(10_001, 10_001 + max(SIZES) * 2), target_kb=50)
     rows = []
     for n in SIZES:
         work = OUT / f"local-{n}"
@@ -95,14 +95,7 @@ def export_rows() -> list:
     for n in (1000, 10_000):
         work = OUT / f"export-{n}"
         if not (work / "catalog.db").exists():
-            ids = []
-            for seed in range(1, n + 1):
-                cid = generate.conversation_uuid(50_000 + seed)
-                path = small / cid / "enriched.json"
-                if not path.exists():
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text(generate.dumps(generate.make_conversation(50_000 + seed, turns=4)), encoding="utf-8")
-                ids.append(cid)
+            ids = generated(small, range(50_001, 50_001 + n), turns=4)
             work.mkdir(parents=True, exist_ok=True)
             (work / "ids.txt").write_text("\n".join(ids) + "\n")
             subprocess.run([*tf(work), "conversations", "scan", str(small)], check=True, stdout=subprocess.DEVNULL)

@@ -111,6 +111,7 @@ def _warn(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+FileArg = Annotated[str, typer.Argument(metavar="FILE", help="Training file id or name.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
@@ -254,7 +255,7 @@ def create(
 @app.command()
 def add(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(metavar="FILE", help="Training file id or name.")],
+    file: FileArg,
     ids_file: IdsFile = None,
     id: Ids = None,
     batch: Batch = None,
@@ -291,7 +292,7 @@ def list_(
 @app.command()
 def show(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(metavar="FILE", help="Training file id or name.")],
+    file: FileArg,
     json: JsonFlag = False,
 ):
     """Show one training file: statistics, storage and member conversation ids."""
@@ -335,7 +336,7 @@ def _fraction(value: str | None) -> float | None:
 @app.command()
 def export(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(metavar="FILE", help="Training file id or name.")],
+    file: FileArg,
     format: Annotated[
         ExportFormat,
         typer.Option(
@@ -407,7 +408,7 @@ def export(
 @app.command()
 def check(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(metavar="FILE", help="Training file id or name.")],
+    file: FileArg,
     format: Annotated[CheckFormat, typer.Option("--format", help="The trainer format to check.")] = CheckFormat["messages"],
     rows: Rows = None,
     max_tokens: Annotated[
@@ -444,7 +445,7 @@ def check(
 @app.command()
 def archive(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(metavar="FILE", help="Training file id or name.")],
+    file: FileArg,
     json: JsonFlag = False,
 ):
     """Archive a training file: it leaves `list`, and nothing more can be added to it."""
