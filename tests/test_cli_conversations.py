@@ -192,3 +192,24 @@ def test_conversations_list_human_table(cli):
     assert generate.conversation_uuid(11) in out
     assert generate.conversation_uuid(1) not in out
     assert "\x1b[" not in out  # no colour when piped
+
+
+def test_a_conversation_twice_in_a_manifest_is_refused(cli, tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "conversation_id,enrichment_status\n"
+        "0a1b2c3d-1111-4222-8333-444455556666,completed\n"
+        "0A1B2C3D-1111-4222-8333-444455556666,enriched\n"
+    )
+    assert cli("conversations", "import", manifest, code=3).stderr == (
+        f"Error: bad manifest rows: {manifest} line 3: conversation_id 0a1b2c3d-1111-4222-8333-444455556666 is also on line 2\n"
+    )
+
+
+def test_bad_settings_are_clear_errors(cli, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = cli("--catalog", blocker / "c.db", "conversations", "list", code=6)
+    assert result.stderr.startswith(f"Error: catalog {blocker / 'c.db'}: ")
+    result = cli("conversations", "scan", FIXTURES / "bad", code=3, env={"TRAINFILES_STORAGE_OPTIONS": "[]"})
+    assert result.stderr == 'Error: TRAINFILES_STORAGE_OPTIONS must be a JSON object of objects, e.g. {"s3": {"profile": "ci"}}\n'

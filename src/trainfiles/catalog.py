@@ -73,16 +73,16 @@ class Catalog:
     """A catalog file, migrated to the current schema on open."""
 
     def __init__(self, path: str):
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.db = Database(path, execute_plugins=False)
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.db.execute("PRAGMA foreign_keys = ON")
             if migrations.pending(self.db):
                 with self.write():
                     migrations.apply(self.db)
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, OSError) as e:
             raise StorageUnavailable(f"catalog {path}: {e}") from e
 
     def close(self) -> None:
@@ -91,7 +91,10 @@ class Catalog:
     @contextlib.contextmanager
     def write(self) -> Iterator["Catalog"]:
         """One write transaction: everything inside commits together or not at all."""
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:  # still locked by another writer after the busy timeout
+            raise StorageUnavailable(f"catalog: {e}") from e
         try:
             yield self
         except BaseException:

@@ -42,17 +42,11 @@ def _click_exceptions() -> tuple[type, ...]:
 
 def _fail(ctx, message: str, code: int):
     settings = ctx.obj
-    if getattr(settings, "debug", False) or code == 1 and _debug_env():
+    if getattr(settings, "debug", False):
         traceback.print_exc(file=sys.stderr)
     hint = " (run with --debug for the traceback)" if code == 1 and not getattr(settings, "debug", False) else ""
     print(f"Error: {message}{hint}", file=sys.stderr)
     raise typer.Exit(code)
-
-
-def _debug_env() -> bool:
-    import os
-
-    return os.environ.get("TRAINFILES_DEBUG", "") not in ("", "0")
 
 
 app = typer.Typer(

@@ -32,7 +32,7 @@ class StorageUnavailable(TrainfilesError):
 
 
 class PermissionDenied(TrainfilesError):
-    """Adding to a training file created by another user."""
+    """Changing (adding to, archiving) a training file created by another user."""
 
     exit_code = 7
 

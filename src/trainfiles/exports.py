@@ -97,7 +97,8 @@ def split(
 
 
 def card(settings: Settings, ref: str) -> str:
-    """A dataset card for a messages export of the file, one row per conversation, as train.jsonl."""
+    """A dataset card for a messages export of the file as train.jsonl (rows counted as one per
+    conversation, the default row mode, for the size category)."""
     rec = record(find(Catalog(settings.catalog), ref))
     return dataset_card(rec, {"train": "train.jsonl"}, rows=rec["conversation_count"])
 

@@ -36,12 +36,19 @@ def parse_manifest(data: bytes, name: str) -> list[dict]:
     except UnicodeDecodeError as e:
         raise InvalidInput(f"manifest {name}: not UTF-8 ({e})") from None
     rows = _jsonl(text, name) if _is_jsonl(name, text) else _csv(text, name)
-    out, errors = [], []
+    out, errors, seen = [], [], {}
     for where, raw in rows:
         try:
-            out.append(_row(raw))
+            row = _row(raw)
         except ValueError as e:
             errors.append(f"{name} {where}: {e}")
+            continue
+        cid = row["conversation_id"]
+        if cid in seen:
+            errors.append(f"{name} {where}: conversation_id {cid} is also on {seen[cid]}")
+            continue
+        seen[cid] = where
+        out.append(row)
     if errors:
         raise InvalidInput("bad manifest rows: " + "; ".join(errors))
     if not out:

@@ -1,4 +1,4 @@
-"""Human output: rich tables and summaries. Machines use `--json` instead."""
+"""Human output: aligned tables and summaries as plain text. Machines use `--json` instead."""
 
 from datetime import datetime
 

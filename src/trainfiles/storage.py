@@ -4,7 +4,6 @@ URLs are local paths or fsspec URLs (`s3://bucket/key`). Filesystem errors becom
 exceptions here: a missing object is NotFound, anything else StorageUnavailable.
 """
 
-import asyncio
 import contextlib
 import copy
 import hashlib
@@ -14,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
-from .errors import NotFound, StorageUnavailable, TrainfilesError
+from .errors import InvalidInput, NotFound, StorageUnavailable, TrainfilesError
 
 READ_CONCURRENCY = 32
 CHUNK = 1 << 20
@@ -67,9 +66,12 @@ def _configured() -> dict[str, dict[str, Any]]:
     import orjson
 
     try:
-        return orjson.loads(extra)
+        configured = orjson.loads(extra)
     except orjson.JSONDecodeError as e:
-        raise TrainfilesError(f"TRAINFILES_STORAGE_OPTIONS is not valid JSON: {e}") from None
+        raise InvalidInput(f"TRAINFILES_STORAGE_OPTIONS is not valid JSON: {e}") from None
+    if not (isinstance(configured, dict) and all(isinstance(v, dict) for v in configured.values())):
+        raise InvalidInput('TRAINFILES_STORAGE_OPTIONS must be a JSON object of objects, e.g. {"s3": {"profile": "ci"}}')
+    return configured
 
 
 def resolve(url: str):
@@ -138,6 +140,8 @@ def _read_async(fs, jobs: list[tuple[str, str]], progress: Progress) -> list[byt
 
     Not `fs.cat(paths)`: it keeps going after a failure and reports progress only at the end.
     """
+    import asyncio
+
     from fsspec.asyn import sync
 
     async def read_all():

@@ -58,7 +58,9 @@ def create(
         raise Conflict(f"a training file named {name!r} already exists")
     ids = _resolve(catalog, selection)
     profile = _load_profile(profile_file) if profile_file else None
-    gathered = _gather(settings, catalog, ids, skip_invalid, profile=profile, vertical=None)
+    gathered = _gather(
+        settings, catalog, ids, skip_invalid, profile=profile, vertical=None, explicit_profile=profile is not None
+    )
     now = clock.stamp()
     file_id = str(uuid.uuid4())
     folder = storage.join(settings.store, file_id)
@@ -202,6 +204,7 @@ def _gather(
     *,
     profile: dict | None,
     vertical: str | None,
+    explicit_profile: bool = False,
 ) -> _Gathered:
     """Read and check the named conversations; refuse or skip the ineligible ones."""
     records = catalog.conversations(ids)
@@ -237,8 +240,8 @@ def _gather(
     first = next(iter(docs.values()), (None, None))[0]
     if vertical is None and first is not None:
         vertical = _vertical(first)
-    check_profile = profile is None
-    if check_profile and first is not None:
+    check_profile = not explicit_profile
+    if profile is None and first is not None:
         profile = first["consultant_profile"]
     for cid, (doc, _) in list(docs.items()):
         if _vertical(doc) != vertical:
@@ -440,8 +443,8 @@ def show(settings: Settings, ref: str) -> dict:
 def archive(settings: Settings, ref: str) -> dict:
     """Mark a training file archived; archiving an archived file changes nothing."""
     catalog = Catalog(settings.catalog)
+    row = find(catalog, ref)
     with catalog.write():
-        row = find(catalog, ref)
         if row["created_by"] != settings.user:
             raise PermissionDenied(
                 f"training file {row['name']!r} was created by {row['created_by']}; only its creator may archive it"
