@@ -261,6 +261,7 @@ REFUSALS = [
     (["archive", "taken"], 7, "training file 'taken' was created by alice; only its creator may archive it"),
     (["show", "missing"], 4, "no training file with id or name 'missing'"),
     (["export", "missing"], 4, "no training file with id or name 'missing'"),
+    (["export", "missing", "--output", "new/sub/out.json"], 4, "no training file with id or name 'missing'"),
 ]
 
 
@@ -275,6 +276,7 @@ def test_refusals_change_nothing(registered, tmp_path, args, code, message):
     assert result.stderr == f"Error: {message}\n"
     assert result.stdout == ""
     assert state(tmp_path) == before
+    assert not (tmp_path / "new").exists()
 
 
 def test_ineligible_source_names_path_and_rule(registered, tmp_path):

@@ -18,12 +18,18 @@ from .settings import Settings
 
 
 def stored(settings: Settings, ref: str, fmt: str, header: bool) -> Iterator[bytes]:
-    """The stored JSON or JSONL as chunks; `header=False` drops the JSONL `_meta` line."""
-    row = find(Catalog(settings.catalog), ref)
-    url = row[f"{fmt}_file_path"]
+    """The stored JSON or JSONL as chunks; `header=False` drops the JSONL `_meta` line.
+
+    The file is looked up now, before any output is opened; the content streams later.
+    """
+    url = find(Catalog(settings.catalog), ref)[f"{fmt}_file_path"]
+    return _chunks(url, skip_header=fmt == "jsonl" and not header)
+
+
+def _chunks(url: str, skip_header: bool) -> Iterator[bytes]:
     with storage.open_input(url) as src:
         try:
-            if fmt == "jsonl" and not header:
+            if skip_header:
                 src.readline()
             while chunk := src.read(storage.CHUNK):
                 yield chunk
