@@ -103,8 +103,9 @@ def test_check_passes_clean_data_and_reports_loss_tokens_per_mode(cli, reference
     assert report["tokenizer"] == "estimate: ceil(chars/4)"
     by_mode = report["loss_tokens_by_mode"]
     assert set(by_mode) == {"conversation", "pair"} and by_mode["pair"] > 2 * by_mode["conversation"]
-    human = cli("check", "ref", "--format", "alpaca").stdout
-    assert "rows" in human
+    human = [line.rstrip() for line in cli("check", "ref", "--format", "alpaca").stdout.splitlines()]
+    assert human[:2] == ["format          alpaca", "rows            7"]
+    assert "result          ok" in human
 
 
 def test_check_exits_3_and_names_the_errors(cli, tmp_path):

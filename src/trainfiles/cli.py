@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from .errors import TrainfilesError
+from .trainer_formats import FORMATS as TRAINER_FORMATS
 from .vocabulary import ENRICHMENT_STATUSES, FILE_STATUSES
 
 
@@ -293,7 +294,6 @@ def show(
     _report_file(_files().show(ctx.obj, file), json)
 
 
-TRAINER_FORMATS = ("messages", "prompt-completion", "sharegpt", "alpaca")
 ExportFormat = Enum("ExportFormat", {f: f for f in ("json", "jsonl", *TRAINER_FORMATS, "card")}, type=str)
 CheckFormat = Enum("CheckFormat", {f: f for f in TRAINER_FORMATS}, type=str)
 RowMode = Enum("RowMode", {m: m for m in ("conversation", "pair")}, type=str)

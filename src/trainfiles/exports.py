@@ -12,31 +12,18 @@ import orjson
 from . import preflight, storage, trainer_formats
 from .card import dataset_card
 from .catalog import Catalog
-from .errors import InvalidInput, TrainfilesError
+from .errors import InvalidInput
 from .training_files import find, record
 from .settings import Settings
 
 
 def stored(settings: Settings, ref: str, fmt: str, header: bool) -> Iterator[bytes]:
-    """The stored JSON or JSONL as chunks; `header=False` drops the JSONL `_meta` line.
+    """The stored JSON or JSONL, streamed; `header=False` drops the JSONL `_meta` line.
 
     The file is looked up now, before any output is opened; the content streams later.
     """
     url = find(Catalog(settings.catalog), ref)[f"{fmt}_file_path"]
-    return _chunks(url, skip_header=fmt == "jsonl" and not header)
-
-
-def _chunks(url: str, skip_header: bool) -> Iterator[bytes]:
-    with storage.open_input(url) as src:
-        try:
-            if skip_header:
-                src.readline()
-            while chunk := src.read(storage.CHUNK):
-                yield chunk
-        except TrainfilesError:
-            raise
-        except Exception as e:
-            raise storage.failure(url, e) from e
+    return storage.chunks(url, skip_first_line=fmt == "jsonl" and not header)
 
 
 def sign(settings: Settings, ref: str, fmt: str, expires: int) -> str:
@@ -62,14 +49,7 @@ def trainer_rows(settings: Settings, ref: str, fmt: str, mode: str | None, with_
 
 
 def _v4_rows(url: str) -> Iterator[dict]:
-    with storage.open_input(url) as src:
-        try:
-            for line in src:
-                yield orjson.loads(line)
-        except TrainfilesError:
-            raise
-        except Exception as e:
-            raise storage.failure(url, e) from e
+    return (orjson.loads(line) for line in storage.lines(url))
 
 
 def encode(rows: Iterable[tuple[str, dict]]) -> Iterator[bytes]:

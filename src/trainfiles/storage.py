@@ -11,7 +11,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any
+from typing import Any
 
 from .errors import InvalidInput, NotFound, StorageUnavailable, TrainfilesError
 
@@ -207,13 +207,30 @@ def read(url: str) -> bytes:
         raise failure(url, e) from e
 
 
-def open_input(url: str) -> IO[bytes]:
-    """A binary stream over one object, for copying large files without holding them."""
+@contextlib.contextmanager
+def _opened(url: str) -> Iterator[Any]:
+    """One object opened for streaming reads, its failures turned into ours."""
     fs, path = resolve(url)
     try:
-        return fs.open(path, "rb", block_size=CHUNK)
+        with fs.open(path, "rb", block_size=CHUNK) as src:
+            yield src
     except Exception as e:
         raise failure(url, e) from e
+
+
+def chunks(url: str, skip_first_line: bool = False) -> Iterator[bytes]:
+    """One object's content in large chunks, for copying files too large to hold."""
+    with _opened(url) as src:
+        if skip_first_line:
+            src.readline()
+        while chunk := src.read(CHUNK):
+            yield chunk
+
+
+def lines(url: str) -> Iterator[bytes]:
+    """One object's lines, streamed."""
+    with _opened(url) as src:
+        yield from src
 
 
 def write_atomic(url: str, data: bytes | Iterable[bytes]) -> None:
@@ -238,11 +255,9 @@ def atomic_writers(targets: Mapping[Any, str]) -> Iterator[dict[Any, Callable[[b
         yield {key: target.write for key, target in pending.items()}
         for target in pending.values():
             target.commit()
-    except BaseException as e:
+    except BaseException:
         for target in pending.values():
             target.discard()
-        if isinstance(e, Exception) and not isinstance(e, TrainfilesError):
-            raise failure(next(iter(targets.values())), e) from e
         raise
 
 
