@@ -58,12 +58,12 @@ def write_json(path: Path, doc) -> Path:
     return path
 
 
-def snapshot(*roots: Path) -> dict[str, bytes]:
-    """Every file under the roots with its bytes: to prove a refused command changed nothing."""
+def snapshot(*roots: Path) -> dict[str, bytes | None]:
+    """Every file under the roots with its bytes, and every folder (as None): to prove a
+    refused command changed nothing, not even an empty folder left behind."""
     return {
-        str(p): p.read_bytes()
+        str(p): p.read_bytes() if p.is_file() else None
         for root in roots
         if root.exists()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
     }

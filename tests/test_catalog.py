@@ -16,7 +16,7 @@ from trainfiles.migrations import migrations
 
 def test_migrations_create_the_schema_once(tmp_path):
     path = str(tmp_path / "c.db")
-    Catalog(path).close()
+    Catalog(path, create=True).close()
     Catalog(path).close()  # reopening applies nothing twice
     db = sqlite_utils.Database(path)
     assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_pending_restores"]
@@ -31,7 +31,7 @@ def test_migrations_create_the_schema_once(tmp_path):
 def test_foreign_keys_are_enforced(tmp_path):
     import sqlite3
 
-    catalog = Catalog(str(tmp_path / "c.db"))
+    catalog = Catalog(str(tmp_path / "c.db"), create=True)
     with pytest.raises(sqlite3.IntegrityError):
         with catalog.write():
             catalog.db["batch_items"].insert({"batch_job_id": "b", "conversation_id": "nope"})

@@ -4,6 +4,7 @@ import shutil
 
 import generate
 import orjson
+import pytest
 
 from conftest import FIXTURES, REFERENCE, snapshot, write_json
 from trainfiles.conversations import NO_ID
@@ -172,9 +173,26 @@ def test_bad_manifest_names_every_bad_row_and_changes_nothing(cli, tmp_path):
     assert result.stderr == (
         f"Error: bad manifest rows: {manifest} line 3: conversation_id 'not-a-uuid' is not a UUID; "
         f"{manifest} line 4: enrichment_status 'done' is not one of not_started, validation_failed, validated, "
-        "enrichment_in_progress, enriched, normalization_failed, completed\n"
+        "enrichment_in_progress, enriched, normalization_failed, completed, quality_score 'high' is not a number, "
+        "human_reviewed 'maybe' is not a boolean\n"
     )
     assert snapshot(tmp_path / "catalog.db") == before
+
+
+def test_jsonl_manifest_values_must_have_their_types(cli, tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        '{"conversation_id": "0a1b2c3d-1111-4222-8333-444455556666", "persona_key": 7, "tier": ["a"]}\n'
+        '{"conversation_id": "1a1b2c3d-1111-4222-8333-444455556666", "created_at": "last tuesday"}\n'
+        '{"conversation_id": "2a1b2c3d-1111-4222-8333-444455556666", "created_at": "2025-10-09 10:07:00.5+00"}\n'
+    )
+    assert cli("conversations", "import", manifest, code=3).stderr == (
+        f"Error: bad manifest rows: {manifest} line 1: persona_key 7 is not text, tier [\"a\"] is not text; "
+        f"{manifest} line 2: created_at 'last tuesday' is not an ISO 8601 date-time\n"
+    )
+    manifest.write_text(manifest.read_text().splitlines()[2])
+    cli("conversations", "import", manifest)
+    assert cli.json("conversations", "list")[0]["created_at"] == "2025-10-09 10:07:00.5+00"
 
 
 def test_manifest_without_id_column_and_missing_manifest(cli, tmp_path):
@@ -209,7 +227,19 @@ def test_a_conversation_twice_in_a_manifest_is_refused(cli, tmp_path):
 def test_bad_settings_are_clear_errors(cli, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = cli("--catalog", blocker / "c.db", "conversations", "list", code=6)
+    result = cli("--catalog", blocker / "c.db", "conversations", "scan", FIXTURES / "conversations", code=6)
     assert result.stderr.startswith(f"Error: catalog {blocker / 'c.db'}: ")
     result = cli("conversations", "scan", FIXTURES / "bad", code=3, env={"TRAINFILES_STORAGE_OPTIONS": "[]"})
     assert result.stderr == 'Error: TRAINFILES_STORAGE_OPTIONS must be a JSON object of objects, e.g. {"s3": {"profile": "ci"}}\n'
+
+
+@pytest.mark.parametrize(
+    "args", [["list"], ["conversations", "list"], ["show", "x"], ["export", "x"], ["create", "--name", "x", "--batch", "b"]]
+)
+def test_only_registering_creates_a_catalog(cli, tmp_path, args):
+    missing = tmp_path / "typo" / "catalog.db"
+    result = cli("--catalog", missing, *args, code=4)
+    assert result.stderr == (
+        f"Error: no catalog at {missing}: register conversations first with `trainfiles conversations scan` or `import`\n"
+    )
+    assert not (tmp_path / "typo").exists()

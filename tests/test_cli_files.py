@@ -130,6 +130,17 @@ def test_add_regenerates_outputs_and_recomputes_exactly(registered, tmp_path):
     assert registered.json("show", "dec")["conversation_ids"] == [A[1], A[5], A[6]]
 
 
+def test_last_updated_changes_at_every_add_even_within_one_second(registered):
+    registered("create", "--name", "dec", "--id", A[1])
+    stamps = [registered.json("add", "dec", "--id", cid)["last_updated_at"] for cid in (A[5], A[6])]
+    assert stamps == ["2025-12-01T00:00:01Z", "2025-12-01T00:00:02Z"]  # the clock is pinned at :00
+    doc, _ = stored(registered.json("show", "dec"))
+    assert (doc["training_file_metadata"]["created_date"], doc["training_file_metadata"]["last_updated"]) == (
+        "2025-12-01T00:00:00Z",
+        "2025-12-01T00:00:02Z",
+    )
+
+
 def test_add_by_batch_with_skip_invalid_lists_what_was_left_out(registered):
     registered("create", "--name", "dec", "--batch", generate.BATCH_A)
     rec = registered.json("add", "dec", "--batch", generate.BATCH_B, "--skip-invalid")
@@ -244,6 +255,10 @@ REFUSALS = [
      f"{OTHER_VERTICAL}: vertical 'wealth_management' differs from 'financial_planning_consultant'"),
     (["create", "--name", "x", "--id", "0a1b2c3d-1111-4222-8333-444455556666", "--id", A[0], "--id", "1a1b2c3d-1111-4222-8333-444455556666"], 4,
      "unknown conversation ids: 0a1b2c3d-1111-4222-8333-444455556666, 1a1b2c3d-1111-4222-8333-444455556666"),
+    (["create", "--name", "x", "--id", "0a1b2c3d-1111-4222-8333-444455556666", "--id", B11, "--id", A[0]], 4,
+     f"unknown conversation ids: 0a1b2c3d-1111-4222-8333-444455556666; ineligible conversations: {B11}: status is enriched, not completed"),
+    (["create", "--name", "x", "--id", "0a1b2c3d-1111-4222-8333-444455556666", "--id", B11, "--skip-invalid"], 4,
+     "unknown conversation ids: 0a1b2c3d-1111-4222-8333-444455556666"),
     (["create", "--name", "x", "--id", A[0], "--id", A[1], "--id", A[0].upper()], 5, f"conversation ids given more than once: {A[0]}"),
     (["create", "--name", "x", "--id", B11, "--id", A[0]], 3, f"ineligible conversations: {B11}: status is enriched, not completed"),
     (["create", "--name", "x", "--id", A[0], "--id", OTHER_PROFILE], 3, f"ineligible conversations: {OTHER_PROFILE}: consultant_profile differs from the file's"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from .errors import StorageUnavailable
+from .errors import NotFound, StorageUnavailable
 from .migrations import migrations
 
 CONVERSATION_FIELDS = (
@@ -70,12 +70,17 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 class Catalog:
-    """A catalog file, migrated to the current schema on open."""
+    """A catalog file, migrated to the current schema on open.
 
-    def __init__(self, path: str):
+    Only registering conversations creates a catalog (`create=True`); every other command
+    reports a missing one, so a mistyped path is an error, not a new empty catalog.
+    """
+
+    def __init__(self, path: str, create: bool = False):
+        if not create and not Path(path).exists():
+            raise NotFound(f"no catalog at {path}: register conversations first with `trainfiles conversations scan` or `import`")
         try:
-            if path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.db = Database(path, execute_plugins=False)
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.db.execute("PRAGMA foreign_keys = ON")

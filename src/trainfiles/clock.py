@@ -1,7 +1,9 @@
 """The current time, which SOURCE_DATE_EPOCH pins for reproducible outputs and tests."""
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def now() -> datetime:
@@ -11,4 +13,11 @@ def now() -> datetime:
 
 def stamp() -> str:
     """Now as ISO 8601 UTC to the second, ending in Z."""
-    return now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    return now().strftime(FORMAT)
+
+
+def stamp_after(previous: str) -> str:
+    """Now, or one second after `previous` when now is not later: a stamp that must change
+    at every update still does for two updates within one second (or a pinned clock)."""
+    earliest = datetime.strptime(previous, FORMAT).replace(tzinfo=UTC) + timedelta(seconds=1)
+    return max(now().replace(microsecond=0), earliest).strftime(FORMAT)

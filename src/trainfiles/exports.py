@@ -37,15 +37,17 @@ def sign(settings: Settings, ref: str, fmt: str, expires: int) -> str:
 def trainer_rows(settings: Settings, ref: str, fmt: str, mode: str | None, with_metadata: bool) -> Iterator[tuple[str, dict]]:
     """(conversation id, row) in a trainer format, read line by line from the stored JSONL."""
     catalog = Catalog(settings.catalog)
-    row = find(catalog, ref)
+    return _trainer_rows(catalog, find(catalog, ref), fmt, mode, with_metadata)
+
+
+def _trainer_rows(catalog: Catalog, row: dict, fmt: str, mode: str | None, with_metadata: bool) -> Iterator[tuple[str, dict]]:
     metadata = None
     if with_metadata:
         metadata = {m["conversation_id"]: {"quality_score": m["quality_score"]} for m in catalog.members(row["id"])}
     try:
-        rows = trainer_formats.rows_by_conversation(_v4_rows(row["jsonl_file_path"]), fmt, mode, metadata)
+        return trainer_formats.rows_by_conversation(_v4_rows(row["jsonl_file_path"]), fmt, mode, metadata)
     except ValueError as e:
         raise InvalidInput(str(e)) from None
-    return rows
 
 
 def _v4_rows(url: str) -> Iterator[dict]:
@@ -67,17 +69,18 @@ def split(
     file never moves an existing one to the other side.
     """
     counts = {"train": 0, "validation": 0}
-    rows = trainer_rows(settings, ref, fmt, mode, with_metadata)
+    catalog = Catalog(settings.catalog)
+    row = find(catalog, ref)
+    rows = _trainer_rows(catalog, row, fmt, mode, with_metadata)
     with storage.atomic_writers(
         {side: storage.join(output_dir, f"{side}.jsonl") for side in counts}
     ) as writers:
-        for cid, row in rows:
+        for cid, trainer_row in rows:
             side = trainer_formats.split_of(cid, fraction)
-            writers[side](orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
+            writers[side](orjson.dumps(trainer_row, option=orjson.OPT_APPEND_NEWLINE))
             counts[side] += 1
         files = {side: f"{side}.jsonl" for side, n in counts.items() if n}
-        rec = record(find(Catalog(settings.catalog), ref))
-        card = dataset_card(rec, files, rows=sum(counts.values())).encode()
+        card = dataset_card(record(row), files, rows=sum(counts.values())).encode()
     storage.write_atomic(storage.join(output_dir, "README.md"), card)
     return counts
 
@@ -97,9 +100,11 @@ def check(
     if modes is None:
         raise InvalidInput(f"cannot check format {fmt!r}: choose one of {', '.join(trainer_formats.FORMATS)}")
     chosen = mode or modes[0]
+    catalog = Catalog(settings.catalog)
+    file_row = find(catalog, ref)
     reports = {}
     for each in dict.fromkeys((chosen, *modes)):
-        rows = (row for _, row in trainer_rows(settings, ref, fmt, each, False))
+        rows = (row for _, row in _trainer_rows(catalog, file_row, fmt, each, False))
         reports[each] = preflight.check(rows, fmt, max_tokens=max_tokens, tokenizer_path=tokenizer)
     report = {"file": ref, "rows_mode": chosen, **reports[chosen]}
     report["loss_tokens_by_mode"] = {each: r["loss_tokens"]["total"] for each, r in reports.items()}

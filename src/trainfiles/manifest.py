@@ -6,6 +6,7 @@ Empty cells mean unknown and are left out, so they never overwrite a known value
 import csv
 import io
 import math
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -94,15 +95,21 @@ def _jsonl(text: str, name: str) -> list[tuple[str, dict]]:
 
 def _row(raw: dict) -> dict:
     values: dict[str, Any] = {}
+    problems = []
     for field in CONVERSATION_FIELDS:
         value = raw.get(field)
         if isinstance(value, str):
             value = value.strip()
         if value is None or value == "":
             continue
-        values[field] = _convert(field, value)
-    if "conversation_id" not in values:
-        raise ValueError("conversation_id is empty")
+        try:
+            values[field] = _convert(field, value)
+        except ValueError as e:
+            problems.append(str(e))
+    if "conversation_id" not in values and not problems:
+        problems.append("conversation_id is empty")
+    if problems:
+        raise ValueError(", ".join(problems))
     values["manifest_fields"] = sorted(k for k in values if k != "conversation_id")
     return values
 
@@ -134,4 +141,15 @@ def _convert(field: str, value: Any) -> Any:
         if not math.isfinite(number):
             raise ValueError(f"{field} {value!r} is not a number")
         return number
-    return str(value)
+    if not isinstance(value, str):  # JSON Lines can hold numbers, lists and objects
+        raise ValueError(f"{field} {_shown(value)} is not text")
+    if field == "created_at":
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"created_at {value!r} is not an ISO 8601 date-time") from None
+    return value
+
+
+def _shown(value: Any) -> str:
+    return orjson.dumps(value).decode()

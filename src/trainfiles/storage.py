@@ -336,6 +336,14 @@ def remove(url: str) -> None:
         raise failure(url, e) from e
 
 
+def remove_empty_folder(url: str) -> None:
+    """Delete the local folder holding `url` if nothing is left in it (object stores have no
+    folders to leave behind)."""
+    if is_local(url):
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(join(url)))
+
+
 def find_json(url: str) -> list[str]:
     """URLs of every `.json` file under `url` (or `url` itself if it is a file), sorted.
 

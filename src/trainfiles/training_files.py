@@ -29,7 +29,6 @@ class Selection:
     batch: str | None = None
 
 
-
 @dataclass
 class _Gathered:
     """Eligible conversations read for one command, in request order."""
@@ -137,9 +136,9 @@ def _add_once(settings: Settings, ref: str, selection: Selection, skip_invalid: 
         profile=old["consultant_profile"],
         vertical=old["training_file_metadata"]["vertical"],
     )
-    now = clock.stamp()
-    members = _member_rows(row["id"], gathered.members, settings.user, now, start=len(existing))
     meta = old["training_file_metadata"]
+    now = clock.stamp_after(meta["last_updated"])
+    members = _member_rows(row["id"], gathered.members, settings.user, now, start=len(existing))
     doc = builder.build_document(
         name=row["name"],
         created=meta["created_date"],
@@ -209,12 +208,12 @@ def _gather(
     """Read and check the named conversations; refuse or skip the ineligible ones."""
     records = catalog.conversations(ids)
     unknown = [cid for cid in ids if cid not in records]
-    if unknown:
-        raise NotFound("unknown conversation ids: " + ", ".join(unknown))
     problems: dict[str, tuple[str, type[TrainfilesError]]] = {}
     readable = []
     for cid in ids:
-        rec = records[cid]
+        rec = records.get(cid)
+        if rec is None:
+            continue
         if rec["enrichment_status"] != "completed":
             problems[cid] = (f"status is {rec['enrichment_status']}, not completed", InvalidInput)
         elif not rec["enriched_file_path"]:
@@ -252,10 +251,13 @@ def _gather(
             continue
         del docs[cid]
     skipped = [{"conversation_id": cid, "reason": problems[cid][0]} for cid in ids if cid in problems]
+    ineligible = "ineligible conversations: " + "; ".join(f"{s['conversation_id']}: {s['reason']}" for s in skipped)
+    if unknown:  # never skipped: an id that names nothing is a mistake in the request
+        message = "unknown conversation ids: " + ", ".join(unknown)
+        raise NotFound(message + (f"; {ineligible}" if skipped and not skip_invalid else ""))
     if skipped and not skip_invalid:
         kinds = {problems[cid][1] for cid in problems}
-        error = NotFound if kinds == {NotFound} else InvalidInput
-        raise error("ineligible conversations: " + "; ".join(f"{s['conversation_id']}: {s['reason']}" for s in skipped))
+        raise (NotFound if kinds == {NotFound} else InvalidInput)(ineligible)
     if not docs:
         raise InvalidInput("no eligible conversations: " + "; ".join(f"{s['conversation_id']}: {s['reason']}" for s in skipped))
     members, entries = [], []
@@ -338,7 +340,8 @@ def _publish(catalog: Catalog, row: dict, doc: dict, members: list[dict], previo
 
 
 def _restore(row: dict, written: list[str], previous: tuple[bytes, bytes] | None) -> dict[str, bytes]:
-    """Put back what a failed publish replaced: the old outputs, or nothing for a new file.
+    """Put back what a failed publish replaced: the old outputs, or, for a new file, nothing
+    (its folder goes too).
 
     Returns the previous outputs that could not be put back (the store is gone), by URL;
     a new file's leftovers need no keeping, as no catalog row points at them.
@@ -355,6 +358,8 @@ def _restore(row: dict, written: list[str], previous: tuple[bytes, bytes] | None
             # The original failure is what the user must see.
             if previous is not None:
                 unrestored[url] = previous[0 if kind == "json" else 1]
+    if previous is None:
+        storage.remove_empty_folder(row["json_file_path"])
     return unrestored
 
 
