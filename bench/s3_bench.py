@@ -5,8 +5,9 @@ Run: .venv/bin/python bench/s3_bench.py
 It starts moto's S3 on 127.0.0.1 (dummy credentials), uploads ~50 KB generated
 conversations in one concurrent batch, registers them with `conversations scan`, then
 times each case in a fresh process and prints the best of a few runs. Each case runs
-twice: against the bare local server, where client and server CPU are the limit, and with
-20 ms added to every request, the first-byte latency of a real S3 in the same region.
+against the bare local server, where client and server CPU are the limit, and with 5, 10
+and 20 ms added to every request (a real S3 answers a small GET in the same region in
+about 10 to 30 ms).
 The plain loop is timed as written with s3fs's defaults (a HEAD before each GET) and with
 `max_concurrency=1` (GET only); speed-ups are against the first.
 
@@ -34,7 +35,7 @@ from s3server import S3Server  # noqa: E402
 
 N = 1000
 REPEAT = 2
-LATENCIES = (0.0, 0.020)
+LATENCIES = (0.0, 0.005, 0.010, 0.020)
 SOURCES = "bench-sources/conversations"
 TRAINFILES = str(ROOT / ".venv" / "bin" / "trainfiles")
 PLAIN_LOOP = """

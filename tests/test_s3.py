@@ -200,7 +200,8 @@ def test_sources_are_read_with_one_listing_and_one_get_each(registered, server, 
     requests.clear()
     registered("create", "--name", "a", "--batch", generate.BATCH_A)
     assert sorted(requests[:8]) == sorted(("GET", source_url(cid).removeprefix("s3:/")) for cid in A)
-    assert [method for method, _ in requests[8:]] == ["PUT", "PUT"]
+    # One listing of uploads left open in the file's folder, then one PUT per output.
+    assert [method for method, _ in requests[8:]] == ["GET", "PUT", "PUT"]
 
 
 def test_settings_from_a_shared_config_profile(s3, cli, server, monkeypatch, tmp_path):
@@ -302,6 +303,16 @@ def test_failing_write_restores_the_previous_objects(registered, s3, server, tmp
     server.fault = None
     assert cli.json("add", "dec", "--id", A[1])["conversation_count"] == 2
     assert cli.json("create", "--name", "new", "--id", A[1])["conversation_count"] == 1
+
+
+def test_uploads_left_open_by_a_killed_process_are_aborted(registered, s3):
+    rec = registered.json("create", "--name", "dec", "--id", A[0])
+    bucket, key = rec["json_file_path"].removeprefix("s3://").split("/", 1)
+    for k in (key, "elsewhere/training.json"):  # the second is not ours to touch
+        s3.call_s3("create_multipart_upload", Bucket=bucket, Key=k)
+    registered("add", "dec", "--id", A[1])
+    open_uploads = s3.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", [])
+    assert [u["Key"] for u in open_uploads] == ["elsewhere/training.json"]
 
 
 def test_failures_print_no_secrets(registered, server):

@@ -6,6 +6,7 @@ exceptions here: a missing object is NotFound, anything else StorageUnavailable.
 
 import contextlib
 import copy
+import errno
 import hashlib
 import os
 import tempfile
@@ -334,6 +335,33 @@ def remove(url: str) -> None:
         pass
     except Exception as e:
         raise failure(url, e) from e
+
+
+def abort_unfinished_uploads(folder: str) -> None:
+    """Abort the multipart uploads still open under a folder URL: what a process killed while
+    writing a large object left behind (invisible, but billed until aborted).
+
+    Call it only where no other writer can be busy in the folder. A store that does not let
+    us list or abort uploads (permission, not implemented) must not stop the write that
+    follows; a store that cannot be reached is reported as usual.
+    """
+    if is_local(folder):
+        return
+    fs, path = resolve(folder)
+    if not hasattr(fs, "split_path"):  # only S3 has multipart uploads to abort
+        return
+    bucket, prefix, _ = fs.split_path(path.rstrip("/") + "/")
+    try:
+        listed = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix)
+        for upload in listed.get("Uploads", []):
+            fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    except PermissionError:
+        pass
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise failure(folder, e) from e
+    except Exception as e:
+        raise failure(folder, e) from e
 
 
 def remove_empty_folder(url: str) -> None:

@@ -322,6 +322,8 @@ def _publish(catalog: Catalog, row: dict, doc: dict, members: list[dict], previo
     try:
         with catalog.write():
             recheck()
+            # The write lock makes us the file's only writer: open uploads are orphans.
+            storage.abort_unfinished_uploads(row["json_file_path"].rsplit("/", 1)[0])
             try:
                 for kind, data in outputs.items():
                     storage.write_atomic(row[f"{kind}_file_path"], data)
