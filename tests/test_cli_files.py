@@ -237,6 +237,31 @@ def test_url_on_a_local_store_is_refused(registered):
     assert "local store" in result.stderr
 
 
+def test_any_fsspec_protocol_through_the_same_code(cli, tmp_path):
+    """fsspec's in-memory filesystem for sources and store: nothing S3- or disk-specific."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    base = f"memory://{tmp_path.name}"
+    folder = FIXTURES / "conversations"
+    memory.pipe({f"{base}/src/{p.relative_to(folder)}": p.read_bytes() for p in folder.rglob("*.json")})
+    try:
+        assert cli.json("conversations", "scan", f"{base}/src")["registered"] == 13
+        rec = cli.json("--store", f"{base}/store", "create", "--name", "dec", "--id", A[0], "--id", A[1])
+        assert rec["json_file_path"] == f"{base}/store/{rec['id']}/training.json"
+        exported = cli("--store", f"{base}/store", "export", "dec", "--format", "jsonl").stdout_bytes
+        assert exported == memory.cat_file(rec["jsonl_file_path"])
+        local = ("--catalog", tmp_path / "local.db", "--store", tmp_path / "local")
+        cli(*local, "conversations", "scan", folder)
+        cli(*local, "create", "--name", "dec", "--id", A[0], "--id", A[1])
+        assert exported == cli(*local, "export", "dec", "--format", "jsonl").stdout_bytes
+        assert cli("export", "dec", "--url", code=3).stderr == (
+            f"Error: {rec['json_file_path']}: this storage cannot sign URLs; --url needs a store such as s3://\n"
+        )
+    finally:
+        memory.rm(base, recursive=True)
+
+
 def test_no_cap_on_conversations_per_command(cli, tmp_path):
     folder = tmp_path / "many"
     for seed in range(100, 350):

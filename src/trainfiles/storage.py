@@ -412,6 +412,6 @@ def sign(url: str, expires: int) -> str:
     try:
         return fs.sign(path, expiration=expires)
     except NotImplementedError:
-        raise StorageUnavailable(f"{url}: this storage cannot sign URLs") from None
+        raise InvalidInput(f"{url}: this storage cannot sign URLs; --url needs a store such as s3://") from None
     except Exception as e:
         raise failure(url, e) from e
