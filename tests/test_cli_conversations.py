@@ -171,10 +171,10 @@ def test_bad_manifest_names_every_bad_row_and_changes_nothing(cli, tmp_path):
     )
     result = cli("conversations", "import", manifest, code=3)
     assert result.stderr == (
-        f"Error: bad manifest rows: {manifest} line 3: conversation_id 'not-a-uuid' is not a UUID; "
-        f"{manifest} line 4: enrichment_status 'done' is not one of not_started, validation_failed, validated, "
-        "enrichment_in_progress, enriched, normalization_failed, completed, quality_score 'high' is not a number, "
-        "human_reviewed 'maybe' is not a boolean\n"
+        f'Error: bad manifest rows: {manifest} line 3: conversation_id "not-a-uuid" is not a UUID; '
+        f'{manifest} line 4: enrichment_status "done" is not one of (not_started, validation_failed, validated, '
+        'enrichment_in_progress, enriched, normalization_failed, completed), quality_score "high" is not a number, '
+        'human_reviewed "maybe" is not a boolean\n'
     )
     assert snapshot(tmp_path / "catalog.db") == before
 
@@ -184,15 +184,26 @@ def test_jsonl_manifest_values_must_have_their_types(cli, tmp_path):
     manifest.write_text(
         '{"conversation_id": "0a1b2c3d-1111-4222-8333-444455556666", "persona_key": 7, "tier": ["a"]}\n'
         '{"conversation_id": "1a1b2c3d-1111-4222-8333-444455556666", "created_at": "last tuesday"}\n'
-        '{"conversation_id": "2a1b2c3d-1111-4222-8333-444455556666", "created_at": "2025-10-09 10:07:00.5+00"}\n'
+        '{"quality_score": "high", "created_at": "2025-W41-4"}\n'
+        '{"conversation_id": "2a1b2c3d-1111-4222-8333-444455556666", "created_at": "2025-10-09 12:07:00.5+02"}\n'
+        '{"conversation_id": "3a1b2c3d-1111-4222-8333-444455556666", "created_at": "2025-10-09T10:07:00"}\n'
+        '{"conversation_id": "4a1b2c3d-1111-4222-8333-444455556666", "created_at": "2025-10-08"}\n'
     )
+    expected = "(e.g. 2025-10-09T10:07:00Z)"
     assert cli("conversations", "import", manifest, code=3).stderr == (
-        f"Error: bad manifest rows: {manifest} line 1: persona_key 7 is not text, tier [\"a\"] is not text; "
-        f"{manifest} line 2: created_at 'last tuesday' is not an ISO 8601 date-time\n"
+        f'Error: bad manifest rows: {manifest} line 1: persona_key 7 is not text, tier ["a"] is not text; '
+        f'{manifest} line 2: created_at "last tuesday" is not an ISO 8601 date or date-time {expected}; '
+        f'{manifest} line 3: conversation_id is empty, quality_score "high" is not a number, '
+        f'created_at "2025-W41-4" is not an ISO 8601 date or date-time {expected}\n'
     )
-    manifest.write_text(manifest.read_text().splitlines()[2])
+    manifest.write_text("\n".join(manifest.read_text().splitlines()[3:]))
     cli("conversations", "import", manifest)
-    assert cli.json("conversations", "list")[0]["created_at"] == "2025-10-09 10:07:00.5+00"
+    # One form in UTC; a date stays a date; listed in time order.
+    assert [c["created_at"] for c in cli.json("conversations", "list")] == [
+        "2025-10-08",
+        "2025-10-09T10:07:00Z",
+        "2025-10-09T10:07:00.500000Z",
+    ]
 
 
 def test_manifest_without_id_column_and_missing_manifest(cli, tmp_path):

@@ -139,6 +139,7 @@ def test_last_updated_changes_at_every_add_even_within_one_second(registered):
         "2025-12-01T00:00:00Z",
         "2025-12-01T00:00:02Z",
     )
+    assert registered.json("archive", "dec")["updated_at"] == "2025-12-01T00:00:03Z"
 
 
 def test_add_by_batch_with_skip_invalid_lists_what_was_left_out(registered):
@@ -295,6 +296,8 @@ REFUSALS = [
     (["create", "--name", "x", "--id", "nope", "--id", "bad one"], 3, "not a conversation id: --id line 1: 'nope', --id line 2: 'bad one'"),
     (["create", "--name", "x", "--batch", "no-such-batch"], 4, "no conversations in batch no-such-batch"),
     (["add", "taken", "--id", A[1], "--id", A[0], "--id", A[2]], 5, f"already in training file 'taken': {A[0]}"),
+    (["add", "taken", "--id", "0a1b2c3d-1111-4222-8333-444455556666", "--id", A[0]], 5,
+     f"already in training file 'taken': {A[0]}; unknown conversation ids: 0a1b2c3d-1111-4222-8333-444455556666"),
     (["add", "missing", "--id", A[1]], 4, "no training file with id or name 'missing'"),
     (["add", "taken", "--id", A[1]], 7, "training file 'taken' was created by alice; only its creator may change it"),
     (["add", "archived", "--id", A[1]], 5, "training file 'archived' is archived"),
@@ -391,6 +394,9 @@ def test_failed_write_of_the_jsonl_restores_the_previous_outputs(registered, tmp
     assert state(tmp_path) == before
     result = registered("create", "--name", "new", "--id", A[1], code=6)
     assert state(tmp_path) == before
+    # A store folder that did not exist yet is not left behind either.
+    registered("--store", tmp_path / "new-store" / "sub", "create", "--name", "new", "--id", A[1], code=6)
+    assert not (tmp_path / "new-store").exists()
 
 
 def test_catalog_failure_after_writing_restores_outputs(registered, tmp_path, monkeypatch):

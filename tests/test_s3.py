@@ -200,8 +200,12 @@ def test_sources_are_read_with_one_listing_and_one_get_each(registered, server, 
     requests.clear()
     registered("create", "--name", "a", "--batch", generate.BATCH_A)
     assert sorted(requests[:8]) == sorted(("GET", source_url(cid).removeprefix("s3:/")) for cid in A)
-    # One listing of uploads left open in the file's folder, then one PUT per output.
-    assert [method for method, _ in requests[8:]] == ["GET", "PUT", "PUT"]
+    assert [method for method, _ in requests[8:]] == ["PUT", "PUT"]
+    requests.clear()
+    registered("add", "a", "--id", generate.conversation_uuid(9))
+    # An add: the stored outputs, the source, a listing of uploads left open in the file's
+    # folder, then one PUT per output.
+    assert [method for method, _ in requests] == ["GET", "GET", "GET", "GET", "PUT", "PUT"]
 
 
 def test_settings_from_a_shared_config_profile(s3, cli, server, monkeypatch, tmp_path):
@@ -263,6 +267,15 @@ def test_server_stopped_before_a_command(registered, s3, server, tmp_path):
         assert state(s3, tmp_path) == before
     for args, _ in commands:
         cli(*args)
+    # A request with an unknown id: the mistake in it is named even though nothing could be read.
+    unknown = "0a1b2c3d-1111-4222-8333-444455556666"
+    server.stop()
+    result = cli("create", "--name", "other", "--id", A[2], "--id", unknown, code=4)
+    server.start()
+    assert result.stderr == (
+        f"Error: unknown conversation ids: {unknown} (and the sources could not be read: "
+        f"{refused(source_url(A[2])).removeprefix('Error: ').rstrip()})\n"
+    )
 
 
 def test_server_stopping_while_sources_are_read(registered, s3, server, tmp_path):

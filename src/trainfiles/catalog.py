@@ -67,6 +67,8 @@ MEMBER_STAT_FIELDS = (
 )
 
 BUSY_TIMEOUT_MS = 30_000
+# By instant, not by text: "10:07:00.5Z" sorts before "10:07:00Z" as text.
+IN_TIME_ORDER = "julianday(c.created_at), c.created_at, c.conversation_id"
 
 
 class Catalog:
@@ -137,7 +139,7 @@ class Catalog:
         sql = "select c.* from conversations c"
         if where:
             sql += " where " + " and ".join(where)
-        sql += " order by c.created_at, c.conversation_id"
+        sql += f" order by {IN_TIME_ORDER}"
         return [_conversation(row) for row in self.db.query(sql, params)]
 
     def batch_conversation_ids(self, batch: str) -> list[str]:
@@ -147,7 +149,7 @@ class Catalog:
             for row in self.db.query(
                 "select c.conversation_id from batch_items b join conversations c"
                 " on c.conversation_id = b.conversation_id where b.batch_job_id = ?"
-                " order by c.created_at, c.conversation_id",
+                f" order by {IN_TIME_ORDER}",
                 [batch],
             )
         ]

@@ -19,5 +19,11 @@ def stamp() -> str:
 def stamp_after(previous: str) -> str:
     """Now, or one second after `previous` when now is not later: a stamp that must change
     at every update still does for two updates within one second (or a pinned clock)."""
-    earliest = datetime.strptime(previous, FORMAT).replace(tzinfo=UTC) + timedelta(seconds=1)
+    earliest = utc(datetime.fromisoformat(previous)) + timedelta(seconds=1)
     return max(now().replace(microsecond=0), earliest).strftime(FORMAT)
+
+
+def utc(moment: datetime) -> datetime:
+    """`moment` in UTC; one without a time zone is taken to be UTC already, as the
+    platform writes its timestamps."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

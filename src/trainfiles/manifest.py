@@ -6,12 +6,14 @@ Empty cells mean unknown and are left out, so they never overwrite a known value
 import csv
 import io
 import math
+import re
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from .catalog import CONVERSATION_FIELDS
+from .clock import utc
 from .enriched import UUID_RE
 from .errors import InvalidInput
 from .vocabulary import ENRICHMENT_STATUSES
@@ -23,6 +25,8 @@ SCORES = (
     "appropriateness_score",
     "brand_voice_alignment",
 )
+# The extended ISO 8601 forms a database export writes; not the compact or week forms.
+ISO_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?")
 TRUE = {"true", "1", "yes"}
 FALSE = {"false", "0", "no"}
 
@@ -101,13 +105,13 @@ def _row(raw: dict) -> dict:
         if isinstance(value, str):
             value = value.strip()
         if value is None or value == "":
+            if field == "conversation_id":
+                problems.append("conversation_id is empty")
             continue
         try:
             values[field] = _convert(field, value)
         except ValueError as e:
             problems.append(str(e))
-    if "conversation_id" not in values and not problems:
-        problems.append("conversation_id is empty")
     if problems:
         raise ValueError(", ".join(problems))
     values["manifest_fields"] = sorted(k for k in values if k != "conversation_id")
@@ -115,13 +119,14 @@ def _row(raw: dict) -> dict:
 
 
 def _convert(field: str, value: Any) -> Any:
+    shown = orjson.dumps(value).decode()
     if field == "conversation_id":
         if not (isinstance(value, str) and UUID_RE.fullmatch(value)):
-            raise ValueError(f"conversation_id {value!r} is not a UUID")
+            raise ValueError(f"conversation_id {shown} is not a UUID")
         return value.lower()
     if field == "enrichment_status":
         if value not in ENRICHMENT_STATUSES:
-            raise ValueError(f"enrichment_status {value!r} is not one of {', '.join(ENRICHMENT_STATUSES)}")
+            raise ValueError(f"enrichment_status {shown} is not one of ({', '.join(ENRICHMENT_STATUSES)})")
         return value
     if field == "human_reviewed":
         if isinstance(value, bool):
@@ -130,26 +135,34 @@ def _convert(field: str, value: Any) -> Any:
             return True
         if str(value).lower() in FALSE:
             return False
-        raise ValueError(f"human_reviewed {value!r} is not a boolean")
+        raise ValueError(f"human_reviewed {shown} is not a boolean")
     if field in SCORES:
         if isinstance(value, bool):
-            raise ValueError(f"{field} {value!r} is not a number")
+            raise ValueError(f"{field} {shown} is not a number")
         try:
             number = float(value)
         except (TypeError, ValueError):
             number = math.nan
         if not math.isfinite(number):
-            raise ValueError(f"{field} {value!r} is not a number")
+            raise ValueError(f"{field} {shown} is not a number")
         return number
     if not isinstance(value, str):  # JSON Lines can hold numbers, lists and objects
-        raise ValueError(f"{field} {_shown(value)} is not text")
+        raise ValueError(f"{field} {shown} is not text")
     if field == "created_at":
-        try:
-            datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"created_at {value!r} is not an ISO 8601 date-time") from None
+        return _timestamp(value, shown)
     return value
 
 
-def _shown(value: Any) -> str:
-    return orjson.dumps(value).decode()
+def _timestamp(value: str, shown: str) -> str:
+    """A date as YYYY-MM-DD, a date-time in UTC as YYYY-MM-DDTHH:MM:SS[.ffffff]Z: one form,
+    so that dates in the file are right and batches sort in time order."""
+    try:
+        if not ISO_TIMESTAMP.fullmatch(value):
+            raise ValueError
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"created_at {shown} is not an ISO 8601 date or date-time (e.g. 2025-10-09T10:07:00Z)") from None
+    if len(value) == 10:
+        return value
+    fraction = f".{moment.microsecond:06d}" if moment.microsecond else ""
+    return utc(moment).strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"

@@ -345,11 +345,11 @@ def abort_unfinished_uploads(folder: str) -> None:
     us list or abort uploads (permission, not implemented) must not stop the write that
     follows; a store that cannot be reached is reported as usual.
     """
-    if is_local(folder):
+    from fsspec.core import split_protocol
+
+    if split_protocol(folder)[0] not in S3_PROTOCOLS:  # other stores have no uploads to abort
         return
     fs, path = resolve(folder)
-    if not hasattr(fs, "split_path"):  # only S3 has multipart uploads to abort
-        return
     bucket, prefix, _ = fs.split_path(path.rstrip("/") + "/")
     try:
         listed = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix)
@@ -364,12 +364,23 @@ def abort_unfinished_uploads(folder: str) -> None:
         raise failure(folder, e) from e
 
 
-def remove_empty_folder(url: str) -> None:
-    """Delete the local folder holding `url` if nothing is left in it (object stores have no
-    folders to leave behind)."""
+@contextlib.contextmanager
+def removing_new_folders(url: str) -> Iterator[None]:
+    """On an error inside, remove the local folders above `url` that did not exist before
+    and are empty again, so a failed write leaves no trace (object stores have no folders)."""
+    new = []
     if is_local(url):
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.dirname(join(url)))
+        folder = os.path.dirname(join(url))
+        while not os.path.exists(folder):
+            new.append(folder)
+            folder = os.path.dirname(folder)
+    try:
+        yield
+    except BaseException:
+        for folder in new:  # deepest first
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
 
 
 def find_json(url: str) -> list[str]:

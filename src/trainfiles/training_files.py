@@ -13,7 +13,7 @@ import orjson
 
 from . import builder, clock, enriched, storage
 from .catalog import MEMBER_STAT_FIELDS, RECORD_FIELDS, Catalog
-from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, TrainfilesError
+from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, StorageUnavailable, TrainfilesError
 from .progress import bar
 from .selection import require_unique
 from .settings import Settings
@@ -125,7 +125,12 @@ def _add_once(settings: Settings, ref: str, selection: Selection, skip_invalid: 
     present = {m["conversation_id"] for m in existing}
     already = [cid for cid in ids if cid in present]
     if already:
-        raise Conflict(f"already in training file {row['name']!r}: " + ", ".join(already))
+        unknown = _unknown(catalog, [cid for cid in ids if cid not in present])
+        raise Conflict(
+            f"already in training file {row['name']!r}: "
+            + ", ".join(already)
+            + (f"; unknown conversation ids: {', '.join(unknown)}" if unknown else "")
+        )
     old_json, old_jsonl = _read_outputs(row)
     old = orjson.loads(old_json)
     gathered = _gather(
@@ -195,6 +200,11 @@ def _resolve(catalog: Catalog, selection: Selection) -> list[str]:
     return selection.ids
 
 
+def _unknown(catalog: Catalog, ids: list[str]) -> list[str]:
+    records = catalog.conversations(ids)
+    return [cid for cid in ids if cid not in records]
+
+
 def _gather(
     settings: Settings,
     catalog: Catalog,
@@ -208,6 +218,7 @@ def _gather(
     """Read and check the named conversations; refuse or skip the ineligible ones."""
     records = catalog.conversations(ids)
     unknown = [cid for cid in ids if cid not in records]
+    unknown_ids = "unknown conversation ids: " + ", ".join(unknown)
     problems: dict[str, tuple[str, type[TrainfilesError]]] = {}
     readable = []
     for cid in ids:
@@ -220,8 +231,13 @@ def _gather(
             problems[cid] = ("no enriched_file_path", InvalidInput)
         else:
             readable.append(cid)
-    with bar("Reading conversations", len(readable)) as advance:
-        contents = storage.read_many([records[cid]["enriched_file_path"] for cid in readable], advance)
+    try:
+        with bar("Reading conversations", len(readable)) as advance:
+            contents = storage.read_many([records[cid]["enriched_file_path"] for cid in readable], advance)
+    except StorageUnavailable as e:
+        if unknown:  # what is wrong with the request comes first
+            raise NotFound(f"{unknown_ids} (and the sources could not be read: {e})") from e
+        raise
     docs = {}
     digests = storage.sha256_many([data if isinstance(data, bytes) else b"" for data in contents])
     for cid, data, digest in zip(readable, contents, digests):
@@ -253,8 +269,7 @@ def _gather(
     skipped = [{"conversation_id": cid, "reason": problems[cid][0]} for cid in ids if cid in problems]
     ineligible = "ineligible conversations: " + "; ".join(f"{s['conversation_id']}: {s['reason']}" for s in skipped)
     if unknown:  # never skipped: an id that names nothing is a mistake in the request
-        message = "unknown conversation ids: " + ", ".join(unknown)
-        raise NotFound(message + (f"; {ineligible}" if skipped and not skip_invalid else ""))
+        raise NotFound(unknown_ids + (f"; {ineligible}" if skipped and not skip_invalid else ""))
     if skipped and not skip_invalid:
         kinds = {problems[cid][1] for cid in problems}
         raise (NotFound if kinds == {NotFound} else InvalidInput)(ineligible)
@@ -320,10 +335,11 @@ def _publish(catalog: Catalog, row: dict, doc: dict, members: list[dict], previo
     written = []
     unrestored: dict[str, bytes] = {}
     try:
-        with catalog.write():
+        with catalog.write(), storage.removing_new_folders(row["json_file_path"]):
             recheck()
-            # The write lock makes us the file's only writer: open uploads are orphans.
-            storage.abort_unfinished_uploads(row["json_file_path"].rsplit("/", 1)[0])
+            if previous is not None:
+                # The write lock makes us the file's only writer: open uploads are orphans.
+                storage.abort_unfinished_uploads(row["json_file_path"].rsplit("/", 1)[0])
             try:
                 for kind, data in outputs.items():
                     storage.write_atomic(row[f"{kind}_file_path"], data)
@@ -342,8 +358,7 @@ def _publish(catalog: Catalog, row: dict, doc: dict, members: list[dict], previo
 
 
 def _restore(row: dict, written: list[str], previous: tuple[bytes, bytes] | None) -> dict[str, bytes]:
-    """Put back what a failed publish replaced: the old outputs, or, for a new file, nothing
-    (its folder goes too).
+    """Put back what a failed publish replaced: the old outputs, or nothing for a new file.
 
     Returns the previous outputs that could not be put back (the store is gone), by URL;
     a new file's leftovers need no keeping, as no catalog row points at them.
@@ -360,19 +375,16 @@ def _restore(row: dict, written: list[str], previous: tuple[bytes, bytes] | None
             # The original failure is what the user must see.
             if previous is not None:
                 unrestored[url] = previous[0 if kind == "json" else 1]
-    if previous is None:
-        storage.remove_empty_folder(row["json_file_path"])
     return unrestored
 
 
 def _heal(catalog: Catalog, file_id: str) -> None:
     """Put back outputs a failed add could not restore, before anything reads them."""
-    restores = catalog.pending_restores(file_id)
-    if not restores:
+    if not catalog.pending_restores(file_id):
         return
-    for url, data in restores.items():
-        storage.write_atomic(url, data)
-    with catalog.write():
+    with catalog.write():  # as the file's only writer, like an add
+        for url, data in catalog.pending_restores(file_id).items():  # none if another healed it
+            storage.write_atomic(url, data)
         catalog.clear_restores(file_id)
 
 
@@ -457,5 +469,5 @@ def archive(settings: Settings, ref: str) -> dict:
                 f"training file {row['name']!r} was created by {row['created_by']}; only its creator may archive it"
             )
         if row["status"] != "archived":
-            catalog.set_status(row["id"], "archived", clock.stamp())
+            catalog.set_status(row["id"], "archived", clock.stamp_after(row["updated_at"]))
     return record(catalog.find_file(row["id"]))
