@@ -2,7 +2,7 @@
 
 Built like moto's `ThreadedMotoServer`, plus what the fault tests and the benchmark need:
 it stops and starts again on the same port (moto keeps the objects in this process), a
-`fault` hook can answer any request with a 503 before moto sees it, and `latency` delays
+`fault` hook can answer any request with an error before moto sees it, and `latency` delays
 every request as a distant server would. S3 requests go straight to moto's S3 application:
 moto's dispatcher works out the service of each request under one lock (about 4 ms),
 which would make the server, not the client, what the benchmark measures."""
@@ -19,14 +19,15 @@ from werkzeug.serving import make_server
 # werkzeug logs each request to stderr, which would land in the CLI runner's output.
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-UNAVAILABLE = b"<Error><Code>ServiceUnavailable</Code><Message>injected failure</Message></Error>"
+UNAVAILABLE = ("503 Service Unavailable", "ServiceUnavailable")
 
 
 class S3Server:
     """Started on a free port by the constructor; `endpoint` stays the same across restarts."""
 
     def __init__(self):
-        self.fault: Callable[[dict], bool] | None = None
+        # Answers a request with an error instead of moto: True for a 503, or (status, code).
+        self.fault: Callable[[dict], bool | tuple[str, str]] | None = None
         self.latency = 0.0  # seconds added to every request
         self._moto = DomainDispatcherApplication(create_backend_app)  # for /moto-api/reset
         self._s3 = create_backend_app("s3")
@@ -58,8 +59,10 @@ class S3Server:
 
     def _app(self, environ, start_response):
         time.sleep(self.latency)
-        if self.fault and self.fault(environ):
-            start_response("503 Service Unavailable", [("Content-Type", "application/xml")])
-            return [UNAVAILABLE]
+        fault = self.fault and self.fault(environ)
+        if fault:
+            status, code = UNAVAILABLE if fault is True else fault
+            start_response(status, [("Content-Type", "application/xml")])
+            return [f"<Error><Code>{code}</Code><Message>injected failure</Message></Error>".encode()]
         app = self._moto if environ["PATH_INFO"].startswith("/moto-api/") else self._s3
         return app(environ, start_response)

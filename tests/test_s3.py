@@ -328,6 +328,13 @@ def test_uploads_left_open_by_a_killed_process_are_aborted(registered, s3):
     assert [u["Key"] for u in open_uploads] == ["elsewhere/training.json"]
 
 
+@pytest.mark.parametrize("answer", [("403 Forbidden", "AccessDenied"), ("501 Not Implemented", "NotImplemented")])
+def test_a_store_that_will_not_list_uploads_still_takes_writes(registered, server, answer):
+    registered("create", "--name", "dec", "--id", A[0])
+    server.fault = lambda environ: answer if "uploads" in environ["QUERY_STRING"] else False
+    assert registered.json("add", "dec", "--id", A[1])["conversation_count"] == 2
+
+
 def test_failures_print_no_secrets(registered, server):
     registered("create", "--name", "dec", "--id", A[0])
     server.fault = lambda environ: environ["REQUEST_METHOD"] == "PUT"
