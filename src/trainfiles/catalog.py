@@ -109,6 +109,19 @@ class Catalog:
             raise
         self.db.commit()
 
+    @contextlib.contextmanager
+    def undoable(self) -> Iterator[None]:
+        """Inside a write transaction: on an error, undo only what was done in here and
+        re-raise, so the transaction can still record something and commit."""
+        self.db.execute("SAVEPOINT undoable")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK TO undoable")
+            self.db.execute("RELEASE undoable")
+            raise
+        self.db.execute("RELEASE undoable")
+
     # Conversations
 
     def conversations(self, ids: Iterable[str]) -> dict[str, dict]:

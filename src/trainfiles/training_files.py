@@ -333,14 +333,14 @@ def _publish(catalog: Catalog, row: dict, doc: dict, members: list[dict], previo
     )
     digests = storage.sha256_many(list(outputs.values()))  # hashed while they are written
     written = []
-    unrestored: dict[str, bytes] = {}
-    try:
-        with catalog.write(), storage.removing_new_folders(row["json_file_path"]):
-            recheck()
-            if previous is not None:
-                # The write lock makes us the file's only writer: open uploads are orphans.
-                storage.abort_unfinished_uploads(row["json_file_path"].rsplit("/", 1)[0])
-            try:
+    failure = None
+    with catalog.write(), storage.removing_new_folders(row["json_file_path"]):
+        recheck()
+        if previous is not None:
+            # The write lock makes us the file's only writer: open uploads are orphans.
+            storage.abort_unfinished_uploads(row["json_file_path"].rsplit("/", 1)[0])
+        try:
+            with catalog.undoable():
                 for kind, data in outputs.items():
                     storage.write_atomic(row[f"{kind}_file_path"], data)
                     written.append(kind)
@@ -348,13 +348,15 @@ def _publish(catalog: Catalog, row: dict, doc: dict, members: list[dict], previo
                     row[f"{kind}_file_size"] = len(data)
                     row[f"{kind}_sha256"] = digest
                 catalog.save_file(row, members)
-            except BaseException:
-                unrestored = _restore(row, written, previous)
+        except BaseException as e:
+            unrestored = _restore(row, written, previous)
+            if not unrestored:
                 raise
-    finally:
-        if unrestored:
-            with catalog.write():
-                catalog.save_restores(row["id"], unrestored)
+            # Kept in the same transaction, so no reader ever finds the new outputs unexplained.
+            catalog.save_restores(row["id"], unrestored)
+            failure = e
+    if failure:
+        raise failure
 
 
 def _restore(row: dict, written: list[str], previous: tuple[bytes, bytes] | None) -> dict[str, bytes]:
