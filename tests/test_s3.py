@@ -335,6 +335,28 @@ def test_a_store_that_will_not_list_uploads_still_takes_writes(registered, serve
     assert registered.json("add", "dec", "--id", A[1])["conversation_count"] == 2
 
 
+def test_a_large_output_goes_up_in_parts_and_a_failed_part_leaves_nothing(s3, server):
+    url = f"{STORE}/big/training.jsonl"
+    data = bytes(range(256)) * (4096 * 101)  # 101 MiB: s3fs uploads 100 MiB and more in parts
+    parts, failing = [], {"partNumber=2"}
+
+    def parts_seen(environ):
+        query = set(environ["QUERY_STRING"].split("&"))
+        parts.extend(q for q in query if q.startswith("partNumber="))
+        return bool(query & failing)
+
+    server.fault = parts_seen
+    with pytest.raises(storage.StorageUnavailable):
+        storage.write_atomic(url, data)
+    assert not s3.exists(url)
+    assert s3.call_s3("list_multipart_uploads", Bucket="trainfiles").get("Uploads", []) == []  # aborted
+    parts.clear()
+    failing.clear()
+    storage.write_atomic(url, data)
+    assert sorted(parts) == ["partNumber=1", "partNumber=2", "partNumber=3"]
+    assert s3.cat_file(url) == data
+
+
 def test_failures_print_no_secrets(registered, server):
     registered("create", "--name", "dec", "--id", A[0])
     server.fault = lambda environ: environ["REQUEST_METHOD"] == "PUT"
