@@ -125,7 +125,8 @@ def _add_once(settings: Settings, ref: str, selection: Selection, skip_invalid: 
     present = {m["conversation_id"] for m in existing}
     already = [cid for cid in ids if cid in present]
     if already:
-        unknown = _unknown(catalog, [cid for cid in ids if cid not in present])
+        others = [cid for cid in ids if cid not in present]
+        unknown = _unknown(others, catalog.conversations(others))
         raise Conflict(
             f"already in training file {row['name']!r}: "
             + ", ".join(already)
@@ -200,8 +201,7 @@ def _resolve(catalog: Catalog, selection: Selection) -> list[str]:
     return selection.ids
 
 
-def _unknown(catalog: Catalog, ids: list[str]) -> list[str]:
-    records = catalog.conversations(ids)
+def _unknown(ids: list[str], records: dict[str, dict]) -> list[str]:
     return [cid for cid in ids if cid not in records]
 
 
@@ -217,7 +217,7 @@ def _gather(
 ) -> _Gathered:
     """Read and check the named conversations; refuse or skip the ineligible ones."""
     records = catalog.conversations(ids)
-    unknown = [cid for cid in ids if cid not in records]
+    unknown = _unknown(ids, records)
     unknown_ids = "unknown conversation ids: " + ", ".join(unknown)
     problems: dict[str, tuple[str, type[TrainfilesError]]] = {}
     readable = []
@@ -267,14 +267,15 @@ def _gather(
             continue
         del docs[cid]
     skipped = [{"conversation_id": cid, "reason": problems[cid][0]} for cid in ids if cid in problems]
-    ineligible = "ineligible conversations: " + "; ".join(f"{s['conversation_id']}: {s['reason']}" for s in skipped)
+    reasons = "; ".join(f"{s['conversation_id']}: {s['reason']}" for s in skipped)
+    ineligible = f"ineligible conversations: {reasons}"
     if unknown:  # never skipped: an id that names nothing is a mistake in the request
         raise NotFound(unknown_ids + (f"; {ineligible}" if skipped and not skip_invalid else ""))
     if skipped and not skip_invalid:
         kinds = {problems[cid][1] for cid in problems}
         raise (NotFound if kinds == {NotFound} else InvalidInput)(ineligible)
     if not docs:
-        raise InvalidInput("no eligible conversations: " + "; ".join(f"{s['conversation_id']}: {s['reason']}" for s in skipped))
+        raise InvalidInput(f"no eligible conversations: {reasons}")
     members, entries = [], []
     for cid in ids:
         if cid not in docs:
