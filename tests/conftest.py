@@ -1,5 +1,7 @@
 """Shared test set-up: isolated settings, a CLI runner, paths to fixtures and reference data."""
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +13,23 @@ from trainfiles.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures"
-REFERENCE = ROOT.parent / "shared" / "reference"
+
+
+def _shared() -> Path:
+    """The platform's shared contracts and reference data: TRAINFILES_SHARED, else `shared/`
+    beside this checkout (as in CI), else beside the checkout this one was cloned from."""
+    if os.environ.get("TRAINFILES_SHARED"):
+        return Path(os.environ["TRAINFILES_SHARED"])
+    beside = ROOT.parent / "shared"
+    origin = subprocess.run(
+        ["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"], capture_output=True, text=True
+    ).stdout.strip()
+    if beside.is_dir() or not origin or "://" in origin:
+        return beside
+    return Path(origin).resolve().parent / "shared"
+
+
+REFERENCE = _shared() / "reference"
 
 sys.path.insert(0, str(FIXTURES))
 
