@@ -1,14 +1,12 @@
 """Trainer formats: exact rows from a small conversation, properties on the real reference data."""
 
-from pathlib import Path
-
 import orjson
 import pytest
 
+from conftest import REFERENCE
 from trainfiles import builder, preflight
 from trainfiles.trainer_formats import FORMATS, MODES, ROW_MODES, parse, rows, rows_by_conversation, split_of
 
-REFERENCE = Path(__file__).parents[2] / "shared/reference"
 CID = "0a1b2c3d-1111-4222-8333-444455556666"
 OTHER = "9f8e7d6c-aaaa-4bbb-8ccc-ddddeeeeffff"
 SYSTEM = "Be kind → always."
