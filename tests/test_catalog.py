@@ -16,22 +16,24 @@ from trainfiles.migrations import migrations
 
 def test_migrations_create_the_schema_once(tmp_path):
     path = str(tmp_path / "c.db")
-    Catalog(path, create=True).close()
+    Catalog(path).close()
     Catalog(path).close()  # reopening applies nothing twice
     db = sqlite_utils.Database(path)
-    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_pending_restores"]
-    assert set(db.table_names()) >= {"conversations", "batch_items", "training_files", "training_file_members"}
-    assert db["training_files"].columns_dict["json_sha256"] is str
-    assert db["training_file_members"].pks == ["training_file_id", "conversation_id"]
-    assert {fk.other_table for fk in db["training_file_members"].foreign_keys} == {"training_files", "conversations"}
-    indexed = {tuple(i.columns) for i in db["training_files"].indexes}
+    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_pending_restores", "m003_index_of_the_store"]
+    assert set(db.table_names()) >= {"conversations", "batch_items", "files", "members", "versions", "index_state"}
+    assert db["files"].columns_dict["json_sha256"] is str
+    assert db["members"].pks == ["file_id", "conversation_id"]
+    # Members are not tied to this catalog's registrations: another machine may have added them.
+    assert {fk.other_table for fk in db["members"].foreign_keys} == {"files"}
+    assert db["versions"].pks == ["file_id", "version"]
+    indexed = {tuple(i.columns) for i in db["files"].indexes}
     assert ("name",) in indexed and ("status", "created_at") in indexed
 
 
 def test_foreign_keys_are_enforced(tmp_path):
     import sqlite3
 
-    catalog = Catalog(str(tmp_path / "c.db"), create=True)
+    catalog = Catalog(str(tmp_path / "c.db"))
     with pytest.raises(sqlite3.IntegrityError):
         with catalog.write():
             catalog.db["batch_items"].insert({"batch_job_id": "b", "conversation_id": "nope"})
@@ -44,7 +46,7 @@ def test_members_record_source_digest_and_who_added(cli, tmp_path):
     cli("create", "--name", "dec", "--id", one)
     cli("add", "dec", "--id", two, env={"SOURCE_DATE_EPOCH": "1764633600"})
     db = sqlite_utils.Database(tmp_path / "catalog.db")
-    members = list(db.query("select conversation_id, position, added_at, added_by, source_sha256 from training_file_members order by position"))
+    members = list(db.query("select conversation_id, position, added_at, added_by, source_sha256 from members order by position"))
     import hashlib
 
     digest = lambda seed: hashlib.sha256(  # noqa: E731

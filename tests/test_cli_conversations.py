@@ -244,13 +244,11 @@ def test_bad_settings_are_clear_errors(cli, tmp_path):
     assert result.stderr == 'Error: TRAINFILES_STORAGE_OPTIONS must be a JSON object of objects, e.g. {"s3": {"profile": "ci"}}\n'
 
 
-@pytest.mark.parametrize(
-    "args", [["list"], ["conversations", "list"], ["show", "x"], ["export", "x"], ["create", "--name", "x", "--batch", "b"]]
-)
-def test_only_registering_creates_a_catalog(cli, tmp_path, args):
-    missing = tmp_path / "typo" / "catalog.db"
-    result = cli("--catalog", missing, *args, code=4)
-    assert result.stderr == (
-        f"Error: no catalog at {missing}: register conversations first with `trainfiles conversations scan` or `import`\n"
-    )
-    assert not (tmp_path / "typo").exists()
+def test_a_missing_catalog_is_rebuilt_from_the_store(cli, tmp_path):
+    """The store holds the training files; a new catalog (a typo, a fresh machine) is an
+    empty index that the first command fills from it."""
+    cli("conversations", "scan", FIXTURES / "conversations")
+    made = cli.json("create", "--name", "x", "--id", generate.conversation_uuid(1))
+    fresh = tmp_path / "elsewhere" / "catalog.db"
+    assert cli.json("--catalog", fresh, "list") == [made]
+    assert cli.json("--catalog", fresh, "conversations", "list") == []

@@ -1,5 +1,7 @@
 """create, add, list, show, export and archive through the CLI runner, with every refusal."""
 
+import re
+
 import generate
 import orjson
 import pytest
@@ -72,6 +74,8 @@ def test_create_from_ids_file_writes_both_outputs_and_the_record(registered, tmp
         "created_by": "alice",
         "created_at": "2025-12-01T00:00:00Z",
         "updated_at": "2025-12-01T00:00:00Z",
+        "target_model": "llama-3.1-8b",
+        "version": 1,
     }
     doc, lines = stored(rec)
     meta = doc["training_file_metadata"]
@@ -256,8 +260,11 @@ def test_any_fsspec_protocol_through_the_same_code(cli, tmp_path):
         cli(*local, "conversations", "scan", folder)
         cli(*local, "create", "--name", "dec", "--id", A[0], "--id", A[1])
         assert exported == cli(*local, "export", "dec", "--format", "jsonl").stdout_bytes
-        assert cli("export", "dec", "--url", code=3).stderr == (
-            f"Error: {rec['json_file_path']}: this storage cannot sign URLs; --url needs a store such as s3://\n"
+        result = cli("--store", f"{base}/store", "export", "dec", "--url", code=3)
+        assert re.fullmatch(
+            f"Error: {re.escape(base)}/store/{rec['id']}/versions/000001-[0-9a-f]{{12}}/training.json: "
+            "this storage cannot sign URLs; --url needs a store such as s3://\n",
+            result.stderr,
         )
     finally:
         memory.rm(base, recursive=True)
@@ -300,8 +307,8 @@ REFUSALS = [
      f"already in training file 'taken': {A[0]}; unknown conversation ids: 0a1b2c3d-1111-4222-8333-444455556666"),
     (["add", "missing", "--id", A[1]], 4, "no training file with id or name 'missing'"),
     (["add", "taken", "--id", A[1]], 7, "training file 'taken' was created by alice; only its creator may change it"),
-    (["add", "archived", "--id", A[1]], 5, "training file 'archived' is archived"),
-    (["archive", "taken"], 7, "training file 'taken' was created by alice; only its creator may archive it"),
+    (["add", "archived", "--id", A[1]], 5, "training file 'archived' is archived (`trainfiles unarchive` makes it active again)"),
+    (["archive", "taken"], 7, "training file 'taken' was created by alice; only its creator may change it"),
     (["show", "missing"], 4, "no training file with id or name 'missing'"),
     (["export", "missing"], 4, "no training file with id or name 'missing'"),
     (["export", "missing", "--output", "new/sub/out.json"], 4, "no training file with id or name 'missing'"),
@@ -399,19 +406,26 @@ def test_failed_write_of_the_jsonl_restores_the_previous_outputs(registered, tmp
     assert not (tmp_path / "new-store").exists()
 
 
-def test_catalog_failure_after_writing_restores_outputs(registered, tmp_path, monkeypatch):
+def test_a_catalog_failure_after_the_commit_loses_nothing(registered, tmp_path, monkeypatch):
+    """The commit in the store is the change; the catalog is only its index, brought up to
+    date by the next command."""
     from trainfiles.catalog import Catalog
 
     registered("create", "--name", "dec", "--id", A[0])
-    before = state(tmp_path)
+    real = Catalog.apply
 
-    def broken(self, row, members):
+    def broken(self, records):
         raise RuntimeError("disk I/O error")
 
-    monkeypatch.setattr(Catalog, "save_file", broken)
+    monkeypatch.setattr(Catalog, "apply", broken)
     result = registered("add", "dec", "--id", A[1], code=1)
     assert result.stderr == "Error: internal error: RuntimeError: disk I/O error (run with --debug for the traceback)\n"
-    assert state(tmp_path) == before
+    monkeypatch.setattr(Catalog, "apply", real)
+    shown = registered.json("show", "dec")
+    assert (shown["version"], shown["conversation_ids"]) == (2, [A[0], A[1]])
+    doc, _ = stored(shown)
+    assert [c["conversation_metadata"]["conversation_id"] for c in doc["conversations"]] == [A[0], A[1]]
+    assert registered.json("verify")["ok"]
 
 
 def test_debug_prints_the_traceback(registered, monkeypatch):
@@ -431,8 +445,14 @@ def registered_app():
 def test_help_teaches_every_command(cli):
     top = cli("--help").stdout
     listed = [line.split()[0] for line in top.split("Commands:")[1].splitlines() if line.strip()]
-    assert sorted(listed) == ["add", "archive", "check", "conversations", "create", "export", "list", "show"]
-    for command in (["create"], ["add"], ["export"], ["check"], ["conversations", "scan"], ["conversations", "import"]):
+    assert sorted(listed) == [
+        "add", "archive", "check", "conversations", "create", "describe", "export", "gc", "list", "log",
+        "remove", "rename", "restore", "show", "unarchive", "verify",
+    ]
+    for command in (
+        ["create"], ["add"], ["export"], ["check"], ["conversations", "scan"], ["conversations", "import"], ["remove"],
+        ["restore"], ["log"], ["verify"], ["gc"], ["rename"], ["describe"], ["archive"], ["unarchive"],
+    ):
         assert "Example:" in cli(*command, "--help").stdout
 
 
@@ -442,5 +462,11 @@ def test_add_refuses_outputs_edited_outside_trainfiles(registered, tmp_path):
         f.write(b" ")
     before = state(tmp_path)
     result = registered("add", "dec", "--id", A[1], code=5)
-    assert result.stderr == f"Error: {rec['json_file_path']} was changed outside trainfiles (sha256 differs from the catalog)\n"
+    # On a local store the download path is a hard link to the version's output.
+    version_json = next((tmp_path / "store" / rec["id"] / "versions").glob("*/training.json"))
+    assert re.fullmatch(
+        f"Error: {re.escape(str(version_json))} differs from its commit "
+        r"\(sha256 [0-9a-f]{12}, expected [0-9a-f]{12}\): run `trainfiles verify`\n",
+        result.stderr,
+    )
     assert state(tmp_path) == before

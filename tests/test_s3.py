@@ -5,6 +5,7 @@ settings with dummy credentials. Between tests it is reset and fsspec's cached f
 are dropped, so no test sees another's buckets, connections or settings.
 """
 
+import re
 import time
 import urllib.parse
 import urllib.request
@@ -156,7 +157,14 @@ def test_every_command_on_an_s3_store_matches_a_local_store(registered, s3, tmp_
     assert cli(*local, "export", "dec", "--format", "jsonl").stdout_bytes == stored_jsonl
     assert cli.json("archive", "dec")["status"] == "archived"
     assert cli.json("list") == []
-    assert s3.find("trainfiles") == [f"trainfiles/store/{rec['id']}/training.{kind}" for kind in ("json", "jsonl")]
+    # The store's layout (docs/store.md): the log, each version's outputs, the download copies.
+    assert sorted(re.sub(r"/(\d{6})-[0-9a-f]{12}/", r"/\1-TOKEN/", key) for key in s3.find("trainfiles")) == sorted([
+        *(f"trainfiles/store/_log/{n:020d}.json" for n in (1, 2, 3)),
+        f"trainfiles/store/{rec['id']}/current.json",
+        f"trainfiles/store/{rec['id']}/training.json",
+        f"trainfiles/store/{rec['id']}/training.jsonl",
+        *(f"trainfiles/store/{rec['id']}/versions/{v:06d}-TOKEN/training.{kind}" for v in (1, 2) for kind in ("json", "jsonl")),
+    ])
 
 
 def test_url_downloads_the_stored_file(registered, s3):
@@ -198,14 +206,32 @@ def test_sources_are_read_with_one_listing_and_one_get_each(registered, server, 
     assert sorted(requests[1:]) == sources  # then one GET each, no HEAD
     assert sum(advanced) == 13
     requests.clear()
-    registered("create", "--name", "a", "--batch", generate.BATCH_A)
-    assert sorted(requests[:8]) == sorted(("GET", source_url(cid).removeprefix("s3:/")) for cid in A)
-    assert [method for method, _ in requests[8:]] == ["PUT", "PUT"]
+    rec = registered.json("create", "--name", "a", "--batch", generate.BATCH_A)
+    assert requests[0] == ("GET", "/trainfiles")  # what was committed since the catalog looked
+    assert sorted(requests[1:9]) == sorted(("GET", source_url(cid).removeprefix("s3:/")) for cid in A)
+    folder = f"/trainfiles/store/{rec['id']}"
+    staged = re.sub(r"/(\d{6})-[0-9a-f]{12}/", r"/\1-TOKEN/", requests[9][1])
+    assert [(method, re.sub(r"/(\d{6})-[0-9a-f]{12}/", r"/\1-TOKEN/", path)) for method, path in requests[9:]] == [
+        ("PUT", f"{folder}/versions/000001-TOKEN/training.json"),  # 1. outputs staged
+        ("PUT", f"{folder}/versions/000001-TOKEN/training.jsonl"),
+        ("PUT", "/trainfiles/store/_log/00000000000000000001.json"),  # 2. the commit, put-if-absent
+        ("GET", f"{folder}/current.json"),  # 3. download copies (server-side), then their marker
+        ("PUT", f"{folder}/training.json"),
+        ("PUT", f"{folder}/training.jsonl"),
+        ("PUT", f"{folder}/current.json"),
+        ("GET", "/trainfiles"),  # what else landed meanwhile, into the catalog
+    ]
+    assert staged == f"{folder}/versions/000001-TOKEN/training.json"
     requests.clear()
     registered("add", "a", "--id", generate.conversation_uuid(9))
-    # An add: the stored outputs, the source, a listing of uploads left open in the file's
-    # folder, then one PUT per output.
-    assert [method for method, _ in requests] == ["GET", "GET", "GET", "GET", "PUT", "PUT"]
+    # The previous version's JSON is the one store read besides the listings.
+    assert [method for method, _ in requests] == ["GET", "GET", "GET", "PUT", "PUT", "PUT", "GET", "PUT", "PUT", "PUT", "GET"]
+    assert requests[2][1].startswith(f"{folder}/versions/000001-")
+    requests.clear()
+    for command in (["list"], ["show", "a"], ["log", "a"]):
+        registered(*command)
+        assert requests == [("GET", "/trainfiles")]  # an up-to-date catalog costs one listing
+        requests.clear()
 
 
 def test_settings_from_a_shared_config_profile(s3, cli, server, monkeypatch, tmp_path):
@@ -242,39 +268,33 @@ def test_storage_options_merge_into_the_s3_bounds(monkeypatch):
 
 def test_server_stopped_before_a_command(registered, s3, server, tmp_path):
     cli = registered
-    rec = cli.json("create", "--name", "dec", "--id", A[0])
+    cli.json("create", "--name", "dec", "--id", A[0])
     before = state(s3, tmp_path)
-
-    def refused(url: str) -> str:
-        return f'Error: {url}: {REFUSED}: "{server.endpoint}/{url.removeprefix("s3://")}"\n'
-
-    commands = [  # each with the URLs its message may name (reads run concurrently)
-        (["create", "--name", "new", "--id", A[1]], [source_url(A[1])]),
-        (["add", "dec", "--id", A[1]], [rec["json_file_path"], rec["jsonl_file_path"]]),
-        (["export", "dec"], [rec["json_file_path"]]),
-        (["conversations", "import", f"{SOURCES}/manifest.csv"], [f"{SOURCES}/manifest.csv"]),
-        (["conversations", "scan", f"{SOURCES}/conversations"], []),
+    log = f'Error: {STORE}/_log: {REFUSED}: "{server.endpoint}/trainfiles?'  # the listing comes first
+    commands = [  # each with the start of its message
+        (["create", "--name", "new", "--id", A[1]], log),
+        (["add", "dec", "--id", A[1]], log),
+        (["export", "dec"], log),
+        (["list"], log),
+        (["conversations", "import", f"{SOURCES}/manifest.csv"], f'Error: {SOURCES}/manifest.csv: {REFUSED}: "{server.endpoint}/sources/'),
+        (["conversations", "scan", f"{SOURCES}/conversations"], f'Error: {SOURCES}/conversations: {REFUSED}: "{server.endpoint}/sources?'),
     ]
-    for args, urls in commands:
+    for args, start in commands:
         server.stop()
         result, seconds = timed(cli, *args, code=6)
         server.start()
-        if urls:
-            assert result.stderr in [refused(url) for url in urls]
-        else:  # the listing
-            assert result.stderr.startswith(f'Error: {SOURCES}/conversations: {REFUSED}: "{server.endpoint}/sources?')
+        assert result.stderr.startswith(start), result.stderr
         assert seconds < BOUND
         assert state(s3, tmp_path) == before
     for args, _ in commands:
         cli(*args)
-    # A request with an unknown id: the mistake in it is named even though nothing could be read.
+    # A request with an unknown id: the mistake in it is named even though no source could be read.
     unknown = "0a1b2c3d-1111-4222-8333-444455556666"
-    server.stop()
+    server.fault = lambda environ: environ["PATH_INFO"].startswith("/sources/")
     result = cli("create", "--name", "other", "--id", A[2], "--id", unknown, code=4)
-    server.start()
     assert result.stderr == (
         f"Error: unknown conversation ids: {unknown} (and the sources could not be read: "
-        f"{refused(source_url(A[2])).removeprefix('Error: ').rstrip()})\n"
+        f"{source_url(A[2])}: [Errno 16] injected failure)\n"
     )
 
 
@@ -300,39 +320,46 @@ def test_server_stopping_while_sources_are_read(registered, s3, server, tmp_path
     assert registered.json("create", "--name", "a", "--batch", generate.BATCH_A)["conversation_count"] == 8
 
 
-def test_failing_write_restores_the_previous_objects(registered, s3, server, tmp_path):
+def test_a_failing_write_publishes_nothing(registered, s3, server, tmp_path):
     cli = registered
-    rec = cli.json("create", "--name", "dec", "--id", A[0])
+    cli.json("create", "--name", "dec", "--id", A[0])
     before = state(s3, tmp_path)
     server.fault = lambda environ: environ["REQUEST_METHOD"] == "PUT" and environ["PATH_INFO"].endswith(".jsonl")
     unavailable = "[Errno 16] injected failure"  # s3fs: ServiceUnavailable is EBUSY
     result, seconds = timed(cli, "add", "dec", "--id", A[1], code=6)
-    assert result.stderr == f"Error: {rec['jsonl_file_path']}: {unavailable}\n"
+    assert re.fullmatch(f"Error: {STORE}/[0-9a-f-]{{36}}/versions/000002-[0-9a-f]{{12}}/training.jsonl: {re.escape(unavailable)}\n", result.stderr)
     assert seconds < BOUND
-    assert state(s3, tmp_path) == before  # the JSON written first was put back
+    assert state(s3, tmp_path) == before  # the JSON staged first was removed
     result = cli("create", "--name", "new", "--id", A[1], code=6)
     assert result.stderr.endswith(f"/training.jsonl: {unavailable}\n")
-    assert state(s3, tmp_path) == before  # the new file's JSON was removed
+    assert state(s3, tmp_path) == before
     server.fault = None
     assert cli.json("add", "dec", "--id", A[1])["conversation_count"] == 2
     assert cli.json("create", "--name", "new", "--id", A[1])["conversation_count"] == 1
 
 
-def test_uploads_left_open_by_a_killed_process_are_aborted(registered, s3):
+def test_gc_aborts_uploads_a_killed_process_left_open_in_the_store(registered, s3):
     rec = registered.json("create", "--name", "dec", "--id", A[0])
-    bucket, key = rec["json_file_path"].removeprefix("s3://").split("/", 1)
+    key = f"store/{rec['id']}/versions/000002-0123456789ab/training.json"
     for k in (key, "elsewhere/training.json"):  # the second is not ours to touch
-        s3.call_s3("create_multipart_upload", Bucket=bucket, Key=k)
-    registered("add", "dec", "--id", A[1])
-    open_uploads = s3.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", [])
+        s3.call_s3("create_multipart_upload", Bucket="trainfiles", Key=k)
+    # moto dates every upload 2010-11-10: younger than 31 years, it may still be running.
+    assert registered.json("gc", "--min-age", str(31 * 365 * 86400))["aborted_uploads"] == []
+    assert registered.json("gc", "--dry-run")["aborted_uploads"] == [key]
+    assert registered.json("gc")["aborted_uploads"] == [key]
+    open_uploads = s3.call_s3("list_multipart_uploads", Bucket="trainfiles").get("Uploads", [])
     assert [u["Key"] for u in open_uploads] == ["elsewhere/training.json"]
 
 
 @pytest.mark.parametrize("answer", [("403 Forbidden", "AccessDenied"), ("501 Not Implemented", "NotImplemented")])
-def test_a_store_that_will_not_list_uploads_still_takes_writes(registered, server, answer):
-    registered("create", "--name", "dec", "--id", A[0])
+def test_a_store_that_will_not_list_uploads_is_still_collected(registered, s3, server, answer):
+    rec = registered.json("create", "--name", "dec", "--id", A[0])
+    s3.pipe_file(f"trainfiles/store/{rec['id']}/versions/000002-0123456789ab/training.json", b"staged by a killed add")
     server.fault = lambda environ: answer if "uploads" in environ["QUERY_STRING"] else False
-    assert registered.json("add", "dec", "--id", A[1])["conversation_count"] == 2
+    report = registered.json("gc", "--min-age", "0")
+    assert (report["deleted"], report["aborted_uploads"]) == (
+        [f"{STORE}/{rec['id']}/versions/000002-0123456789ab/training.json"], []
+    )
 
 
 def test_a_large_output_goes_up_in_parts_and_a_failed_part_leaves_nothing(s3, server):
@@ -370,7 +397,7 @@ def test_failures_print_no_secrets(registered, server):
             assert secret not in result.stdout + result.stderr
 
 
-def test_server_lost_between_the_two_writes(registered, s3, server, tmp_path):
+def test_server_lost_while_staging(registered, s3, server, tmp_path):
     cli = registered
     cli("create", "--name", "dec", "--id", A[0])
     stored = objects(s3)
@@ -386,8 +413,11 @@ def test_server_lost_between_the_two_writes(registered, s3, server, tmp_path):
     cli("add", "dec", "--id", A[1], code=6)
     server.fault = None
     server.start()
-    # The previous JSON could not be put back while the server was gone: the catalog kept
-    # it, and the next command on the file restores it before reading anything.
+    # Nothing was committed: the staged JSON that could not be removed is garbage, not state.
     assert cli.json("show", "dec") == shown
+    left = {key for key in objects(s3) if key not in stored}
+    assert len(left) == 1 and re.fullmatch(r"trainfiles/store/[0-9a-f-]{36}/versions/000002-[0-9a-f]{12}/training\.json", left.pop())
+    assert cli.json("verify")["ok"]
+    cli("gc", "--min-age", "0")
     assert objects(s3) == stored
     assert cli.json("add", "dec", "--id", A[1])["conversation_count"] == 2

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from .errors import NotFound, StorageUnavailable
+from .errors import StorageUnavailable
 from .migrations import migrations
 
 CONVERSATION_FIELDS = (
@@ -72,15 +72,13 @@ IN_TIME_ORDER = "julianday(c.created_at), c.created_at, c.conversation_id"
 
 
 class Catalog:
-    """A catalog file, migrated to the current schema on open.
+    """A catalog file, created if missing and migrated to the current schema on open.
 
-    Only registering conversations creates a catalog (`create=True`); every other command
-    reports a missing one, so a mistyped path is an error, not a new empty catalog.
+    A missing catalog is no loss: registrations start empty and training files are
+    rebuilt from the store by the next command that needs them.
     """
 
-    def __init__(self, path: str, create: bool = False):
-        if not create and not Path(path).exists():
-            raise NotFound(f"no catalog at {path}: register conversations first with `trainfiles conversations scan` or `import`")
+    def __init__(self, path: str):
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.db = Database(path, execute_plugins=False)
@@ -108,19 +106,6 @@ class Catalog:
             self.db.rollback()
             raise
         self.db.commit()
-
-    @contextlib.contextmanager
-    def undoable(self) -> Iterator[None]:
-        """Inside a write transaction: on an error, undo only what was done in here and
-        re-raise, so the transaction can still record something and commit."""
-        self.db.execute("SAVEPOINT undoable")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK TO undoable")
-            self.db.execute("RELEASE undoable")
-            raise
-        self.db.execute("RELEASE undoable")
 
     # Conversations
 
@@ -194,21 +179,49 @@ class Catalog:
                 )
         return registered, updated
 
-    # Training files
+    # Training files: the index of the store's commit log (commits.py)
+
+    def index_state(self) -> tuple[str | None, int]:
+        """The store this index mirrors and the last sequence applied from its log."""
+        rows = list(self.db.query("select store, last_sequence from index_state where id = 1"))
+        return (rows[0]["store"], rows[0]["last_sequence"]) if rows else (None, 0)
+
+    def reset_index(self, store: str) -> None:
+        """Forget every training file: the index is about to be rebuilt from `store`."""
+        for table in ("members", "versions", "files"):
+            self.db.execute(f"delete from {table}")
+        self.db["index_state"].upsert({"id": 1, "store": store, "last_sequence": 0}, pk="id")
+
+    def apply(self, records: list[dict]) -> None:
+        """Apply commit records, in sequence order, to the index (inside a write)."""
+        if not records:
+            return
+        latest = {}
+        for r in records:
+            latest[r["file_id"]] = r  # only a file's newest state needs its members written
+        for file_id, r in latest.items():
+            current = self.find_file(file_id)
+            if current and current["version"] >= r["version"]:
+                continue
+            self.db.execute("delete from members where file_id = ?", [file_id])
+            self.db["files"].upsert(_file_row(r), pk="id")
+            self.db["members"].insert_all(
+                ({"file_id": file_id, "position": i, **member_row(m)} for i, m in enumerate(r["members"])), batch_size=500
+            )
+        self.db["versions"].insert_all((_version_row(r) for r in records), ignore=True)
+        self.db.execute("update index_state set last_sequence = ? where id = 1", [records[-1]["sequence"]])
 
     def find_file(self, ref: str) -> dict | None:
         """A training file row by id or by name."""
-        rows = list(
-            self.db.query("select * from training_files where id = ? or name = ?", [ref, ref])
-        )
+        rows = list(self.db.query("select * from files where id = ? or name = ?", [ref, ref]))
         return rows[0] if rows else None
 
-    def name_taken(self, name: str) -> bool:
-        return bool(list(self.db.query("select 1 from training_files where name = ?", [name])))
+    def name_taken(self, name: str, other_than: str | None = None) -> bool:
+        return bool(list(self.db.query("select 1 from files where name = ? and id is not ?", [name, other_than])))
 
     def list_files(self, status: str | None) -> list[dict]:
         """Training file rows, newest first; all statuses when status is None."""
-        sql = "select * from training_files"
+        sql = "select * from files"
         params = []
         if status:
             sql += " where status = ?"
@@ -216,39 +229,126 @@ class Catalog:
         return list(self.db.query(sql + " order by created_at desc, name", params))
 
     def members(self, file_id: str) -> list[dict]:
-        """A training file's members in file order."""
-        return list(
-            self.db.query(
-                "select * from training_file_members where training_file_id = ? order by position",
-                [file_id],
-            )
-        )
+        """A training file's members in file order, as its commits record them."""
+        return [
+            member_row(row)
+            for row in self.db.query("select * from members where file_id = ? order by position", [file_id])
+        ]
 
     def member_ids(self, file_id: str) -> list[str]:
-        return [m["conversation_id"] for m in self.members(file_id)]
+        return [
+            row["conversation_id"]
+            for row in self.db.query("select conversation_id from members where file_id = ? order by position", [file_id])
+        ]
 
-    def save_file(self, row: dict, new_members: list[dict]) -> None:
-        """Insert or replace a training file row and append its new members."""
-        self.db["training_files"].upsert(row, pk="id")
-        self.db["training_file_members"].insert_all(new_members)
+    def versions(self, file_id: str) -> list[dict]:
+        """Every version of a training file, oldest first."""
+        return [_version(row) for row in self.db.query("select * from versions where file_id = ? order by version", [file_id])]
 
-    def save_restores(self, file_id: str, restores: dict[str, bytes]) -> None:
-        """Keep previous outputs that could not be put back, by URL."""
-        self.db["pending_restores"].upsert_all(
-            [{"url": url, "training_file_id": file_id, "data": data} for url, data in restores.items()], pk="url"
+    def version(self, file_id: str, number: int) -> dict | None:
+        rows = list(self.db.query("select * from versions where file_id = ? and version = ?", [file_id, number]))
+        return _version(rows[0]) if rows else None
+
+    def all_versions(self) -> list[dict]:
+        return [_version(row) for row in self.db.query("select * from versions order by sequence")]
+
+    # Catalogs made before the store held versions (m001): their files, once
+
+    def legacy_files(self) -> list[dict]:
+        return list(self.db.query("select * from training_files order by created_at, id"))
+
+    def legacy_members(self, file_id: str) -> list[dict]:
+        return list(
+            self.db.query("select * from training_file_members where training_file_id = ? order by position", [file_id])
         )
 
-    def pending_restores(self, file_id: str) -> dict[str, bytes]:
+    def legacy_restores(self, file_id: str) -> dict[str, bytes]:
+        """Previous outputs a failed add could not put back, by URL: they are the file's truth."""
         return {
             row["url"]: row["data"]
             for row in self.db.query("select url, data from pending_restores where training_file_id = ?", [file_id])
         }
 
-    def clear_restores(self, file_id: str) -> None:
-        self.db.execute("delete from pending_restores where training_file_id = ?", [file_id])
+    def drop_legacy(self, file_id: str) -> None:
+        for table, column in (
+            ("pending_restores", "training_file_id"),
+            ("training_file_members", "training_file_id"),
+            ("training_files", "id"),
+        ):
+            self.db.execute(f"delete from {table} where {column} = ?", [file_id])
 
-    def set_status(self, file_id: str, status: str, now: str) -> None:
-        self.db["training_files"].update(file_id, {"status": status, "updated_at": now})
+
+MEMBER_FIELDS = (
+    "conversation_id",
+    "source_path",
+    "source_sha256",
+    "batch_job_id",
+    "created_at",
+    *MEMBER_STAT_FIELDS,
+    "added_at",
+    "added_by",
+)
+
+
+def member_row(member: dict) -> dict:
+    row = {k: member.get(k) for k in MEMBER_FIELDS}
+    if row["human_reviewed"] is not None:
+        row["human_reviewed"] = bool(row["human_reviewed"])
+    return row
+
+
+def _file_row(r: dict) -> dict:
+    f, stats = r["file"], r["statistics"]
+    quality = stats["quality_summary"]
+    return {
+        "id": r["file_id"],
+        "version": r["version"],
+        "sequence": r["sequence"],
+        "name": f["name"],
+        "description": f["description"],
+        "target_model": f["target_model"],
+        "vertical": f["vertical"],
+        "status": f["status"],
+        "created_by": f["created_by"],
+        "created_at": f["created_at"],
+        "updated_at": r["created_at"],
+        "last_updated_at": f["last_updated"],
+        "conversation_count": stats["total_conversations"],
+        "total_training_pairs": stats["total_training_pairs"],
+        **{f"{kind}_key": r["outputs"][kind]["key"] for kind in ("json", "jsonl")},
+        **{f"{kind}_file_size": r["outputs"][kind]["size"] for kind in ("json", "jsonl")},
+        **{f"{kind}_sha256": r["outputs"][kind]["sha256"] for kind in ("json", "jsonl")},
+        "avg_quality_score": quality["avg_quality_score"],
+        "min_quality_score": quality["min_quality_score"],
+        "max_quality_score": quality["max_quality_score"],
+        "human_reviewed_count": quality["human_reviewed_count"],
+        "scaffolding_distribution": json.dumps(stats["scaffolding_distribution"]),
+        "consultant_profile": json.dumps(f["consultant_profile"]),
+    }
+
+
+def _version_row(r: dict) -> dict:
+    return {
+        "file_id": r["file_id"],
+        "version": r["version"],
+        "sequence": r["sequence"],
+        "parent": r["parent"],
+        "operation": r["operation"],
+        "created_at": r["created_at"],
+        "created_by": r["created_by"],
+        "added": json.dumps(r["added"]),
+        "removed": json.dumps(r["removed"]),
+        "restored_from": r.get("restored_from"),
+        "conversation_count": r["statistics"]["total_conversations"],
+        "total_training_pairs": r["statistics"]["total_training_pairs"],
+        **{f"{kind}_key": r["outputs"][kind]["key"] for kind in ("json", "jsonl")},
+        **{f"{kind}_file_size": r["outputs"][kind]["size"] for kind in ("json", "jsonl")},
+        **{f"{kind}_sha256": r["outputs"][kind]["sha256"] for kind in ("json", "jsonl")},
+    }
+
+
+def _version(row: dict) -> dict:
+    return {**row, "added": json.loads(row["added"]), "removed": json.loads(row["removed"])}
 
 
 def _conversation(row: dict) -> dict:

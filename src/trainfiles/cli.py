@@ -352,6 +352,9 @@ def export(
     output_dir: Annotated[str | None, typer.Option(metavar="DIR", help="Folder for a --split export.")] = None,
     url: Annotated[bool, typer.Option("--url", help="Print a time-limited download URL instead (remote stores).")] = False,
     expires: Annotated[int, typer.Option(min=1, max=604800, metavar="SECONDS", help="Seconds the --url stays valid.")] = 3600,
+    version: Annotated[
+        int | None, typer.Option("--version", min=1, metavar="N", help="Export version N (see `trainfiles log`), byte for byte; default: the latest.")
+    ] = None,
 ):
     """Export a training file: its stored JSON or JSONL, rows for a trainer, or a dataset card.
 
@@ -376,19 +379,19 @@ def export(
         raise typer.BadParameter("--rows and --with-metadata apply to trainer formats: " + ", ".join(TRAINER_FORMATS))
     _check_rows(fmt, rows)
     if url:
-        print(exports.sign(ctx.obj, file, fmt, expires))
+        print(exports.sign(ctx.obj, file, fmt, expires, version))
         return
     mode = rows.value if rows else None
     if fraction is not None:
-        counts = exports.split(ctx.obj, file, fmt, mode, with_metadata, fraction, output_dir)
+        counts = exports.split(ctx.obj, file, fmt, mode, with_metadata, fraction, output_dir, version)
         _warn(f"train {counts['train']} rows, validation {counts['validation']} rows in {output_dir}")
         return
     if stored:
-        chunks = exports.stored(ctx.obj, file, fmt, header=not no_header)
+        chunks = exports.stored(ctx.obj, file, fmt, header=not no_header, number=version)
     elif fmt == "card":
         chunks = iter([exports.card(ctx.obj, file).encode()])
     else:
-        chunks = exports.encode(exports.trainer_rows(ctx.obj, file, fmt, mode, with_metadata))
+        chunks = exports.encode(exports.trainer_rows(ctx.obj, file, fmt, mode, with_metadata, version))
     if output == "-":
         for chunk in chunks:
             sys.stdout.buffer.write(chunk)
@@ -442,8 +445,162 @@ def archive(
     file: FileArg,
     json: JsonFlag = False,
 ):
-    """Archive a training file: it leaves `list`, and nothing more can be added to it."""
+    """Archive a training file: it leaves `list`, and nothing more can be added to it.
+
+    Example: trainfiles archive dec-batch
+    """
     _report_file(_files().archive(ctx.obj, file), json)
+
+
+@app.command()
+def unarchive(
+    ctx: typer.Context,
+    file: FileArg,
+    json: JsonFlag = False,
+):
+    """Make an archived training file active again.
+
+    Example: trainfiles unarchive dec-batch
+    """
+    _report_file(_files().unarchive(ctx.obj, file), json)
+
+
+@app.command()
+def remove(
+    ctx: typer.Context,
+    file: FileArg,
+    ids_file: IdsFile = None,
+    id: Ids = None,
+    json: JsonFlag = False,
+):
+    """Remove conversations from a training file you created: a new version without them.
+
+    Example: trainfiles remove dec-batch --id 2e6e3685-eb74-46c9-b11d-13a3e162a4b5
+    """
+    selection = _selection(ids_file, id, None)
+    _report_file(_files().remove(ctx.obj, file, selection.ids), json)
+
+
+@app.command()
+def rename(
+    ctx: typer.Context,
+    file: FileArg,
+    new_name: Annotated[str, typer.Argument(metavar="NEW_NAME", help="The new, unique name.")],
+    json: JsonFlag = False,
+):
+    """Rename a training file (a new version: the outputs carry the name).
+
+    Example: trainfiles rename dec-batch dec-batch-v2
+    """
+    _report_file(_files().rename(ctx.obj, file, new_name), json)
+
+
+@app.command()
+def describe(
+    ctx: typer.Context,
+    file: FileArg,
+    description: Annotated[str | None, typer.Option(metavar="TEXT", help="The new description ('' clears it).")] = None,
+    target_model: Annotated[str | None, typer.Option(metavar="MODEL", help="The new target model ('' clears it).")] = None,
+    json: JsonFlag = False,
+):
+    """Change a training file's description or target model.
+
+    Example: trainfiles describe dec-batch --description "December, reviewed" --target-model llama-3.1-8b
+    """
+    if description is None and target_model is None:
+        raise typer.BadParameter("give --description, --target-model or both")
+    _report_file(_files().describe(ctx.obj, file, description, target_model), json)
+
+
+@app.command()
+def restore(
+    ctx: typer.Context,
+    file: FileArg,
+    version: Annotated[int, typer.Option("--version", min=1, metavar="N", help="The version to bring back (see `trainfiles log`).")],
+    json: JsonFlag = False,
+):
+    """Make a training file what it was at version N, as a new version (history is kept).
+
+    Example: trainfiles restore dec-batch --version 2
+    """
+    _report_file(_files().restore(ctx.obj, file, version), json)
+
+
+@app.command()
+def log(
+    ctx: typer.Context,
+    file: FileArg,
+    json: JsonFlag = False,
+):
+    """List every version of a training file: who changed what, when, and the output digests.
+
+    Example: trainfiles log dec-batch --json
+    """
+    versions = _files().log(ctx.obj, file)
+    if json:
+        _json(versions)
+    else:
+        from .render import versions_table
+
+        sys.stdout.write(versions_table(versions))
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    file: Annotated[str | None, typer.Argument(metavar="[FILE]", help="Only this training file (default: all).")] = None,
+    sources: Annotated[bool, typer.Option("--sources", help="Also check every member's source file.")] = False,
+    json: JsonFlag = False,
+):
+    """Recompute the sha256 of every stored output against its commit; exit 3 on any mismatch.
+
+    Example: trainfiles verify --sources
+    """
+    from .housekeeping import verify as run
+
+    report = run(ctx.obj, file, sources)
+    if json:
+        _json(report)
+    else:
+        print(f"checked {report['checked']} objects, {len(report['mismatches'])} mismatches, {report['pruned']} pruned by gc")
+    if report["mismatches"]:
+        problems = "; ".join(f"{m['object']}: {m['problem']}" for m in report["mismatches"])
+        _warn(f"Error: digest mismatches: {problems}")
+        raise typer.Exit(3)
+
+
+@app.command()
+def gc(
+    ctx: typer.Context,
+    keep: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="Also delete the outputs of all but each file's newest N versions.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")] = False,
+    min_age: Annotated[
+        float,
+        typer.Option(
+            min=0, metavar="SECONDS", help="Only what is older than this: a command still running may be about to commit what it wrote."
+        ),
+    ] = 3600,
+    json: JsonFlag = False,
+):
+    """Delete what no commit references: outputs of commands that died, temporary files,
+    open uploads; with --keep, old versions' outputs (export rebuilds them from sources).
+
+    Example: trainfiles gc --keep 3 --dry-run
+    """
+    from .housekeeping import gc as run
+
+    report = run(ctx.obj, keep, dry_run, min_age)
+    if json:
+        _json(report)
+        return
+    from .render import size
+
+    verb = "would delete" if dry_run else "deleted"
+    print(f"{verb} {len(report['deleted'])} objects ({size(report['bytes'])}), {len(report['aborted_uploads'])} open uploads")
+    for url in report["deleted"]:
+        print(f"  {url}")
 
 
 def main() -> None:

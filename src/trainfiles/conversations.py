@@ -77,7 +77,7 @@ def import_manifest(settings: Settings, manifest: str, base: str | None) -> dict
 
 
 def _save_conversations(settings: Settings, rows: list[dict], invalid: list[dict]) -> dict:
-    catalog = Catalog(settings.catalog, create=True)
+    catalog = Catalog(settings.catalog)
     with catalog.write():
         registered, updated = catalog.save_conversations(rows, clock.stamp())
     return {"registered": registered, "updated": updated, "invalid": invalid}

@@ -112,3 +112,100 @@ def m002_pending_restores(db: Database) -> None:
         foreign_keys=[("training_file_id", "training_files", "id")],
     )
     db["pending_restores"].create_index(["training_file_id"])
+
+
+@migrations()
+def m003_index_of_the_store(db: Database) -> None:
+    # From here the store's commit log is the truth and these tables are its index: the
+    # latest version of every training file, its members, and every version's summary.
+    # m001's training_files, training_file_members and pending_restores keep the files of
+    # catalogs made before; the first command against a store publishes them there as
+    # version 1 (legacy.py) and empties them.
+    db["files"].create(
+        {
+            "id": str,
+            "version": int,
+            "sequence": int,
+            "name": str,
+            "description": str,
+            "target_model": str,
+            "vertical": str,
+            "status": str,
+            "created_by": str,
+            "created_at": str,
+            "updated_at": str,
+            "last_updated_at": str,
+            "conversation_count": int,
+            "total_training_pairs": int,
+            "json_key": str,
+            "jsonl_key": str,
+            "json_file_size": int,
+            "jsonl_file_size": int,
+            "json_sha256": str,
+            "jsonl_sha256": str,
+            "avg_quality_score": float,
+            "min_quality_score": float,
+            "max_quality_score": float,
+            "human_reviewed_count": int,
+            "scaffolding_distribution": str,
+            "consultant_profile": str,
+        },
+        pk="id",
+        not_null={"name", "status", "created_by", "created_at"},
+    )
+    # Not unique: names are unique in the store, but the index may pass through a moment
+    # where a rename has not been applied yet.
+    db["files"].create_index(["name"])
+    db["files"].create_index(["status", "created_at"])
+
+    db["members"].create(
+        {
+            "file_id": str,
+            "conversation_id": str,
+            "position": int,
+            "source_path": str,
+            "source_sha256": str,
+            "batch_job_id": str,
+            "created_at": str,
+            "quality_score": float,
+            "human_reviewed": bool,
+            "persona_key": str,
+            "emotional_arc_key": str,
+            "topic_key": str,
+            "training_pairs": int,
+            "added_at": str,
+            "added_by": str,
+        },
+        pk=("file_id", "conversation_id"),
+        foreign_keys=[("file_id", "files", "id")],
+    )
+    db["members"].create_index(["file_id", "position"], unique=True)
+
+    db["versions"].create(
+        {
+            "file_id": str,
+            "version": int,
+            "sequence": int,
+            "parent": int,
+            "operation": str,
+            "created_at": str,
+            "created_by": str,
+            "added": str,
+            "removed": str,
+            "restored_from": int,
+            "conversation_count": int,
+            "total_training_pairs": int,
+            "json_key": str,
+            "jsonl_key": str,
+            "json_file_size": int,
+            "jsonl_file_size": int,
+            "json_sha256": str,
+            "jsonl_sha256": str,
+        },
+        pk=("file_id", "version"),
+        foreign_keys=[("file_id", "files", "id")],
+    )
+    db["versions"].create_index(["sequence"], unique=True)
+
+    # Which store the index mirrors, and the last commit of its log applied here.
+    db["index_state"].create({"id": int, "store": str, "last_sequence": int}, pk="id")

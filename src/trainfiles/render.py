@@ -148,3 +148,29 @@ def conversations_table(records: list[dict]) -> str:
         for rec in records
     ]
     return aligned(CONVERSATION_COLUMNS, rows, right=frozenset({6}))
+
+
+VERSION_COLUMNS = ["version", "when", "by", "operation", "changed", "conversations", "pairs", "json sha256", "jsonl sha256"]
+
+
+def versions_table(versions: list[dict]) -> str:
+    """The `log` table: one row per version, oldest first."""
+    rows = []
+    for v in versions:
+        changed = [f"+{len(v['added'])}" if v["added"] else "", f"-{len(v['removed'])}" if v["removed"] else ""]
+        if v["restored_from"]:
+            changed.append(f"= v{v['restored_from']}")
+        rows.append(
+            [
+                str(v["version"]),
+                v["created_at"],
+                v["created_by"],
+                v["operation"],
+                " ".join(c for c in changed if c) or "-",
+                str(v["conversation_count"]),
+                str(v["total_training_pairs"]),
+                v["json_sha256"][:12],
+                v["jsonl_sha256"][:12],
+            ]
+        )
+    return aligned(VERSION_COLUMNS, rows, right=frozenset({0, 5, 6}))

@@ -287,11 +287,7 @@ class _LocalFile:
             # mkstemp creates 0600; give the file the mode a plain open() would.
             os.chmod(self.tmp, 0o666 & ~_umask())
             os.replace(self.tmp, self.path)
-            dir_fd = os.open(os.path.dirname(self.path), os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            _fsync_dir(os.path.dirname(self.path))
         except OSError as e:
             raise failure(self.path, e) from e
 
@@ -320,10 +316,174 @@ class _RemoteObject:
         self.chunks = []
 
 
+def _fsync_dir(folder: str) -> None:
+    """Make a rename or link in `folder` survive a power loss."""
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def put_if_absent(url: str, data: bytes) -> bool:
+    """Publish `data` at `url` only if nothing is there yet: True if we published it, False
+    if the key already existed. Readers see the whole content or nothing.
+
+    Local: a temporary file, fsynced, then `os.link` (which, unlike a rename, fails on an
+    existing target). Object stores: a conditional PUT (S3 `If-None-Match: *`). A store
+    that cannot write conditionally is refused: without it two writers could both win.
+    """
+    if is_local(url):
+        return _link_if_absent(url, data)
+    fs, path = resolve(url)
+    try:
+        fs.pipe_file(path, data, mode="create")
+    except FileExistsError:
+        return False
+    except (NotImplementedError, TypeError) as e:
+        raise InvalidInput(f"{url}: this store cannot write conditionally (put-if-absent), so it cannot hold training files") from e
+    except Exception as e:
+        raise failure(url, e) from e
+    return True
+
+
+def _link_if_absent(url: str, data: bytes) -> bool:
+    target = _LocalFile(url)
+    target.write(data)
+    try:
+        target.file.flush()
+        os.fsync(target.file.fileno())
+        target.file.close()
+        os.chmod(target.tmp, 0o666 & ~_umask())
+        try:
+            os.link(target.tmp, target.path)
+        except FileExistsError:
+            return False
+        _fsync_dir(os.path.dirname(target.path))
+        return True
+    except OSError as e:
+        raise failure(url, e) from e
+    finally:
+        target.discard()
+
+
+def names_after(folder: str, after: str | None) -> list[str]:
+    """The names of the objects directly in `folder` that sort after `after`, in order.
+
+    On S3 one listing request (`StartAfter`) however long the folder; locally one
+    directory read. A folder that does not exist has no names.
+    """
+    from fsspec.core import split_protocol
+
+    if is_local(folder):
+        try:
+            names = os.listdir(join(folder))
+        except FileNotFoundError:
+            return []
+        except OSError as e:
+            raise failure(folder, e) from e
+        return sorted(n for n in names if (after is None or n > after) and not n.startswith(".tmp-"))
+    fs, path = resolve(folder)
+    try:
+        if split_protocol(folder)[0] in S3_PROTOCOLS:
+            return _s3_names_after(fs, path, after)
+        return sorted(
+            name for name in (p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)) if after is None or name > after
+        )
+    except FileNotFoundError:
+        return []
+    except Exception as e:
+        raise failure(folder, e) from e
+
+
+def _s3_names_after(fs, path: str, after: str | None) -> list[str]:
+    bucket, prefix, _ = fs.split_path(path.rstrip("/") + "/")
+    params = {"Bucket": bucket, "Prefix": prefix}
+    if after is not None:
+        params["StartAfter"] = prefix + after
+    names = []
+    while True:
+        page = fs.call_s3("list_objects_v2", **params)
+        names += [item["Key"][len(prefix) :] for item in page.get("Contents", [])]
+        if not page.get("IsTruncated"):
+            return [n for n in names if "/" not in n]
+        params["ContinuationToken"] = page["NextContinuationToken"]
+
+
+def publish_copy(src: str, dst: str) -> None:
+    """Make `dst` hold what `src` holds, replacing it at once (readers see old or new).
+
+    Local: a hard link to `src` renamed over `dst`, so no byte is copied; `src` must never
+    change afterwards (ours are immutable versions). Object stores: a server-side copy.
+    """
+    if is_local(src):
+        src, dst = join(src), join(dst)
+        tmp = os.path.join(os.path.dirname(dst), f".tmp-{os.getpid()}-{os.urandom(4).hex()}-{os.path.basename(dst)}")
+        try:
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            os.link(src, tmp)
+            os.replace(tmp, dst)
+            _fsync_dir(os.path.dirname(dst))
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise failure(dst, e) from e
+        return
+    from fsspec.core import split_protocol
+
+    fs, path = resolve(src)
+    target = resolve(dst)[1]
+    try:
+        if split_protocol(src)[0] in S3_PROTOCOLS:  # one request: fs.copy lists and HEADs first
+            bucket, key, _ = fs.split_path(path)
+            dst_bucket, dst_key, _ = fs.split_path(target)
+            fs.call_s3("copy_object", Bucket=dst_bucket, Key=dst_key, CopySource={"Bucket": bucket, "Key": key})
+        else:
+            fs.copy(path, target)
+    except Exception as e:
+        raise failure(dst, e) from e
+
+
+def digest(url: str) -> tuple[str, int]:
+    """The sha256 and size of one object, streamed."""
+    h, size = hashlib.sha256(), 0
+    for chunk in chunks(url):
+        h.update(chunk)
+        size += len(chunk)
+    return h.hexdigest(), size
+
+
+def listing(url: str) -> list[dict]:
+    """Every object under `url` (recursively): `{"url", "size", "modified"}` with the
+    modification time in seconds since the epoch. Local temporary files are included."""
+    fs, path = resolve(url)
+    try:
+        found = fs.find(path, detail=True, withdirs=False)
+    except FileNotFoundError:
+        return []
+    except Exception as e:
+        raise failure(url, e) from e
+    out = []
+    for p, info in found.items():
+        modified = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
+        if hasattr(modified, "timestamp"):
+            modified = modified.timestamp()
+        out.append({"url": _url(fs, url, p), "size": info.get("size") or 0, "modified": float(modified)})
+    return out
+
+
+def exists(url: str) -> bool:
+    fs, path = resolve(url)
+    try:
+        return fs.exists(path)
+    except Exception as e:
+        raise failure(url, e) from e
 
 
 def remove(url: str) -> None:
@@ -337,24 +497,30 @@ def remove(url: str) -> None:
         raise failure(url, e) from e
 
 
-def abort_unfinished_uploads(folder: str) -> None:
-    """Abort the multipart uploads still open under a folder URL: what a process killed while
-    writing a large object left behind (invisible, but billed until aborted).
+def unfinished_uploads(folder: str, started_before: float, abort: bool) -> list[str]:
+    """The keys of multipart uploads under a folder URL started before `started_before`
+    (seconds since the epoch), aborted when `abort`: what a process killed while writing a
+    large object left behind (invisible, but billed until aborted).
 
-    Call it only where no other writer can be busy in the folder. A store that does not let
-    us list or abort uploads (permission, not implemented) must not stop the write that
-    follows; a store that cannot be reached is reported as usual.
+    Stores without uploads have none. A store that does not let us list or abort them
+    (permission, not implemented) has none we can act on; one that cannot be reached is
+    reported as usual.
     """
     from fsspec.core import split_protocol
 
-    if split_protocol(folder)[0] not in S3_PROTOCOLS:  # other stores have no uploads to abort
-        return
+    if split_protocol(folder)[0] not in S3_PROTOCOLS:
+        return []
     fs, path = resolve(folder)
     bucket, prefix, _ = fs.split_path(path.rstrip("/") + "/")
+    found = []
     try:
         listed = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix)
         for upload in listed.get("Uploads", []):
-            fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            if upload["Initiated"].timestamp() > started_before:
+                continue
+            found.append(upload["Key"])
+            if abort:
+                fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
     except PermissionError:
         pass
     except OSError as e:
@@ -362,6 +528,7 @@ def abort_unfinished_uploads(folder: str) -> None:
             raise failure(folder, e) from e
     except Exception as e:
         raise failure(folder, e) from e
+    return found
 
 
 @contextlib.contextmanager

@@ -1,0 +1,59 @@
+"""The catalog as the store's index: brought up to date from the commit log before a command
+reads or changes training files, at the cost of one listing when nothing is new."""
+
+from . import commits, storage
+from .catalog import Catalog
+from .progress import bar
+from .settings import Settings
+
+
+def open(settings: Settings) -> Catalog:
+    """The catalog, its index of the store up to date, files of older catalogs migrated."""
+    from . import legacy  # it commits through changes.py, which syncs through this module
+
+    catalog = Catalog(settings.catalog)
+    sync(catalog, settings.store)
+    legacy.migrate(settings, catalog)
+    return catalog
+
+
+def identity(store: str) -> str:
+    """The store as the index records it: an absolute folder, or the URL."""
+    return storage.join(store) if storage.is_local(store) else store.rstrip("/")
+
+
+def sync(catalog: Catalog, store: str, known: dict[int, dict] | None = None) -> int:
+    """Apply what was committed since the index last looked; returns the last sequence.
+
+    `known` holds records this process has just published (no need to read them back);
+    their download copies are up to date already. For the others, download copies that a
+    writer which died after its commit left behind are brought up to date.
+    """
+    known = known or {}
+    ident = identity(store)
+    indexed, last = catalog.index_state()
+    if indexed != ident:
+        with catalog.write():
+            catalog.reset_index(ident)
+        last = 0
+    sequences = commits.new_sequences(store, last)
+    if not sequences:
+        return last
+    unread = [s for s in sequences if s not in known]
+    with bar("Reading the store's log", len(unread)) as advance:
+        read = dict(zip(unread, commits.read(store, unread, advance)))
+    records = [known.get(s) or read[s] for s in sequences]
+    with catalog.write():
+        applied = catalog.index_state()[1]  # another process may have applied some meanwhile
+        catalog.apply([r for r in records if r["sequence"] > applied])
+    latest = {r["file_id"]: r for r in records if r["sequence"] not in known}
+    if latest:
+        _repair_download_copies(catalog, store, latest)
+    return sequences[-1]
+
+
+def _repair_download_copies(catalog: Catalog, store: str, latest: dict[str, dict]) -> None:
+    current = {file_id: r for file_id, r in latest.items() if catalog.find_file(file_id)["version"] == r["version"]}
+    for file_id, version in commits.fixed_versions(store, list(current)).items():
+        if version != current[file_id]["version"]:
+            commits.update_fixed(store, current[file_id])

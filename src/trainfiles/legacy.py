@@ -1,0 +1,63 @@
+"""Training files of catalogs made before the store held versions (trainfiles 0.1).
+
+Their outputs sit at `<store>/<id>/training.json|jsonl` and their members in the catalog.
+The first command that opens such a catalog publishes each of them to the store as
+version 1 (operation `migrate`), then drops the old rows: once per file, on any machine.
+"""
+
+import orjson
+
+from . import changes, commits, storage
+from .catalog import Catalog
+from .changes import Draft
+from .settings import Settings
+
+
+def migrate(settings: Settings, catalog: Catalog) -> None:
+    for row in catalog.legacy_files():
+        if catalog.find_file(row["id"]) is None:
+            _publish(settings, catalog, row)
+        with catalog.write():
+            catalog.drop_legacy(row["id"])
+
+
+def _publish(settings: Settings, catalog: Catalog, row: dict) -> None:
+    restores = catalog.legacy_restores(row["id"])
+    outputs = {}
+    for kind in commits.KINDS:
+        url = row[f"{kind}_file_path"]
+        outputs[kind] = restores[url] if url in restores else storage.read(url)
+    doc = orjson.loads(outputs["json"])
+    meta = doc["training_file_metadata"]
+    entries = {c["conversation_metadata"]["conversation_id"]: c["conversation_metadata"] for c in doc["conversations"]}
+    members = [
+        {
+            **m,
+            "created_at": entries.get(m["conversation_id"], {}).get("created_date"),
+            "batch_job_id": entries.get(m["conversation_id"], {}).get("batch_id"),
+        }
+        for m in catalog.legacy_members(row["id"])
+    ]
+    file = {
+        "name": row["name"],
+        "description": row["description"],
+        "target_model": row["target_model"],
+        "vertical": row["vertical"],
+        "status": row["status"],
+        "created_by": row["created_by"],
+        "created_at": row["created_at"],
+        "last_updated": row["last_updated_at"],
+        "consultant_profile": doc["consultant_profile"],
+    }
+    if any(storage.sha256(outputs[kind]) != row[f"{kind}_sha256"] for kind in commits.KINDS) or meta[
+        "total_conversations"
+    ] != len(members):
+        # An add killed between its two writes: the outputs are ahead of the catalog, which
+        # is what every command showed. Publish the catalog's state, built again.
+        record = {"version": 1, "file": file, "members": members}
+        outputs = changes.outputs_from_sources(record)
+
+    def build(current: dict | None, now: str) -> Draft:
+        return Draft("migrate", file, members, outputs, added=[m["conversation_id"] for m in members])
+
+    changes.commit(settings, catalog, row["id"], lambda current: None, build)
