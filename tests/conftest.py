@@ -7,8 +7,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+import s3fs
 from typer.testing import CliRunner
 
+from s3server import S3Server
 from trainfiles.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,3 +87,59 @@ def snapshot(*roots: Path) -> dict[str, bytes | None]:
         if root.exists()
         for p in sorted(root.rglob("*"))
     }
+
+
+# A live S3 endpoint (moto on 127.0.0.1) for every test that asks for `s3`.
+
+SOURCES = "s3://sources/fixtures"
+STORE = "s3://trainfiles/store"
+BUCKETS = ("sources", "trainfiles")
+KEY_ID = "AKIATESTINGONLY00000"
+SECRET = "testing-secret-never-printed"
+# Short bounds keep the fault tests fast; storage.py notes what the defaults take.
+FAST = {
+    "s3": {"config_kwargs": {"connect_timeout": 1, "read_timeout": 2, "retries": {"total_max_attempts": 2, "mode": "standard"}}}
+}
+BOUND = 5  # seconds a failing command may take with FAST
+REFUSED = "Could not connect to the endpoint URL"
+
+
+@pytest.fixture(scope="session")
+def server():
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(server, monkeypatch, tmp_path):
+    """The test endpoint through the standard AWS variables, the fixtures uploaded under
+    SOURCES, an empty store bucket. Yields a filesystem for looking at the objects."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    # Never the developer's own ~/.aws: no real credentials, profiles or endpoints.
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.endpoint)
+    monkeypatch.setenv("TRAINFILES_STORE", STORE)
+    monkeypatch.setenv("TRAINFILES_STORAGE_OPTIONS", orjson.dumps(FAST).decode())
+    server.reset()
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+    for bucket in BUCKETS:
+        fs.mkdir(bucket)
+    fs.pipe(
+        {
+            f"sources/fixtures/{p.relative_to(FIXTURES)}": p.read_bytes()
+            for p in FIXTURES.rglob("*")
+            if p.suffix in (".json", ".jsonl", ".csv") and "legacy-0.1" not in p.parts
+        }
+    )
+    yield fs
+    server.fault = None
+    if not server.running:
+        server.start()
+    s3fs.S3FileSystem.clear_instance_cache()

@@ -13,24 +13,10 @@ import urllib.request
 import generate
 import orjson
 import pytest
-import s3fs
 
-from conftest import FIXTURES, snapshot
-from s3server import S3Server
+from conftest import BOUND, BUCKETS, FAST, FIXTURES, KEY_ID, REFUSED, SECRET, SOURCES, STORE, snapshot
 from trainfiles import conversations, storage
 from trainfiles.cli import app
-
-SOURCES = "s3://sources/fixtures"
-STORE = "s3://trainfiles/store"
-BUCKETS = ("sources", "trainfiles")
-KEY_ID = "AKIATESTINGONLY00000"
-SECRET = "testing-secret-never-printed"
-# Short bounds keep the fault tests fast; storage.py notes what the defaults take.
-FAST = {
-    "s3": {"config_kwargs": {"connect_timeout": 1, "read_timeout": 2, "retries": {"total_max_attempts": 2, "mode": "standard"}}}
-}
-BOUND = 5  # seconds a failing command may take with FAST
-REFUSED = "Could not connect to the endpoint URL"
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]  # batch A, all completed
 EPOCH_LATER = "1764633600"  # 2025-12-02T00:00:00Z
@@ -38,47 +24,6 @@ EPOCH_LATER = "1764633600"  # 2025-12-02T00:00:00Z
 
 def source_url(cid: str) -> str:
     return f"{SOURCES}/conversations/{generate.USER_ID}/{cid}/enriched.json"
-
-
-@pytest.fixture(scope="session")
-def server():
-    server = S3Server()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def s3(server, monkeypatch, tmp_path):
-    """The test endpoint through the standard AWS variables, the fixtures uploaded under
-    SOURCES, an empty store bucket. Yields a filesystem for looking at the objects."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    # Never the developer's own ~/.aws: no real credentials, profiles or endpoints.
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.endpoint)
-    monkeypatch.setenv("TRAINFILES_STORE", STORE)
-    monkeypatch.setenv("TRAINFILES_STORAGE_OPTIONS", orjson.dumps(FAST).decode())
-    server.reset()
-    s3fs.S3FileSystem.clear_instance_cache()
-    fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
-    for bucket in BUCKETS:
-        fs.mkdir(bucket)
-    fs.pipe(
-        {
-            f"sources/fixtures/{p.relative_to(FIXTURES)}": p.read_bytes()
-            for p in FIXTURES.rglob("*")
-            if p.suffix in (".json", ".jsonl", ".csv")
-        }
-    )
-    yield fs
-    server.fault = None
-    if not server.running:
-        server.start()
-    s3fs.S3FileSystem.clear_instance_cache()
 
 
 @pytest.fixture

@@ -36,16 +36,16 @@ def verify(settings: Settings, ref: str | None, sources: bool) -> dict:
             for kind in commits.KINDS:
                 key, expected = version[f"{kind}_key"], version[f"{kind}_sha256"]
                 url = storage.join(settings.store, key)
-                if key in seen:
+                if latest:
+                    fixed = storage.join(settings.store, commits.fixed_key(row["id"], kind))
+                    compare(fixed, expected, f"{row['name']} download copy of version {version['version']} {kind}")
+                if key in seen:  # a version that kept its parent's outputs, or restored older ones
                     continue
                 seen.add(key)
                 if not latest and not storage.exists(url):
                     pruned += 1
                     continue
                 compare(url, expected, f"{row['name']} version {version['version']} {kind}")
-                if latest:
-                    fixed = storage.join(settings.store, commits.fixed_key(row["id"], kind))
-                    compare(fixed, expected, f"{row['name']} download copy of version {version['version']} {kind}")
         if sources:
             for member in catalog.members(row["id"]):
                 compare(member["source_path"], member["source_sha256"], f"{row['name']} source of {member['conversation_id']}")
@@ -65,7 +65,7 @@ def gc(settings: Settings, keep: int | None, dry_run: bool, min_age: float) -> d
     root = storage.join(settings.store)
     cutoff = time.time() - min_age
     garbage = []
-    for obj in storage.listing(settings.store):
+    for obj in sorted(storage.listing(settings.store), key=lambda obj: obj["url"]):
         key = obj["url"][len(root) :].lstrip("/")
         name = key.rsplit("/", 1)[-1]
         staged = "/versions/" in key and key not in referenced
