@@ -6,8 +6,6 @@ After a lost race `check` runs again on the state that landed; `build` runs agai
 the file itself changed, so its sources are never read twice.
 """
 
-import contextlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -75,42 +73,25 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
             staged.append(record["outputs"])
         return record
 
-    with storage.removing_new_folders(storage.join(store, file_id, "versions")):
+    # A new file's folders are its own: none is left behind by a change that failed.
+    with storage.removing_new_folders(storage.join(store, file_id, "versions", "-")):
         try:
             record = commits.commit(store, catalog.index_state()[1], attempt, landed)
         except BaseException:
             for outputs in staged:
-                unstage(store, outputs)
+                commits.unstage(store, outputs)
             raise
     for outputs in staged:
         if outputs is not record["outputs"]:
-            unstage(store, outputs)
-    commits.update_fixed(store, record)
+            commits.unstage(store, outputs)
+    index.refresh_download_copies(store, record)
     index.sync(catalog, store, known={record["sequence"]: record})
     return record
 
 
 def stage(store: str, file_id: str, version: int, outputs: dict[str, bytes]) -> dict[str, dict]:
     digests = dict(zip(commits.KINDS, storage.sha256_many([outputs[kind] for kind in commits.KINDS])))
-    try:
-        return commits.stage(store, file_id, version, outputs, digests)
-    except BaseException:
-        _remove_empty_folders(store, file_id)
-        raise
-
-
-def unstage(store: str, outputs: dict[str, dict]) -> None:
-    commits.unstage(store, outputs)
-    _remove_empty_folders(store, outputs["json"]["key"].split("/", 1)[0])
-
-
-def _remove_empty_folders(store: str, file_id: str) -> None:
-    """Local stores: the folders of the file that a failed change left empty."""
-    if storage.is_local(store):
-        top = storage.join(store, file_id)
-        for folder, _, _ in os.walk(top, topdown=False):
-            with contextlib.suppress(OSError):  # a folder that is not empty stays
-                os.rmdir(folder)
+    return commits.stage(store, file_id, version, outputs, digests)
 
 
 def render(file: dict, members: list[dict], conversations: list[dict]) -> dict[str, bytes]:

@@ -23,7 +23,7 @@ import orjson
 
 from . import storage
 from .faults import crash_point
-from .errors import InvalidInput
+from .errors import InvalidInput, StorageUnavailable
 
 FORMAT = "trainfiles.commit/1"
 LOG = "_log"
@@ -87,17 +87,21 @@ def stage(store: str, file_id: str, version: int, outputs: dict[str, bytes], dig
             staged[kind] = {"key": key, "size": len(outputs[kind]), "sha256": digests[kind]}
     except BaseException:
         unstage(store, staged)
+        storage.remove_empty_folder(storage.join(store, folder))
         raise
     return staged
 
 
 def unstage(store: str, outputs: dict[str, dict]) -> None:
-    """Best effort: remove outputs whose commit lost (gc removes what this cannot)."""
+    """Best effort: remove outputs whose commit lost, and their folder, which no other
+    writer uses (gc removes what this cannot)."""
     for kind in outputs:
         try:
             storage.remove(storage.join(store, outputs[kind]["key"]))
         except Exception:
             pass
+    if outputs:
+        storage.remove_empty_folder(storage.join(store, next(iter(outputs.values()))["key"].rsplit("/", 1)[0]))
 
 
 def publish(store: str, record: dict) -> bool:
@@ -126,6 +130,10 @@ def commit(store: str, sequence: int, attempt: Callable[[dict | None], dict], la
             crash_point("published")
             return record
         sequence = landed()
+        if sequence < record["sequence"]:  # else this loop would never end
+            raise StorageUnavailable(
+                f"{log_folder(store)}: commit {record['sequence']} exists but the store does not list it"
+            )
 
 
 def fixed_versions(store: str, file_ids: list[str]) -> dict[str, int | None]:

@@ -3,7 +3,8 @@ reads or changes training files, at the cost of one listing when nothing is new.
 
 from . import commits, storage
 from .catalog import Catalog
-from .progress import bar
+from .errors import TrainfilesError
+from .progress import bar, note
 from .settings import Settings
 
 
@@ -56,4 +57,13 @@ def _repair_download_copies(catalog: Catalog, store: str, latest: dict[str, dict
     current = {file_id: r for file_id, r in latest.items() if catalog.find_file(file_id)["version"] == r["version"]}
     for file_id, version in commits.fixed_versions(store, list(current)).items():
         if version != current[file_id]["version"]:
-            commits.update_fixed(store, current[file_id])
+            refresh_download_copies(store, current[file_id])
+
+
+def refresh_download_copies(store: str, record: dict) -> None:
+    """Step 3 of a commit, which may fail without undoing it: the version is committed, and
+    a later command brings the copies up to date."""
+    try:
+        commits.update_fixed(store, record)
+    except TrainfilesError as e:
+        note(f"note: the download copies of version {record['version']} were not updated ({e}); the next command will")

@@ -1,4 +1,5 @@
-"""Progress bars on standard error, shown only to a person at a terminal and only for long work."""
+"""Progress bars and notes on standard error: bars only to a person at a terminal and only for
+long work; notes always (standard output is for data)."""
 
 import contextlib
 import sys
@@ -19,3 +20,8 @@ def bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)
+
+
+def note(message: str) -> None:
+    """A line for the person (or the CI log) that is neither data nor an error."""
+    print(message, file=sys.stderr)

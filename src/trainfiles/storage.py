@@ -531,6 +531,13 @@ def unfinished_uploads(folder: str, started_before: float, abort: bool) -> list[
     return found
 
 
+def remove_empty_folder(url: str) -> None:
+    """Remove a local folder if it is empty (object stores have no folders)."""
+    if is_local(url):
+        with contextlib.suppress(OSError):
+            os.rmdir(join(url))
+
+
 @contextlib.contextmanager
 def removing_new_folders(url: str) -> Iterator[None]:
     """On an error inside, remove the local folders above `url` that did not exist before
