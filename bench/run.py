@@ -83,6 +83,13 @@ def main() -> None:
         # In a child process: the parent's memory would count in every later child's peak.
         subprocess.run([sys.executable, __file__, "populate", str(listing), *ids[:1000]], check=True)
     rows.append(("list, 1000 files in catalog", best(lambda i: [*tf(listing), "list", "--status", "all"]), None))
+    history = OUT / "history-1000x3"
+    if not (history / "store" / "_log").exists():
+        subprocess.run([sys.executable, __file__, "populate", str(history), "--versions", *ids[:1001]], check=True)
+    rebuilt = history / "rebuilt.db"
+    rebuild = [str(BIN / "trainfiles"), "--catalog", str(rebuilt), "--store", str(history / "store"), "list", "--status", "all"]
+    rows.append(("rebuild catalog: 1000 files x 3 versions", best(lambda i: rebuild, setup=lambda i: rebuilt.unlink(missing_ok=True)), None))
+    rows.append(("list on the rebuilt catalog (up to date)", best(lambda i: rebuild), None))
     rows.append(("list --json, 1000 files", best(lambda i: [*tf(listing), "list", "--status", "all", "--json"]), None))
     rows.append(("trainfiles --help", best(lambda i: [str(BIN / "trainfiles"), "--help"]), None))
     report(rows)
@@ -106,19 +113,24 @@ def export_rows() -> list:
     return rows
 
 
-def populate_catalog(folder: Path, ids: list[str]) -> None:
-    """1,000 one-conversation training files, made in-process through the use cases."""
+def populate_catalog(folder: Path, ids: list[str], versions: bool) -> None:
+    """1,000 one-conversation training files, made in-process through the use cases; with
+    `versions`, each gets two more versions (an add, a new description)."""
     from trainfiles import conversations, training_files
     from trainfiles.settings import Settings
 
     folder.mkdir(parents=True, exist_ok=True)
     settings = Settings(catalog=str(folder / "catalog.db"), store=str(folder / "store"), user="bench")
     conversations.scan(settings, str(SOURCE), None)
-    for i, cid in enumerate(ids):
+    for i, cid in enumerate(ids[:1000]):
+        name = f"file-{i:04d}"
         training_files.create(
-            settings, name=f"file-{i:04d}", description=None, target_model=None,
+            settings, name=name, description=None, target_model=None,
             profile_file=None, selection=training_files.Selection(ids=[cid]), skip_invalid=False,
         )
+        if versions:
+            training_files.add(settings, name, training_files.Selection(ids=[ids[1000]]), skip_invalid=False)
+            training_files.describe(settings, name, "three versions", None)
 
 
 TARGETS = {
@@ -126,6 +138,7 @@ TARGETS = {
     "create from 1000": "< 1.5 s, faster than plain",
     "list, 1000 files in catalog": "< 0.3 s",
     "list --json, 1000 files": "< 0.3 s",
+    "rebuild catalog: 1000 files x 3 versions": "< 2 s",
     "trainfiles --help": "< 0.3 s",
 }
 
@@ -140,6 +153,7 @@ def report(rows) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["populate"]:
-        populate_catalog(Path(sys.argv[2]), sys.argv[3:])
+        with_versions = sys.argv[3:4] == ["--versions"]
+        populate_catalog(Path(sys.argv[2]), sys.argv[4 if with_versions else 3 :], with_versions)
     else:
         main()

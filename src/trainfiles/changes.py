@@ -85,7 +85,7 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
         if outputs is not record["outputs"]:
             commits.unstage(store, outputs)
     index.refresh_download_copies(store, record)
-    index.sync(catalog, store, known={record["sequence"]: record})
+    index.record_own(catalog, record)
     return record
 
 

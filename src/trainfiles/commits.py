@@ -159,6 +159,7 @@ def update_fixed(store: str, record: dict) -> None:
     for kind in KINDS:
         crash_point(f"fixed-{kind}")
         storage.publish_copy(storage.join(store, record["outputs"][kind]["key"]), storage.join(store, fixed_key(file_id, kind)))
+    # Written last, atomically, and its folder fsynced: the copies are durable before it says so.
     marker = {
         "version": record["version"],
         "sequence": record["sequence"],

@@ -23,14 +23,21 @@ def identity(store: str) -> str:
     return storage.join(store) if storage.is_local(store) else store.rstrip("/")
 
 
-def sync(catalog: Catalog, store: str, known: dict[int, dict] | None = None) -> int:
+def record_own(catalog: Catalog, record: dict) -> None:
+    """Index a record this process has just published at the sequence after the last one
+    it had seen, so the index needs no listing to take it (a later command lists what
+    others committed since)."""
+    with catalog.write():
+        if catalog.index_state()[1] == record["sequence"] - 1:
+            catalog.apply([record])
+
+
+def sync(catalog: Catalog, store: str) -> int:
     """Apply what was committed since the index last looked; returns the last sequence.
 
-    `known` holds records this process has just published (no need to read them back);
-    their download copies are up to date already. For the others, download copies that a
-    writer which died after its commit left behind are brought up to date.
+    Download copies that a writer which died after its commit left behind are brought up
+    to date.
     """
-    known = known or {}
     ident = identity(store)
     indexed, last = catalog.index_state()
     if indexed != ident:
@@ -40,16 +47,12 @@ def sync(catalog: Catalog, store: str, known: dict[int, dict] | None = None) -> 
     sequences = commits.new_sequences(store, last)
     if not sequences:
         return last
-    unread = [s for s in sequences if s not in known]
-    with bar("Reading the store's log", len(unread)) as advance:
-        read = dict(zip(unread, commits.read(store, unread, advance)))
-    records = [known.get(s) or read[s] for s in sequences]
+    with bar("Reading the store's log", len(sequences)) as advance:
+        records = commits.read(store, sequences, advance)
     with catalog.write():
         applied = catalog.index_state()[1]  # another process may have applied some meanwhile
         catalog.apply([r for r in records if r["sequence"] > applied])
-    latest = {r["file_id"]: r for r in records if r["sequence"] not in known}
-    if latest:
-        _repair_download_copies(catalog, store, latest)
+    _repair_download_copies(catalog, store, {r["file_id"]: r for r in records})
     return sequences[-1]
 
 

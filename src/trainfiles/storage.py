@@ -420,7 +420,8 @@ def publish_copy(src: str, dst: str) -> None:
     """Make `dst` hold what `src` holds, replacing it at once (readers see old or new).
 
     Local: a hard link to `src` renamed over `dst`, so no byte is copied; `src` must never
-    change afterwards (ours are immutable versions). Object stores: a server-side copy.
+    change afterwards (ours are immutable versions). The folder is not fsynced: the caller's
+    next atomic write in it does that for both. Object stores: a server-side copy.
     """
     if is_local(src):
         src, dst = join(src), join(dst)
@@ -429,7 +430,6 @@ def publish_copy(src: str, dst: str) -> None:
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             os.link(src, tmp)
             os.replace(tmp, dst)
-            _fsync_dir(os.path.dirname(dst))
         except OSError as e:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
