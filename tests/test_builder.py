@@ -206,3 +206,23 @@ def test_tier(score, expected):
 @pytest.mark.parametrize(("value", "expected"), [(2.675, 2.68), (2.665, 2.67), (1 / 3, 0.33), (3, 3.0)])
 def test_round2_half_up_on_the_decimal_value(value, expected):
     assert round2(value) == expected
+
+
+def test_the_json_in_pieces_is_byte_for_byte_what_orjson_writes_for_the_whole_document():
+    """Head, entries and tail: the streaming writer's pieces, on tricky values and the real
+    reference conversations (nested lists, newlines in strings, empty maps, unicode)."""
+    from conftest import REFERENCE
+
+    docs = [document()] + [orjson.loads(p.read_bytes()) for p in sorted((REFERENCE / "enriched").glob("*.json"))]
+    entries = [builder.conversation_entry({"conversation_id": CID, "quality_score": 4.2}, d) for d in docs]
+    profile = {"name": "Elena", "empty": {}, "list": [], "text": "line\nnext \u2028 \"quoted\""}
+    doc = builder.build_document(
+        name="dec", created="2025-12-01T00:00:00Z", updated="2025-12-02T00:00:00Z", target_model=None,
+        vertical="fp", profile=profile, conversations=entries, stats=builder.statistics([]),
+    )
+    whole = orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    assert builder.render_json(doc) == whole
+    head = builder.json_head(doc["training_file_metadata"], profile)
+    assert whole.startswith(head) and whole.endswith(builder.JSON_TAIL)
+    assert whole[len(head) : -len(builder.JSON_TAIL)] == builder.JSON_SEPARATOR.join(builder.json_entry(e) for e in entries)
+    assert whole.count(builder.JSON_ENTRIES_START) == 1

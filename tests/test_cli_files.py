@@ -388,14 +388,15 @@ def test_unreachable_store_exits_6_and_changes_nothing(registered, tmp_path):
 def test_failed_write_of_the_jsonl_restores_the_previous_outputs(registered, tmp_path, monkeypatch):
     registered("create", "--name", "dec", "--id", A[0])
     before = state(tmp_path)
-    real = storage.write_atomic
+    real = storage.atomic_writers
 
-    def failing(url, data):
-        if url.endswith(".jsonl"):
-            raise storage.failure(url, OSError(28, "No space left on device"))
-        real(url, data)
+    def failing(targets):
+        for url in targets.values():
+            if url.endswith(".jsonl"):
+                raise storage.failure(url, OSError(28, "No space left on device"))
+        return real(targets)
 
-    monkeypatch.setattr(storage, "write_atomic", failing)
+    monkeypatch.setattr(storage, "atomic_writers", failing)
     result = registered("add", "dec", "--id", A[1], code=6)
     assert result.stderr.endswith("training.jsonl: [Errno 28] No space left on device\n")
     assert state(tmp_path) == before
@@ -429,7 +430,7 @@ def test_a_catalog_failure_after_the_commit_loses_nothing(registered, tmp_path, 
 
 
 def test_debug_prints_the_traceback(registered, monkeypatch):
-    monkeypatch.setattr(builder, "render_json", lambda doc: 1 / 0)
+    monkeypatch.setattr(builder, "json_entry", lambda entry: 1 / 0)
     result = registered.runner.invoke(registered_app(), ["--debug", "create", "--name", "x", "--id", A[0]])
     assert result.exit_code == 1
     assert "Traceback" in result.stderr and "ZeroDivisionError" in result.stderr

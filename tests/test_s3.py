@@ -168,9 +168,22 @@ def test_sources_are_read_with_one_listing_and_one_get_each(registered, server, 
     assert staged == f"{folder}/versions/000001-TOKEN/training.json"
     requests.clear()
     registered("add", "a", "--id", generate.conversation_uuid(9))
-    # The previous version's JSON is the one store read besides the listings.
-    assert [method for method, _ in requests] == ["GET", "GET", "GET", "PUT", "PUT", "PUT", "GET", "PUT", "PUT", "PUT"]
-    assert requests[2][1].startswith(f"{folder}/versions/000001-")
+    # The parent version's outputs are copied into the new ones, one streamed GET each (and
+    # one for the JSONL's row count), never parsed.
+    parent = re.match(r"(.*/versions/000001-[0-9a-f]{12}/)", requests[2][1]).group(1)
+    staged = re.match(r"(.*/versions/000002-[0-9a-f]{12}/)", requests[3][1]).group(1)
+    assert requests[2:] == [
+        ("GET", f"{parent}training.json"),
+        ("PUT", f"{staged}training.json"),
+        ("GET", f"{parent}training.jsonl"),
+        ("GET", f"{parent}training.jsonl"),
+        ("PUT", f"{staged}training.jsonl"),
+        ("PUT", "/trainfiles/store/_log/00000000000000000002.json"),
+        ("GET", f"{folder}/current.json"),
+        ("PUT", f"{folder}/training.json"),
+        ("PUT", f"{folder}/training.jsonl"),
+        ("PUT", f"{folder}/current.json"),
+    ]
     requests.clear()
     for command in (["list"], ["show", "a"], ["log", "a"]):
         registered(*command)

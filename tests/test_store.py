@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from conftest import FIXTURES, SOURCES, STORE
+from trainfiles import builder
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]
 
@@ -63,6 +64,9 @@ def test_every_version_exports_byte_for_byte(cli, place):
     assert seen[5] == seen[2]  # a new version equal to version 2, byte for byte
     for number, outputs in seen.items():
         assert exported(cli, "dec", "--version", number) == outputs
+        # Streamed, copied as bytes or filtered: what the in-memory builder writes for the document.
+        doc = orjson.loads(outputs[0])
+        assert (builder.render_json(doc), builder.render_jsonl(doc)) == outputs
     log = cli.json("log", "dec")
     assert [(v["version"], v["parent"], v["operation"], v["added"], v["removed"], v["conversation_count"]) for v in log] == [
         (1, None, "create", [A[0], A[1]], [], 2),
@@ -93,6 +97,8 @@ def test_names_descriptions_and_status_are_versions_too(cli, place):
     assert cli.json("describe", "dec", "--target-model", "llama-3.1-8b")["target_model"] == "llama-3.1-8b"
     assert b'"target_model": "llama-3.1-8b"' in exported(cli, "dec")[0]
     renamed = cli.json("rename", "dec", "december")
+    doc = orjson.loads(exported(cli, "december")[0])
+    assert exported(cli, "december") == (builder.render_json(doc), builder.render_jsonl(doc))
     assert (renamed["name"], renamed["id"], renamed["version"]) == ("december", first["id"], 4)
     assert b'"file_name":"december"' in exported(cli, "december")[1]
     assert cli("show", "dec", code=4).stderr == "Error: no training file with id or name 'dec'\n"

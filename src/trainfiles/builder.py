@@ -72,6 +72,22 @@ def statistics(members: list[dict]) -> dict:
     }
 
 
+def metadata(*, name: str, created: str, updated: str, target_model: str | None, vertical: str, stats: dict) -> dict:
+    """`training_file_metadata`, keys in the order of format-v4 section 3."""
+    meta = {
+        "file_name": name,
+        "version": VERSION,
+        "format_spec": FORMAT_SPEC,
+        "created_date": created,
+        "last_updated": updated,
+    }
+    if target_model:
+        meta["target_model"] = target_model
+    meta["vertical"] = vertical
+    meta.update(stats)
+    return meta
+
+
 def build_document(
     *,
     name: str,
@@ -84,23 +100,57 @@ def build_document(
     stats: dict,
 ) -> dict:
     """The full training JSON document, keys in the order of format-v4 section 3."""
-    meta = {
-        "file_name": name,
-        "version": VERSION,
-        "format_spec": FORMAT_SPEC,
-        "created_date": created,
-        "last_updated": updated,
-    }
-    if target_model:
-        meta["target_model"] = target_model
-    meta["vertical"] = vertical
-    meta.update(stats)
+    meta = metadata(name=name, created=created, updated=updated, target_model=target_model, vertical=vertical, stats=stats)
     return {"training_file_metadata": meta, "consultant_profile": profile, "conversations": conversations}
+
+
+# The full JSON in pieces, byte for byte what orjson writes for the whole document with a
+# 2-space indent: a head (metadata and profile), the conversations one by one, a tail. A
+# file of any size is written, and grown, one conversation at a time.
+_INDENT = orjson.OPT_INDENT_2
+JSON_ENTRIES_START = b'\n  "conversations": [\n'  # ends the head; nothing else has this shape
+JSON_SEPARATOR = b",\n"
+JSON_TAIL = b"\n  ]\n}\n"
+
+
+def _nested(value, spaces: int) -> bytes:
+    # Raw newlines only separate tokens (in strings they are escaped), so indenting every
+    # line is a replace.
+    return orjson.dumps(value, option=_INDENT).replace(b"\n", b"\n" + b" " * spaces)
+
+
+def json_head(meta: dict, profile: dict) -> bytes:
+    return (
+        b'{\n  "training_file_metadata": '
+        + _nested(meta, 2)
+        + b',\n  "consultant_profile": '
+        + _nested(profile, 2)
+        + b","
+        + JSON_ENTRIES_START
+    )
+
+
+def json_entry(entry: dict) -> bytes:
+    """One `conversations[]` entry as it stands in the file (no separator)."""
+    return b"    " + _nested(entry, 4)
+
+
+def jsonl_head(file_name: str, total_pairs: int) -> bytes:
+    """The JSONL's `_meta` line, counting the rows that follow."""
+    header = {"_meta": {"file_name": file_name, "total_pairs": total_pairs, "version": VERSION, "format_spec": FORMAT_SPEC}}
+    return orjson.dumps(header, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def jsonl_entry(entry: dict) -> tuple[bytes, int]:
+    """One conversation's JSONL lines and how many there are."""
+    lines = [orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in jsonl_rows([entry])]
+    return b"".join(lines), len(lines)
 
 
 def render_json(doc: dict) -> bytes:
     """UTF-8, unescaped, 2-space indent, final newline."""
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    entries = JSON_SEPARATOR.join(json_entry(c) for c in doc["conversations"])
+    return json_head(doc["training_file_metadata"], doc["consultant_profile"]) + entries + JSON_TAIL
 
 
 def jsonl_rows(conversations: Iterable[dict]) -> Iterator[dict]:
@@ -117,16 +167,9 @@ def jsonl_rows(conversations: Iterable[dict]) -> Iterator[dict]:
 
 def render_jsonl(doc: dict) -> bytes:
     """The JSONL: a `_meta` header counting the rows that follow, then one row per line."""
-    lines = [orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in jsonl_rows(doc["conversations"])]
-    header = {
-        "_meta": {
-            "file_name": doc["training_file_metadata"]["file_name"],
-            "total_pairs": len(lines),
-            "version": VERSION,
-            "format_spec": FORMAT_SPEC,
-        }
-    }
-    return b"".join([orjson.dumps(header, option=orjson.OPT_APPEND_NEWLINE), *lines])
+    rows = [jsonl_entry(c) for c in doc["conversations"]]
+    head = jsonl_head(doc["training_file_metadata"]["file_name"], sum(n for _, n in rows))
+    return b"".join([head, *(lines for lines, _ in rows)])
 
 
 def _counts(keys: Iterable[str | None]) -> dict[str, int]:

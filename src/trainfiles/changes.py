@@ -11,16 +11,17 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from . import builder, clock, commits, enriched, index, storage
+from . import builder, clock, commits, enriched, index, outputs, storage
 from .catalog import Catalog, member_row
-from .errors import Conflict, NotFound
+from .errors import NotFound
 from .settings import Settings
 
 
 @dataclass
 class Draft:
-    """The next state of a training file. `outputs` holds new bytes to stage, or the
-    `outputs` of an existing version when the change leaves them as they are."""
+    """The next state of a training file. `outputs` is a Composition to stage, whole bytes
+    to stage (a migrated file's), or the `outputs` of an existing version when the change
+    leaves them as they are."""
 
     operation: str
     file: dict
@@ -68,7 +69,10 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
             "members": [member_row(m) for m in draft.members],
             "outputs": draft.outputs,
         }
-        if isinstance(draft.outputs.get("json"), bytes):
+        if isinstance(draft.outputs, outputs.Composition):
+            record["outputs"] = outputs.stage(store, file_id, record["version"], draft.outputs)
+            staged.append(record["outputs"])
+        elif isinstance(draft.outputs.get("json"), bytes):
             record["outputs"] = stage(store, file_id, record["version"], draft.outputs)
             staged.append(record["outputs"])
         return record
@@ -78,12 +82,12 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
         try:
             record = commits.commit(store, catalog.index_state()[1], attempt, landed)
         except BaseException:
-            for outputs in staged:
-                commits.unstage(store, outputs)
+            for written in staged:
+                commits.unstage(store, written)
             raise
-    for outputs in staged:
-        if outputs is not record["outputs"]:
-            commits.unstage(store, outputs)
+    for written in staged:
+        if written is not record["outputs"]:
+            commits.unstage(store, written)
     index.refresh_download_copies(store, record)
     index.record_own(catalog, record)
     return record
@@ -94,19 +98,28 @@ def stage(store: str, file_id: str, version: int, outputs: dict[str, bytes]) -> 
     return commits.stage(store, file_id, version, outputs, digests)
 
 
-def render(file: dict, members: list[dict], conversations: list[dict]) -> dict[str, bytes]:
-    """Both outputs of a state: its file fields, members and conversation entries."""
-    doc = builder.build_document(
+def composition(file: dict, members: list[dict], body: list) -> outputs.Composition:
+    """What to stage for a state: its file fields, members, and the body's pieces."""
+    meta = builder.metadata(
         name=file["name"],
         created=file["created_at"],
         updated=file["last_updated"],
         target_model=file["target_model"],
         vertical=file["vertical"],
-        profile=file["consultant_profile"],
-        conversations=conversations,
         stats=builder.statistics(members),
     )
-    return {"json": builder.render_json(doc), "jsonl": builder.render_jsonl(doc)}
+    return outputs.Composition(
+        builder.json_head(meta, file["consultant_profile"]), lambda rows: builder.jsonl_head(file["name"], rows), body
+    )
+
+
+def parent(store: str, row: dict, drop: frozenset[str] = frozenset()) -> outputs.Parent:
+    """The conversations of a file's latest version, to copy into its next one."""
+    return outputs.Parent(store, _kept_outputs(row), drop)
+
+
+def _kept_outputs(row: dict) -> dict:
+    return {kind: {"key": row[f"{kind}_key"], "size": row[f"{kind}_file_size"], "sha256": row[f"{kind}_sha256"]} for kind in commits.KINDS}
 
 
 def file_fields(row: dict) -> dict:
@@ -124,37 +137,27 @@ def file_fields(row: dict) -> dict:
     }
 
 
-def read_output(store: str, key: str, expected_sha256: str) -> bytes:
-    """One version output, refused if it is not what its commit recorded."""
-    url = storage.join(store, key)
-    data = storage.read(url)
-    if storage.sha256(data) != expected_sha256:
-        raise Conflict(f"{url} differs from its commit (sha256 {storage.sha256(data)[:12]}, expected {expected_sha256[:12]}): run `trainfiles verify`")
-    return data
+def kept_outputs(row: dict) -> dict:
+    """The `outputs` of a file's latest version, for a change that keeps them."""
+    return _kept_outputs(row)
 
 
-def conversations_of(store: str, row: dict) -> list[dict]:
-    """The conversation entries of a file's latest version, from its stored JSON."""
-    return orjson.loads(read_output(store, row["json_key"], row["json_sha256"]))["conversations"]
-
-
-def outputs_from_sources(record: dict) -> dict[str, bytes]:
-    """A version's outputs built again from its sources, byte for byte, when their sha256
-    still match the commit; NotFound naming every source that changed or went missing."""
+def from_sources(record: dict, spool: outputs.Spool) -> outputs.Composition:
+    """A version built again from its sources, byte for byte, when their sha256 still match
+    the commit; NotFound naming every source that changed or went missing."""
     members = record["members"]
-    contents = storage.read_many([m["source_path"] for m in members])
     changed = []
-    entries = []
-    for member, data in zip(members, contents):
+    for member, (data, digest) in zip(members, storage.read_each([m["source_path"] for m in members])):
         if isinstance(data, NotFound):
             changed.append(f"{member['conversation_id']} ({member['source_path']} is missing)")
-        elif storage.sha256(data) != member["source_sha256"]:
+        elif digest != member["source_sha256"]:
             changed.append(f"{member['conversation_id']} ({member['source_path']} changed)")
-        else:
-            entries.append(builder.conversation_entry(member, enriched.parse(data)))
+        elif not changed:
+            spool.append(builder.conversation_entry(member, enriched.parse(data)))
     if changed:
         raise NotFound(
             f"version {record['version']}'s outputs were deleted by gc and cannot be built again: "
             "sources changed since: " + ", ".join(changed)
         )
-    return render(record["file"], members, entries)
+    spool.finish()
+    return composition(record["file"], members, [spool])

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 
 import orjson
 
-from . import changes, commits, index, preflight, storage, trainer_formats
+from . import changes, commits, index, outputs, preflight, storage, trainer_formats
 from .card import dataset_card
 from .catalog import Catalog
 from .errors import Conflict, InvalidInput, NotFound
@@ -35,7 +35,8 @@ def _content(settings: Settings, version: dict, kind: str) -> Iterator[bytes]:
     url = storage.join(settings.store, version[f"{kind}_key"])
     if not storage.exists(url):
         record = commits.read(settings.store, [version["sequence"]])[0]
-        yield changes.outputs_from_sources(record)[kind]
+        with outputs.spool(settings.store, record["file_id"]) as spool:
+            yield from outputs.content(changes.from_sources(record, spool), kind)
         return
     h = hashlib.sha256()
     for chunk in (storage.lines if kind == "jsonl" else storage.chunks)(url):

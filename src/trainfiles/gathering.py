@@ -1,5 +1,8 @@
 """Reading and checking the conversations a create or add names: every refusal named at once."""
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -7,6 +10,7 @@ import orjson
 from . import builder, enriched, storage
 from .catalog import Catalog
 from .errors import InvalidInput, NotFound, StorageUnavailable, TrainfilesError
+from .outputs import Spool
 from .progress import bar
 from .selection import require_unique
 
@@ -21,10 +25,10 @@ class Selection:
 
 @dataclass
 class Gathered:
-    """Eligible conversations read for one command, in request order."""
+    """What one command read: the eligible conversations' member values in request order
+    (their entries went to the spool as they came), and what was left out."""
 
     members: list[dict]
-    entries: list[dict]
     skipped: list[dict]
     profile: dict
     vertical: str
@@ -52,12 +56,18 @@ def gather(
     catalog: Catalog,
     ids: list[str],
     skip_invalid: bool,
+    spool: Spool,
     *,
     profile: dict | None,
     vertical: str | None,
     explicit_profile: bool = False,
 ) -> Gathered:
-    """Read and check the named conversations; refuse or skip the ineligible ones."""
+    """Read and check the named conversations one at a time, rendering each eligible one
+    into `spool`; refuse or skip the ineligible ones, naming every one of them.
+
+    The first eligible conversation sets the vertical and profile a new file takes. Once
+    something is wrong the rest are still read and checked, but no longer rendered.
+    """
     records = catalog.conversations(ids)
     missing = [cid for cid in ids if cid not in records]
     unknown_ids = "unknown conversation ids: " + ", ".join(missing)
@@ -73,41 +83,41 @@ def gather(
             problems[cid] = ("no enriched_file_path", InvalidInput)
         else:
             readable.append(cid)
+    members = []
+    check_profile = not explicit_profile
     try:
-        with bar("Reading conversations", len(readable)) as advance:
-            contents = storage.read_many([records[cid]["enriched_file_path"] for cid in readable], advance)
+        with bar("Reading conversations", len(readable)) as advance, _no_collection_pauses():
+            contents = storage.read_each([records[cid]["enriched_file_path"] for cid in readable], advance)
+            for cid, (data, digest) in zip(readable, contents):
+                path = records[cid]["enriched_file_path"]
+                if isinstance(data, NotFound):
+                    problems[cid] = (str(data), NotFound)
+                    continue
+                try:
+                    doc = enriched.parse(data)
+                    enriched.check(doc)
+                except enriched.Ineligible as e:
+                    problems[cid] = (f"{path}: " + "; ".join(e.reasons), InvalidInput)
+                    continue
+                if vertical is None:
+                    vertical = vertical_of(doc)
+                if profile is None:
+                    profile = doc["consultant_profile"]
+                if vertical_of(doc) != vertical:
+                    problems[cid] = (f"vertical {vertical_of(doc)!r} differs from {vertical!r}", InvalidInput)
+                elif check_profile and doc["consultant_profile"] != profile:
+                    problems[cid] = ("consultant_profile differs from the file's", InvalidInput)
+                else:
+                    member = _recorded_values(records[cid], doc)
+                    member["source_path"] = path
+                    member["source_sha256"] = digest
+                    members.append(member)
+                    if skip_invalid or not problems:
+                        spool.append(builder.conversation_entry(member, doc))
     except StorageUnavailable as e:
         if missing:  # what is wrong with the request comes first
             raise NotFound(f"{unknown_ids} (and the sources could not be read: {e})") from e
         raise
-    docs = {}
-    digests = storage.sha256_many([data if isinstance(data, bytes) else b"" for data in contents])
-    for cid, data, digest in zip(readable, contents, digests):
-        path = records[cid]["enriched_file_path"]
-        if isinstance(data, NotFound):
-            problems[cid] = (str(data), NotFound)
-            continue
-        try:
-            doc = enriched.parse(data)
-            enriched.check(doc)
-        except enriched.Ineligible as e:
-            problems[cid] = (f"{path}: " + "; ".join(e.reasons), InvalidInput)
-            continue
-        docs[cid] = (doc, digest)
-    first = next(iter(docs.values()), (None, None))[0]
-    if vertical is None and first is not None:
-        vertical = vertical_of(first)
-    check_profile = not explicit_profile
-    if profile is None and first is not None:
-        profile = first["consultant_profile"]
-    for cid, (doc, _) in list(docs.items()):
-        if vertical_of(doc) != vertical:
-            problems[cid] = (f"vertical {vertical_of(doc)!r} differs from {vertical!r}", InvalidInput)
-        elif check_profile and doc["consultant_profile"] != profile:
-            problems[cid] = ("consultant_profile differs from the file's", InvalidInput)
-        else:
-            continue
-        del docs[cid]
     skipped = [{"conversation_id": cid, "reason": problems[cid][0]} for cid in ids if cid in problems]
     reasons = "; ".join(f"{s['conversation_id']}: {s['reason']}" for s in skipped)
     ineligible = f"ineligible conversations: {reasons}"
@@ -116,19 +126,23 @@ def gather(
     if skipped and not skip_invalid:
         kinds = {problems[cid][1] for cid in problems}
         raise (NotFound if kinds == {NotFound} else InvalidInput)(ineligible)
-    if not docs:
+    if not members:
         raise InvalidInput(f"no eligible conversations: {reasons}")
-    members, entries = [], []
-    for cid in ids:
-        if cid not in docs:
-            continue
-        doc, digest = docs[cid]
-        member = _recorded_values(records[cid], doc)
-        member["source_path"] = records[cid]["enriched_file_path"]
-        member["source_sha256"] = digest
-        members.append(member)
-        entries.append(builder.conversation_entry(member, doc))
-    return Gathered(members, entries, skipped, profile, vertical)
+    spool.finish()
+    return Gathered(members, skipped, profile, vertical)
+
+
+@contextlib.contextmanager
+def _no_collection_pauses() -> Iterator[None]:
+    """Each document is freed as soon as it is rendered (reference counting); the cyclic
+    collector would only walk the live ones again and again, a fifth of a large create."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _recorded_values(rec: dict, doc: dict) -> dict:

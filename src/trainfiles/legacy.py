@@ -10,6 +10,7 @@ import orjson
 from . import changes, commits, storage
 from .catalog import Catalog
 from .changes import Draft
+from .outputs import spool
 from .settings import Settings
 
 
@@ -49,15 +50,15 @@ def _publish(settings: Settings, catalog: Catalog, row: dict) -> None:
         "last_updated": row["last_updated_at"],
         "consultant_profile": doc["consultant_profile"],
     }
-    if any(storage.sha256(outputs[kind]) != row[f"{kind}_sha256"] for kind in commits.KINDS) or meta[
-        "total_conversations"
-    ] != len(members):
-        # An add killed between its two writes: the outputs are ahead of the catalog, which
-        # is what every command showed. Publish the catalog's state, built again.
-        record = {"version": 1, "file": file, "members": members}
-        outputs = changes.outputs_from_sources(record)
+    with spool(settings.store, row["id"]) as rebuilt:
+        if any(storage.sha256(outputs[kind]) != row[f"{kind}_sha256"] for kind in commits.KINDS) or meta[
+            "total_conversations"
+        ] != len(members):
+            # An add killed between its two writes: the outputs are ahead of the catalog,
+            # which is what every command showed. Publish the catalog's state, built again.
+            outputs = changes.from_sources({"version": 1, "file": file, "members": members}, rebuilt)
 
-    def build(current: dict | None, now: str) -> Draft:
-        return Draft("migrate", file, members, outputs, added=[m["conversation_id"] for m in members])
+        def build(current: dict | None, now: str) -> Draft:
+            return Draft("migrate", file, members, outputs, added=[m["conversation_id"] for m in members])
 
-    changes.commit(settings, catalog, row["id"], lambda current: None, build)
+        changes.commit(settings, catalog, row["id"], lambda current: None, build)

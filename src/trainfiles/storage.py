@@ -136,6 +136,47 @@ def read_many(urls: Sequence[str], progress: Progress | None = None) -> list[byt
     return results
 
 
+def read_each(urls: Sequence[str], progress: Progress | None = None) -> Iterator[tuple[bytes | NotFound, str | None]]:
+    """Each URL's bytes (or NotFound) and sha256, in order, read ahead on another thread a
+    window at a time: memory holds two windows, whatever the number of URLs, and reading
+    and hashing (which release the GIL) overlap the caller's work."""
+    import queue
+    import threading
+
+    window = 2 * READ_CONCURRENCY
+    ready: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def offer(item) -> bool:
+        while not stop.is_set():  # a consumer that stopped early takes nothing more
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        try:
+            for start in range(0, len(urls), window):
+                contents = read_many(urls[start : start + window], progress)
+                if not offer([(data, sha256(data) if isinstance(data, bytes) else None) for data in contents]):
+                    return
+            offer(None)
+        except BaseException as e:  # handed to the consumer, which raises it
+            offer(e)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        while (batch := ready.get()) is not None:
+            if isinstance(batch, BaseException):
+                raise batch
+            yield from batch
+    finally:
+        stop.set()
+
+
 def _read_async(fs, jobs: list[tuple[str, str]], progress: Progress) -> list[bytes | NotFound]:
     """One event loop, at most READ_CONCURRENCY requests in flight, one GET per object.
 
@@ -208,30 +249,54 @@ def read(url: str) -> bytes:
         raise failure(url, e) from e
 
 
-@contextlib.contextmanager
-def _opened(url: str) -> Iterator[Any]:
-    """One object opened for streaming reads, its failures turned into ours."""
+def chunks(url: str) -> Iterator[bytes]:
+    """One object's content in large chunks, for copying files too large to hold.
+
+    On S3 one GET streamed, not a HEAD and a ranged GET per chunk."""
+    from fsspec.core import split_protocol
+
     fs, path = resolve(url)
+    if split_protocol(url)[0] in S3_PROTOCOLS:
+        yield from _s3_chunks(fs, path, url)
+        return
     try:
         with fs.open(path, "rb", block_size=CHUNK) as src:
-            yield src
+            while chunk := src.read(CHUNK):
+                yield chunk
     except Exception as e:
         raise failure(url, e) from e
 
 
-def chunks(url: str, skip_first_line: bool = False) -> Iterator[bytes]:
-    """One object's content in large chunks, for copying files too large to hold."""
-    with _opened(url) as src:
-        if skip_first_line:
-            src.readline()
-        while chunk := src.read(CHUNK):
-            yield chunk
+def _s3_chunks(fs, path: str, url: str) -> Iterator[bytes]:
+    from fsspec.asyn import sync
+
+    bucket, key, _ = fs.split_path(path)
+    try:
+        body = sync(fs.loop, fs._call_s3, "get_object", Bucket=bucket, Key=key)["Body"]
+        try:
+            while chunk := sync(fs.loop, body.read, CHUNK):
+                yield chunk
+        finally:
+            body.close()
+    except Exception as e:
+        raise failure(url, e) from e
 
 
 def lines(url: str) -> Iterator[bytes]:
-    """One object's lines, streamed."""
-    with _opened(url) as src:
-        yield from src
+    """One object's lines (each with its newline but perhaps the last), streamed."""
+    rest = b""
+    for chunk in chunks(url):
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        for part in parts:
+            yield part + b"\n"
+    if rest:
+        yield rest
+
+
+def first_line(url: str) -> bytes:
+    """An object's first line, read without reading the rest."""
+    return next(lines(url), b"")
 
 
 def write_atomic(url: str, data: bytes | Iterable[bytes]) -> None:
@@ -539,22 +604,29 @@ def remove_empty_folder(url: str) -> None:
 
 
 @contextlib.contextmanager
-def removing_new_folders(url: str) -> Iterator[None]:
-    """On an error inside, remove the local folders above `url` that did not exist before
-    and are empty again, so a failed write leaves no trace (object stores have no folders)."""
+def removing_new_folders(url: str, always: bool = False) -> Iterator[None]:
+    """On an error inside (or `always`), remove the local folders above `url` that did not
+    exist before and are empty again, so a failed write leaves no trace (object stores
+    have no folders)."""
     new = []
     if is_local(url):
         folder = os.path.dirname(join(url))
         while not os.path.exists(folder):
             new.append(folder)
             folder = os.path.dirname(folder)
+
+    def remove() -> None:
+        for folder in new:  # deepest first; one that holds something stays
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+
     try:
         yield
     except BaseException:
-        for folder in new:  # deepest first
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)
+        remove()
         raise
+    if always:
+        remove()
 
 
 def find_json(url: str) -> list[str]:

@@ -10,7 +10,7 @@ import uuid
 
 import orjson
 
-from . import changes, commits, enriched, gathering, index, storage
+from . import changes, commits, enriched, gathering, index, outputs, storage
 from .catalog import RECORD_FIELDS, Catalog
 from .changes import Draft
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -39,11 +39,16 @@ def create(
     _name_free(catalog, name, None)
     ids = gathering.resolve(catalog, selection)
     profile = gathering.load_profile(profile_file) if profile_file else None
-    gathered = gathering.gather(
-        catalog, ids, skip_invalid, profile=profile, vertical=None, explicit_profile=profile is not None
-    )
     file_id = str(uuid.uuid4())
+    with outputs.spool(settings.store, file_id) as spool:
+        gathered = gathering.gather(
+            catalog, ids, skip_invalid, spool, profile=profile, vertical=None, explicit_profile=profile is not None
+        )
+        _commit_new(settings, catalog, file_id, name, description, target_model, gathered, spool)
+    return _with_skipped(_record(settings, catalog, file_id), gathered, skip_invalid)
 
+
+def _commit_new(settings, catalog, file_id, name, description, target_model, gathered, spool) -> None:
     def build(current: dict | None, now: str) -> Draft:
         file = {
             "name": name,
@@ -57,11 +62,10 @@ def create(
             "consultant_profile": gathered.profile,
         }
         members = _stamped(gathered.members, now, settings.user)
-        outputs = changes.render(file, members, gathered.entries)
-        return Draft("create", file, members, outputs, added=[m["conversation_id"] for m in members])
+        composition = changes.composition(file, members, [spool])
+        return Draft("create", file, members, composition, added=[m["conversation_id"] for m in members])
 
     changes.commit(settings, catalog, file_id, lambda current: _name_free(catalog, name, file_id), build)
-    return _with_skipped(_record(settings, catalog, file_id), gathered, skip_invalid)
 
 
 def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) -> dict:
@@ -70,21 +74,21 @@ def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) 
     row = _writable(find(catalog, ref), settings.user)
     ids = gathering.resolve(catalog, selection)
     _absent(catalog, row, ids)
-    gathered = gathering.gather(
-        catalog, ids, skip_invalid, profile=orjson.loads(row["consultant_profile"]), vertical=row["vertical"]
-    )
+    with outputs.spool(settings.store, row["id"]) as spool:
+        profile = orjson.loads(row["consultant_profile"])
+        gathered = gathering.gather(catalog, ids, skip_invalid, spool, profile=profile, vertical=row["vertical"])
 
-    def check(current: dict | None) -> None:
-        _absent(catalog, _writable(current, settings.user), ids)
+        def check(current: dict | None) -> None:
+            _absent(catalog, _writable(current, settings.user), ids)
 
-    def build(current: dict, now: str) -> Draft:
-        file = {**changes.file_fields(current), "last_updated": now}
-        members = catalog.members(current["id"]) + _stamped(gathered.members, now, settings.user)
-        conversations = changes.conversations_of(settings.store, current) + gathered.entries
-        added = [m["conversation_id"] for m in gathered.members]
-        return Draft("add", file, members, changes.render(file, members, conversations), added=added)
+        def build(current: dict, now: str) -> Draft:
+            # The file's conversations copied as bytes, then the new ones: it costs what it adds.
+            file = {**changes.file_fields(current), "last_updated": now}
+            members = catalog.members(current["id"]) + _stamped(gathered.members, now, settings.user)
+            composition = changes.composition(file, members, [changes.parent(settings.store, current), spool])
+            return Draft("add", file, members, composition, added=[m["conversation_id"] for m in gathered.members])
 
-    changes.commit(settings, catalog, row["id"], check, build)
+        changes.commit(settings, catalog, row["id"], check, build)
     return _with_skipped(_record(settings, catalog, row["id"]), gathered, skip_invalid)
 
 
@@ -104,14 +108,11 @@ def remove(settings: Settings, ref: str, ids: list[str]) -> dict:
             raise InvalidInput(f"removing every conversation would leave {current['name']!r} empty: archive it instead")
 
     def build(current: dict, now: str) -> Draft:
-        gone = set(ids)
+        gone = frozenset(ids)
         file = {**changes.file_fields(current), "last_updated": now}
         members = [m for m in catalog.members(current["id"]) if m["conversation_id"] not in gone]
-        conversations = [
-            c for c in changes.conversations_of(settings.store, current)
-            if c["conversation_metadata"]["conversation_id"] not in gone
-        ]
-        return Draft("remove", file, members, changes.render(file, members, conversations), removed=list(ids))
+        composition = changes.composition(file, members, [changes.parent(settings.store, current, drop=gone)])
+        return Draft("remove", file, members, composition, removed=list(ids))
 
     changes.commit(settings, catalog, row["id"], check, build)
     return _record(settings, catalog, row["id"])
@@ -135,7 +136,8 @@ def _set_status(settings: Settings, ref: str, status: str) -> dict:
 
         def build(current: dict, now: str) -> Draft:
             file = {**changes.file_fields(current), "status": status}
-            return Draft("archive" if status == "archived" else "unarchive", file, catalog.members(current["id"]), _outputs(current))
+            operation = "archive" if status == "archived" else "unarchive"
+            return Draft(operation, file, catalog.members(current["id"]), changes.kept_outputs(current))
 
         changes.commit(settings, catalog, row["id"], lambda current: _creator(current, settings.user), build)
     return _record(settings, catalog, row["id"])
@@ -175,7 +177,7 @@ def describe(settings: Settings, ref: str, description: str | None, target_model
         def build(current: dict, now: str) -> Draft:
             file = {**changes.file_fields(current), **wanted}
             if file["target_model"] == current["target_model"]:  # not in the outputs: keep them
-                return Draft("describe", file, catalog.members(current["id"]), _outputs(current))
+                return Draft("describe", file, catalog.members(current["id"]), changes.kept_outputs(current))
             return _rewritten("describe", settings.store, catalog, current, {**file, "last_updated": now})
 
         changes.commit(settings, catalog, row["id"], lambda current: _writable(current, settings.user), build)
@@ -196,25 +198,23 @@ def restore(settings: Settings, ref: str, number: int) -> dict:
             _writable(current, settings.user)
             _name_free(catalog, target["file"]["name"], current["id"])
 
-        def build(current: dict, now: str) -> Draft:
-            file = {**target["file"], "status": "active"}
-            outputs = target["outputs"] if _outputs_kept(settings.store, target) else changes.outputs_from_sources(target)
-            return Draft("restore", file, target["members"], outputs, restored_from=number)
+        with outputs.spool(settings.store, row["id"]) as spool:
+            kept = _outputs_kept(settings.store, target)
+            built = None if kept else changes.from_sources(target, spool)
 
-        check(row)
-        changes.commit(settings, catalog, row["id"], check, build)
+            def build(current: dict, now: str) -> Draft:
+                file = {**target["file"], "status": "active"}
+                return Draft("restore", file, target["members"], target["outputs"] if kept else built, restored_from=number)
+
+            check(row)
+            changes.commit(settings, catalog, row["id"], check, build)
     return _record(settings, catalog, row["id"])
 
 
 def _rewritten(operation: str, store: str, catalog: Catalog, current: dict, file: dict) -> Draft:
-    """A draft with the same conversations and new file fields, both outputs rendered again."""
+    """A draft with the same conversations (copied as bytes) under new file fields."""
     members = catalog.members(current["id"])
-    return Draft(operation, file, members, changes.render(file, members, changes.conversations_of(store, current)))
-
-
-def _outputs(row: dict) -> dict:
-    """The `outputs` of a file's latest version, for a change that keeps them."""
-    return {kind: {k: row[f"{kind}_{k}"] for k in ("key", "sha256")} | {"size": row[f"{kind}_file_size"]} for kind in commits.KINDS}
+    return Draft(operation, file, members, changes.composition(file, members, [changes.parent(store, current)]))
 
 
 def _outputs_kept(store: str, record: dict) -> bool:

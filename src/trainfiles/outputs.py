@@ -1,0 +1,261 @@
+"""A version's two outputs, written in one pass whatever their size.
+
+Each output is a head, a body of conversations and a tail (builder.py). A body is built from
+pieces, in order: conversations rendered as they were read (spooled to local files, never
+held in memory), runs of the parent version's conversations copied as bytes (never parsed),
+or whole bytes. Staging writes head, pieces and tail under the version's key and hashes
+them on the way; a parent whose bytes differ from its commit stops the write.
+"""
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from . import builder, commits, storage
+from .errors import Conflict
+
+KINDS = commits.KINDS
+
+
+class Spool:
+    """Conversations rendered by this command, in a local temporary file per output."""
+
+    def __init__(self, folder: str | None):
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        self.paths, self.files = {}, {}
+        for kind in KINDS:
+            fd, self.paths[kind] = tempfile.mkstemp(dir=folder, prefix=".tmp-spool-", suffix=f".{kind}")
+            self.files[kind] = os.fdopen(fd, "wb")
+        self.count = 0
+        self.rows = 0
+
+    def append(self, entry: dict) -> None:
+        lines, rows = builder.jsonl_entry(entry)
+        self.append_rendered(builder.json_entry(entry), lines, rows)
+
+    def append_rendered(self, json_entry: bytes, jsonl_lines: bytes, rows: int) -> None:
+        if self.count:
+            self.files["json"].write(builder.JSON_SEPARATOR)
+        self.files["json"].write(json_entry)
+        self.files["jsonl"].write(jsonl_lines)
+        self.count += 1
+        self.rows += rows
+
+    def finish(self) -> None:
+        for f in self.files.values():
+            f.close()
+
+    def remove(self) -> None:
+        for kind in KINDS:
+            with contextlib.suppress(OSError):
+                self.files[kind].close()
+                os.unlink(self.paths[kind])
+
+
+@contextlib.contextmanager
+def spool(store: str, file_id: str) -> Iterator[Spool]:
+    """A spool in the file's folder on a local store (gc removes one a kill leaves), in the
+    system's temporary folder otherwise. At the end it is removed, and so are the folders
+    it made if nothing else was written in them (a change that failed)."""
+    folder = storage.join(store, file_id) if storage.is_local(store) else None
+    with storage.removing_new_folders(os.path.join(folder, "-") if folder else store, always=True):
+        s = Spool(folder)
+        try:
+            yield s
+        finally:
+            s.remove()
+
+
+@dataclass(frozen=True)
+class Parent:
+    """The conversations of a stored version, copied as bytes from its outputs, each checked
+    against the sha256 its commit recorded as the whole object streams past."""
+
+    store: str
+    outputs: dict  # the version's commit `outputs`: {kind: {"key", "size", "sha256"}}
+    drop: frozenset[str] = frozenset()  # conversation ids left out
+
+    def url(self, kind: str) -> str:
+        return storage.join(self.store, self.outputs[kind]["key"])
+
+    def rows(self) -> int:
+        """The JSONL rows this piece gives: the parent's count from its `_meta` line (one
+        small read), less the rows of dropped conversations (counted in a pass of its own)."""
+        import orjson
+
+        if not self.drop:
+            return orjson.loads(storage.first_line(self.url("jsonl")))["_meta"]["total_pairs"]
+        jsonl = storage.lines(self.url("jsonl"))
+        total = orjson.loads(next(jsonl))["_meta"]["total_pairs"]
+        return total - sum(1 for line in jsonl if _row_id(line) in self.drop)
+
+
+@dataclass
+class Composition:
+    """What to stage for a version: the heads, and the body's pieces in order (Spools of
+    rendered conversations, Parents to copy from)."""
+
+    json_head: bytes
+    jsonl_meta: Callable[[int], bytes]  # the JSONL's head, given its row count
+    body: list = field(default_factory=list)
+
+
+def stage(store: str, file_id: str, version: int, composition: Composition) -> dict[str, dict]:
+    """Write both outputs under a new folder of the version; returns the commit's `outputs`.
+
+    Nothing is left behind by a failure (the folder is the writer's own)."""
+    folder = commits.output_folder(file_id, version)
+    staged: dict[str, dict] = {}
+    try:
+        for kind in KINDS:
+            key = f"{folder}/training.{kind}"
+            staged[kind] = _write(storage.join(store, key), key, kind, composition)
+    except BaseException:
+        commits.unstage(store, staged)
+        storage.remove_empty_folder(storage.join(store, folder))
+        raise
+    return staged
+
+
+def _write(url: str, key: str, kind: str, composition: Composition) -> dict:
+    h = hashlib.sha256()
+    size = 0
+    with storage.atomic_writers({kind: url}) as writers:
+        for chunk in content(composition, kind):
+            h.update(chunk)
+            writers[kind](chunk)
+            size += len(chunk)
+    return {"key": key, "size": size, "sha256": h.hexdigest()}
+
+
+def content(composition: Composition, kind: str) -> Iterator[bytes]:
+    """One output of a composition, in chunks: head, conversations, tail."""
+    if kind == "json":
+        yield composition.json_head
+    else:
+        yield composition.jsonl_meta(sum(_rows(piece) for piece in composition.body))
+    wrote = False
+    for piece in composition.body:
+        for run in _runs(piece, kind):
+            if kind == "json" and wrote:
+                yield builder.JSON_SEPARATOR
+            yield from run
+            wrote = True
+    if kind == "json":
+        yield builder.JSON_TAIL
+
+
+def _rows(piece: "Spool | Parent") -> int:
+    return piece.rows if isinstance(piece, Spool) else piece.rows()
+
+
+def _runs(piece: "Spool | Parent", kind: str) -> Iterator[Iterator[bytes]]:
+    """The piece's conversations as runs of chunks, each run whole entries: for the JSON,
+    the separator goes between runs."""
+    if isinstance(piece, Spool):
+        if piece.count:
+            yield storage.chunks(piece.paths[kind])
+    elif piece.drop:
+        yield from (_filtered_json if kind == "json" else _filtered_jsonl)(piece)
+    else:
+        yield (_json_body if kind == "json" else _jsonl_body)(piece)
+
+
+class _Verified:
+    """A stored output streamed in chunks or lines, hashed on the way: when it ends, its
+    sha256 must be the one its commit recorded."""
+
+    def __init__(self, parent: Parent, kind: str):
+        self.url, self.sha256 = parent.url(kind), parent.outputs[kind]["sha256"]
+        self.h = hashlib.sha256()
+
+    def _check(self) -> None:
+        if self.h.hexdigest() != self.sha256:
+            raise Conflict(
+                f"{self.url} differs from its commit (sha256 {self.h.hexdigest()[:12]}, "
+                f"expected {self.sha256[:12]}): run `trainfiles verify`"
+            )
+
+    def chunks(self) -> Iterator[bytes]:
+        for chunk in storage.chunks(self.url):
+            self.h.update(chunk)
+            yield chunk
+        self._check()
+
+    def lines(self) -> Iterator[bytes]:
+        for line in storage.lines(self.url):
+            self.h.update(line)
+            yield line
+        self._check()
+
+
+def _json_body(parent: "Parent") -> Iterator[bytes]:
+    """Everything between the parent JSON's head and tail, in large chunks."""
+    head, tail, skipping = b"", b"", True
+    for chunk in _Verified(parent, "json").chunks():
+        if skipping:
+            head += chunk
+            at = head.find(builder.JSON_ENTRIES_START)
+            if at < 0:
+                continue
+            chunk, skipping = head[at + len(builder.JSON_ENTRIES_START) :], False
+        chunk = tail + chunk
+        # Hold back what may be the tail until the object ends.
+        tail = chunk[-len(builder.JSON_TAIL) :]
+        if chunk[: -len(builder.JSON_TAIL)]:
+            yield chunk[: -len(builder.JSON_TAIL)]
+    if tail != builder.JSON_TAIL:
+        raise Conflict(f"{parent.url('json')} does not end as a training JSON does")
+
+
+def _jsonl_body(parent: "Parent") -> Iterator[bytes]:
+    """The parent JSONL without its `_meta` line, in large chunks."""
+    first = True
+    for chunk in _Verified(parent, "jsonl").chunks():
+        if first:
+            chunk, first = chunk[chunk.index(b"\n") + 1 :], False
+        yield chunk
+
+
+ENTRY_START = b"    {\n"
+ENTRY_ENDS = (b"    },\n", b"    }\n")
+ID_FIELD = b'"conversation_id": "'
+ROW_ID_FIELD = b'"conversation_id":"'
+
+
+def _filtered_json(parent: "Parent") -> Iterator[Iterator[bytes]]:
+    """The parent JSON's entries but the dropped ones, one run each: an entry is the lines
+    from `    {` to `    }` (deeper lines are indented more, so none inside has either shape)."""
+    entry: list[bytes] = []
+    in_body = False
+    for line in _Verified(parent, "json").lines():
+        if not in_body:
+            in_body = line == builder.JSON_ENTRIES_START[1:]
+        elif line in ENTRY_ENDS:
+            entry.append(b"    }")
+            if _entry_id(entry) not in parent.drop:
+                yield iter([b"".join(entry)])
+            entry = []
+        elif entry or line == ENTRY_START:
+            entry.append(line)
+
+
+def _entry_id(entry: list[bytes]) -> str:
+    head = b"".join(entry[:3])
+    at = head.index(ID_FIELD) + len(ID_FIELD)
+    return head[at : at + 36].decode()
+
+
+def _filtered_jsonl(parent: "Parent") -> Iterator[Iterator[bytes]]:
+    lines = _Verified(parent, "jsonl").lines()
+    next(lines)  # the parent's `_meta` line
+    yield (line for line in lines if _row_id(line) not in parent.drop)
+
+
+def _row_id(line: bytes) -> str:
+    at = line.index(ROW_ID_FIELD) + len(ROW_ID_FIELD)
+    return line[at : at + 36].decode()
