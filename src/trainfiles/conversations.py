@@ -65,14 +65,21 @@ def _scanned_row(path: str, data: bytes) -> tuple[dict | None, str | None]:
     }, None
 
 
-def import_manifest(settings: Settings, manifest: str, base: str | None) -> dict:
-    """Register or update conversations from a manifest export."""
-    rows = parse_manifest(storage.read(manifest), manifest)
+def import_manifest(settings: Settings, manifest: str, base: str | None, allow_outside_base: bool = False) -> dict:
+    """Register or update conversations from a manifest export.
+
+    Each enriched_file_path must lead inside `base` unless `allow_outside_base`: a manifest
+    is data from elsewhere, and must not make us read whatever it names.
+    """
     base = base or _parent(manifest)
-    for row in rows:
-        path = row.get("enriched_file_path")
-        if path and not _is_absolute(path):
-            row["enriched_file_path"] = storage.join(base, path)
+
+    def anywhere(path: str) -> str:
+        return path if _is_absolute(path) else storage.join(base, path)
+
+    def inside(path: str) -> str:
+        return storage.inside(base, path)
+
+    rows = parse_manifest(storage.read(manifest), manifest, anywhere if allow_outside_base else inside)
     return _save_conversations(settings, rows, [])
 
 

@@ -9,6 +9,9 @@ import copy
 import errno
 import hashlib
 import os
+import posixpath
+import re
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -102,6 +105,33 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts])
 
 
+def inside(base: str, path: str) -> str:
+    """`path` as a URL under `base`: joined to it when relative, else as given. ValueError
+    when it leads elsewhere (`..`, an absolute path, a symlink or another protocol)."""
+    from fsspec.core import split_protocol
+
+    protocol, rest = split_protocol(path)
+    relative = protocol is None and not os.path.isabs(path)
+    url = join(base, path) if relative else path
+    if is_local(base) and is_local(url):
+        root, target = (os.path.realpath(split_protocol(u)[1]) for u in (join(base), url))
+    elif split_protocol(base)[0] == split_protocol(url)[0]:
+        root, target = (posixpath.normpath(split_protocol(u)[1]) for u in (base, url))
+    else:
+        root, target = "/nowhere", ""
+    if target != root and not target.startswith(root.rstrip("/") + "/"):
+        raise ValueError(f"enriched_file_path {redact(path)!r} is outside --base {redact(base)}")
+    return url
+
+
+def redact(text: str) -> str:
+    """`text` with the password of any `user:password@` in a URL hidden."""
+    return _CREDENTIALS.sub(r"\1:***@", text)
+
+
+_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*):[^/@\s]*@")
+
+
 def failure(url: str, exc: BaseException) -> TrainfilesError:
     """Our exception for a filesystem failure on `url`."""
     if isinstance(exc, TrainfilesError):
@@ -109,7 +139,7 @@ def failure(url: str, exc: BaseException) -> TrainfilesError:
     if isinstance(exc, FileNotFoundError):
         return NotFound(f"source file not found: {url}")
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return StorageUnavailable(f"{url}: {reason}")
+    return StorageUnavailable(redact(f"{url}: {reason}"))
 
 
 def read_many(urls: Sequence[str], progress: Progress | None = None) -> list[bytes | NotFound]:
