@@ -439,7 +439,7 @@ def export(
     else:
         from .storage import write_atomic
 
-        write_atomic(output, chunks)
+        write_atomic(output, chunks, create_folder=False)
 
 
 @app.command()

@@ -15,10 +15,10 @@ NO_ID = "no conversation id (dataset_metadata.dataset_name is not fp_conversatio
 
 def scan(settings: Settings, url: str, batch: str | None) -> dict:
     """Register every enriched file under `url`; report registered, updated and invalid."""
-    urls = storage.find_json(url)
+    urls, invalid = storage.find_json(url)
     with bar("Reading conversations", len(urls)) as advance:
         contents = storage.read_many(urls, advance)
-    rows, invalid, seen = [], [], {}
+    rows, seen = [], {}
     for path, data in zip(urls, contents):
         if isinstance(data, NotFound):
             invalid.append({"path": path, "reason": str(data)})

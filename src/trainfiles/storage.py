@@ -85,8 +85,12 @@ def resolve(url: str):
     protocol = split_protocol(url)[0] or "file"
     try:
         fs, path = url_to_fs(url, **storage_options(protocol))
-    except (ImportError, ValueError) as e:
-        raise StorageUnavailable(f"{url}: {e}") from None
+    except ValueError as e:  # fsspec knows no such protocol
+        raise InvalidInput(redact(f"{url}: {e}")) from None
+    except ImportError as e:
+        raise InvalidInput(redact(f"{url}: the {protocol} protocol needs a package that is not installed ({e})")) from None
+    except Exception as e:  # filesystems that connect when made (ftp, sftp)
+        raise failure(url, e) from e
     if protocol in S3_PROTOCOLS:
         fs.retries = S3_RETRIES  # an attribute, not a constructor option
     return fs, path
@@ -204,21 +208,52 @@ def _read_threads(fs, jobs: list[tuple[str, str]], progress: Progress) -> list[b
     0.10 s with 2 to 8 threads and 0.026 s in order (measured on this 2-core machine).
     """
 
+    from fsspec.implementations.local import LocalFileSystem
+
+    local = isinstance(fs, LocalFileSystem)
+
     def one(job: tuple[str, str]) -> bytes | NotFound:
         url, path = job
         try:
+            if local:
+                check_source(url)
             data = fs.cat_file(path)
         except Exception as e:
             data = _missing_or_raise(url, e)
         progress(1)
         return data
 
-    from fsspec.implementations.local import LocalFileSystem
-
-    if isinstance(fs, LocalFileSystem):
+    if local:
         return [one(job) for job in jobs]
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(one, jobs))
+
+
+MAX_SOURCE_BYTES = 64 << 20
+
+
+def check_source(path: str) -> None:
+    """Refuse a local source that reading whole would hang on (a FIFO), never finish
+    (`/dev/zero`) or exhaust memory with; a missing one is left to the read to report."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidInput(f"{path}: not a regular file")
+    if reason := _too_large(info.st_size):
+        raise InvalidInput(f"{path}: {reason}")
+
+
+def _too_large(size: int) -> str | None:
+    text = os.environ.get("TRAINFILES_MAX_SOURCE_BYTES", "")
+    try:
+        limit = int(text) if text else MAX_SOURCE_BYTES
+    except ValueError:
+        raise InvalidInput(f"TRAINFILES_MAX_SOURCE_BYTES must be a number of bytes, not {text!r}") from None
+    if size > limit:
+        return f"{size} bytes, more than the {limit} a source may have (TRAINFILES_MAX_SOURCE_BYTES)"
+    return None
 
 
 def _missing_or_raise(url: str, exc: Exception) -> NotFound:
@@ -230,9 +265,11 @@ def _missing_or_raise(url: str, exc: Exception) -> NotFound:
 
 
 def read(url: str) -> bytes:
-    """The whole content of one object."""
+    """The whole content of one source object."""
     fs, path = resolve(url)
     try:
+        if is_local(url):
+            check_source(url)
         return fs.cat_file(path)
     except Exception as e:
         raise failure(url, e) from e
@@ -264,16 +301,20 @@ def lines(url: str) -> Iterator[bytes]:
         yield from src
 
 
-def write_atomic(url: str, data: bytes | Iterable[bytes]) -> None:
-    """Replace `url` with `data` (bytes, or chunks streamed in) all at once."""
+def write_atomic(url: str, data: bytes | Iterable[bytes], create_folder: bool = True) -> None:
+    """Replace `url` with `data` (bytes, or chunks streamed in) all at once.
+
+    A local device or FIFO (`/dev/null`, a named pipe) is written into instead; without
+    `create_folder`, a local target's folder must exist (NotFound otherwise).
+    """
     chunks = [data] if isinstance(data, bytes) else data
-    with atomic_writers({url: url}) as writers:
+    with atomic_writers({url: url}, create_folder) as writers:
         for chunk in chunks:
             writers[url](chunk)
 
 
 @contextlib.contextmanager
-def atomic_writers(targets: Mapping[Any, str]) -> Iterator[dict[Any, Callable[[bytes], None]]]:
+def atomic_writers(targets: Mapping[Any, str], create_folders: bool = True) -> Iterator[dict[Any, Callable[[bytes], None]]]:
     """Yield a `write(chunk)` per target; each is replaced on a clean exit, none on an error
     while writing. Readers see a target's old content or its new, never part.
 
@@ -281,7 +322,7 @@ def atomic_writers(targets: Mapping[Any, str]) -> Iterator[dict[Any, Callable[[b
     stays flat. Object stores: one `pipe_file` per target at the end (a PUT, or a multipart
     upload aborted on error, is all-or-nothing), so the content is held until then.
     """
-    pending = {key: (_LocalFile if is_local(url) else _RemoteObject)(url) for key, url in targets.items()}
+    pending = {key: _LocalFile.for_path(url, create_folders) if is_local(url) else _RemoteObject(url) for key, url in targets.items()}
     try:
         yield {key: target.write for key, target in pending.items()}
         for target in pending.values():
@@ -293,9 +334,19 @@ def atomic_writers(targets: Mapping[Any, str]) -> Iterator[dict[Any, Callable[[b
 
 
 class _LocalFile:
-    def __init__(self, path: str):
+    @staticmethod
+    def for_path(path: str, create_folder: bool) -> "_LocalFile":
+        try:
+            special = not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
+        except OSError:
+            special = False
+        return _InPlace(path) if special else _LocalFile(path, create_folder)
+
+    def __init__(self, path: str, create_folder: bool = True):
         self.path = os.path.abspath(path)
         folder = os.path.dirname(self.path)
+        if not create_folder and not os.path.isdir(folder):
+            raise NotFound(f"no folder {folder} to write {path} in")
         try:
             os.makedirs(folder, exist_ok=True)
             fd, self.tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
@@ -329,6 +380,27 @@ class _LocalFile:
         with contextlib.suppress(OSError):
             self.file.close()
             os.unlink(self.tmp)
+
+
+class _InPlace(_LocalFile):
+    """A device or FIFO: opened and written as it is; it has no content to replace."""
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            self.file = open(path, "wb")
+        except OSError as e:
+            raise failure(path, e) from e
+
+    def commit(self) -> None:
+        try:
+            self.file.close()
+        except OSError as e:
+            raise failure(self.path, e) from e
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
 
 
 class _RemoteObject:
@@ -413,21 +485,43 @@ def removing_new_folders(url: str) -> Iterator[None]:
         raise
 
 
-def find_json(url: str) -> list[str]:
-    """URLs of every `.json` file under `url` (or `url` itself if it is a file), sorted.
+def find_json(url: str) -> tuple[list[str], list[dict]]:
+    """URLs of every `.json` file under `url` (or `url` itself if it is a file), sorted, and
+    `{"path", "reason"}` for those not to read: not a regular file (a FIFO would hang the
+    scan), a symlink leading out of `url`, or larger than a source may be.
 
     One recursive listing, however many folders: `find` is a single paginated request on S3.
     """
     fs, path = resolve(url)
     try:
-        found = fs.find(path)
+        found = fs.find(path, detail=True)
     except Exception as e:
         raise failure(url, e) from e
-    if found != [path]:  # a folder: keep its JSON files
-        found = [p for p in found if p.endswith(".json")]
+    if list(found) != [path]:  # a folder: keep its JSON files
+        found = {p: info for p, info in found.items() if p.endswith(".json")}
     if not found and not fs.isdir(path):
         raise NotFound(f"nothing to scan at {url}")
-    return sorted(_url(fs, url, p) for p in found)
+    root = os.path.realpath(path) if is_local(url) else None
+    urls, refused = [], []
+    for p, info in sorted(found.items()):
+        reason = _unscannable(p, root) if root else "not a file" if info.get("type", "file") != "file" else _too_large(info.get("size") or 0)
+        if reason:
+            refused.append({"path": _url(fs, url, p), "reason": reason})
+        else:
+            urls.append(_url(fs, url, p))
+    return urls, refused
+
+
+def _unscannable(path: str, root: str) -> str | None:
+    """Why a local file found under `root` is not to be read, if it is not."""
+    real = os.path.realpath(path)
+    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        return f"a symlink to {real}, outside the scanned folder"
+    try:
+        check_source(path)
+    except InvalidInput as e:
+        return str(e).removeprefix(f"{path}: ")
+    return None
 
 
 def _url(fs, base_url: str, path: str) -> str:

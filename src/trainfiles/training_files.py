@@ -13,10 +13,11 @@ import orjson
 
 from . import builder, clock, enriched, storage
 from .catalog import MEMBER_STAT_FIELDS, RECORD_FIELDS, Catalog
-from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, StorageUnavailable, TrainfilesError
+from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, StorageUnavailable, TrainfilesError, named
 from .progress import bar
 from .selection import require_unique
 from .settings import Settings
+from .text import refuse_hidden_characters
 
 MAX_NAME = 200
 
@@ -128,9 +129,9 @@ def _add_once(settings: Settings, ref: str, selection: Selection, skip_invalid: 
         others = [cid for cid in ids if cid not in present]
         unknown = _unknown(others, catalog.conversations(others))
         raise Conflict(
-            f"already in training file {row['name']!r}: "
-            + ", ".join(already)
-            + (f"; unknown conversation ids: {', '.join(unknown)}" if unknown else "")
+            f"already in training file {row['name']!r}: ",
+            already,
+            suffix=f"; unknown conversation ids: {named(unknown)}" if unknown else "",
         )
     old_json, old_jsonl = _read_outputs(row)
     old = orjson.loads(old_json)
@@ -218,7 +219,6 @@ def _gather(
     """Read and check the named conversations; refuse or skip the ineligible ones."""
     records = catalog.conversations(ids)
     unknown = _unknown(ids, records)
-    unknown_ids = "unknown conversation ids: " + ", ".join(unknown)
     problems: dict[str, tuple[str, type[TrainfilesError]]] = {}
     readable = []
     for cid in ids:
@@ -236,7 +236,7 @@ def _gather(
             contents = storage.read_many([records[cid]["enriched_file_path"] for cid in readable], advance)
     except StorageUnavailable as e:
         if unknown:  # what is wrong with the request comes first
-            raise NotFound(f"{unknown_ids} (and the sources could not be read: {e})") from e
+            raise NotFound("unknown conversation ids: ", unknown, suffix=f" (and the sources could not be read: {e})") from e
         raise
     docs = {}
     digests = storage.sha256_many([data if isinstance(data, bytes) else b"" for data in contents])
@@ -267,15 +267,15 @@ def _gather(
             continue
         del docs[cid]
     skipped = [{"conversation_id": cid, "reason": problems[cid][0]} for cid in ids if cid in problems]
-    reasons = "; ".join(f"{s['conversation_id']}: {s['reason']}" for s in skipped)
-    ineligible = f"ineligible conversations: {reasons}"
+    offenders = [f"{s['conversation_id']}: {s['reason']}" for s in skipped]
+    ineligible = f"ineligible conversations: {named(offenders, '; ')}"
     if unknown:  # never skipped: an id that names nothing is a mistake in the request
-        raise NotFound(unknown_ids + (f"; {ineligible}" if skipped and not skip_invalid else ""))
+        raise NotFound("unknown conversation ids: ", unknown, suffix=f"; {ineligible}" if skipped and not skip_invalid else "")
     if skipped and not skip_invalid:
         kinds = {problems[cid][1] for cid in problems}
-        raise (NotFound if kinds == {NotFound} else InvalidInput)(ineligible)
+        raise (NotFound if kinds == {NotFound} else InvalidInput)("ineligible conversations: ", offenders, sep="; ")
     if not docs:
-        raise InvalidInput(f"no eligible conversations: {reasons}")
+        raise InvalidInput("no eligible conversations: ", offenders, sep="; ")
     members, entries = [], []
     for cid in ids:
         if cid not in docs:
@@ -403,8 +403,7 @@ def _check_name(name: str) -> str:
         raise InvalidInput("the name must not be empty")
     if len(name) > MAX_NAME:
         raise InvalidInput(f"the name is longer than {MAX_NAME} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise InvalidInput("the name must not contain control characters")
+    refuse_hidden_characters(name, "the name")
     if enriched.UUID_RE.fullmatch(name):
         raise InvalidInput("the name must not look like a training file id (a UUID)")
     return name
