@@ -292,6 +292,17 @@ def test_long_offender_lists_are_bounded_and_json_lists_them_all(cli, tmp_path):
     assert error(result) == {"exit": 4, "kind": "not_found", "message": message, "items": unknown}
 
 
+def test_a_file_with_many_problems_names_the_first_20(cli, tmp_path):
+    doc = source(1)
+    reply = next(p for p in doc["training_pairs"] if p["target_response"] is not None)
+    doc["training_pairs"] = [{**reply, "turn_number": 1}] * 26  # turns 2..26 all say 1
+    path = place(tmp_path / "src", 1, doc)
+    reasons = [f"$.training_pairs[{i}].turn_number: expected {i + 1}, found 1" for i in range(1, 26)]
+    assert cli.json("conversations", "scan", tmp_path / "src")["invalid"] == [
+        {"path": str(path), "reason": "; ".join(reasons[:20]) + " and 5 more"}
+    ]
+
+
 def test_json_errors_for_usage_and_invalid_input(cli, tmp_path):
     result = cli("--catalog", "", "list", "--json", code=2)
     assert error(result) == {"exit": 2, "kind": "usage", "message": "must not be empty: --catalog", "items": ["--catalog"]}

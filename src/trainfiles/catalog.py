@@ -81,6 +81,7 @@ class Catalog:
     def __init__(self, path: str, create: bool = False):
         if not create and not Path(path).exists():
             raise NotFound(f"no catalog at {path}: register conversations first with `trainfiles conversations scan` or `import`")
+        self.path = path
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.db = Database(path, execute_plugins=False)
@@ -101,7 +102,7 @@ class Catalog:
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as e:  # still locked by another writer after the busy timeout
-            raise StorageUnavailable(f"catalog: {e}") from e
+            raise StorageUnavailable(f"catalog {self.path}: {e}") from e
         try:
             yield self
         except BaseException:

@@ -5,7 +5,7 @@ import os
 
 from . import clock, enriched, storage
 from .catalog import Catalog
-from .errors import NotFound
+from .errors import NotFound, named
 from .manifest import parse_manifest
 from .progress import bar
 from .settings import Settings
@@ -44,7 +44,7 @@ def _scanned_row(path: str, data: bytes) -> tuple[dict | None, str | None]:
         enriched.check(doc)
     except enriched.Ineligible as e:
         cid = enriched.conversation_id(doc, path)
-        reason = "; ".join(e.reasons)
+        reason = named(e.reasons, "; ")
         if cid is None:
             return None, f"{reason}; {NO_ID}"
         return {

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from .clock import normalize
+from .errors import named
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 NAME_RE = re.compile(r"^fp_conversation_(" + UUID_RE.pattern + r")$", re.I)
@@ -65,7 +66,7 @@ class Ineligible(Exception):
     """The file is not an eligible enriched conversation; `reasons` says why."""
 
     def __init__(self, reasons: list[str]):
-        super().__init__("; ".join(reasons))
+        super().__init__(named(reasons, "; "))
         self.reasons = reasons
 
 

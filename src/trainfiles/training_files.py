@@ -249,7 +249,7 @@ def _gather(
             doc = enriched.parse(data)
             enriched.check(doc)
         except enriched.Ineligible as e:
-            problems[cid] = (f"{path}: " + "; ".join(e.reasons), InvalidInput)
+            problems[cid] = (f"{path}: " + named(e.reasons, "; "), InvalidInput)
             continue
         docs[cid] = (doc, digest)
     first = next(iter(docs.values()), (None, None))[0]
