@@ -85,7 +85,7 @@ def resolve(url: str):
     protocol = split_protocol(url)[0] or "file"
     try:
         fs, path = url_to_fs(url, **storage_options(protocol))
-    except ValueError as e:  # fsspec knows no such protocol
+    except ValueError as e:  # "Protocol not known", or options it cannot take
         raise InvalidInput(redact(f"{url}: {e}")) from None
     except ImportError as e:
         raise InvalidInput(redact(f"{url}: the {protocol} protocol needs a package that is not installed ({e})")) from None
@@ -114,18 +114,20 @@ def inside(base: str, path: str) -> str:
     when it leads elsewhere (`..`, an absolute path, a symlink or another protocol)."""
     from fsspec.core import split_protocol
 
-    protocol, rest = split_protocol(path)
-    relative = protocol is None and not os.path.isabs(path)
+    relative = split_protocol(path)[0] is None and not os.path.isabs(path)
     url = join(base, path) if relative else path
     if is_local(base) and is_local(url):
-        root, target = (os.path.realpath(split_protocol(u)[1]) for u in (join(base), url))
-    elif split_protocol(base)[0] == split_protocol(url)[0]:
-        root, target = (posixpath.normpath(split_protocol(u)[1]) for u in (base, url))
+        within = _under(*(os.path.realpath(split_protocol(u)[1]) for u in (url, join(base))))
     else:
-        root, target = "/nowhere", ""
-    if target != root and not target.startswith(root.rstrip("/") + "/"):
+        same = split_protocol(base)[0] == split_protocol(url)[0]
+        within = same and _under(*(posixpath.normpath(split_protocol(u)[1]) for u in (url, base)))
+    if not within:
         raise ValueError(f"enriched_file_path {redact(path)!r} is outside --base {redact(base)}")
     return url
+
+
+def _under(target: str, root: str) -> bool:
+    return target == root or target.startswith(root.rstrip("/") + "/")
 
 
 def redact(text: str) -> str:
@@ -235,14 +237,18 @@ MAX_SOURCE_BYTES = 64 << 20
 def check_source(path: str) -> None:
     """Refuse a local source that reading whole would hang on (a FIFO), never finish
     (`/dev/zero`) or exhaust memory with; a missing one is left to the read to report."""
+    if reason := _source_problem(path):
+        raise InvalidInput(f"{path}: {reason}")
+
+
+def _source_problem(path: str) -> str | None:
     try:
         info = os.stat(path)
     except OSError:
-        return
+        return None
     if not stat.S_ISREG(info.st_mode):
-        raise InvalidInput(f"{path}: not a regular file")
-    if reason := _too_large(info.st_size):
-        raise InvalidInput(f"{path}: {reason}")
+        return "not a regular file"
+    return _too_large(info.st_size)
 
 
 def _too_large(size: int) -> str | None:
@@ -504,24 +510,22 @@ def find_json(url: str) -> tuple[list[str], list[dict]]:
     root = os.path.realpath(path) if is_local(url) else None
     urls, refused = [], []
     for p, info in sorted(found.items()):
-        reason = _unscannable(p, root) if root else "not a file" if info.get("type", "file") != "file" else _too_large(info.get("size") or 0)
-        if reason:
+        if reason := _unscannable(p, info, root):
             refused.append({"path": _url(fs, url, p), "reason": reason})
         else:
             urls.append(_url(fs, url, p))
     return urls, refused
 
 
-def _unscannable(path: str, root: str) -> str | None:
-    """Why a local file found under `root` is not to be read, if it is not."""
+def _unscannable(path: str, info: dict, root: str | None) -> str | None:
+    """Why a file found by a scan is not to be read, if it is not: a local file is checked
+    on disk (a symlink's target too), a remote one by its listing."""
+    if root is None:
+        return "not a regular file" if info.get("type", "file") != "file" else _too_large(info.get("size") or 0)
     real = os.path.realpath(path)
-    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+    if not _under(real, root):
         return f"a symlink to {real}, outside the scanned folder"
-    try:
-        check_source(path)
-    except InvalidInput as e:
-        return str(e).removeprefix(f"{path}: ")
-    return None
+    return _source_problem(path)
 
 
 def _url(fs, base_url: str, path: str) -> str:
