@@ -1,6 +1,7 @@
 """The command line: parse, call the use case, print. The one place errors become exit codes."""
 
 import os
+import re
 import sqlite3
 import sys
 import traceback
@@ -23,7 +24,7 @@ class _Group(TyperGroup):
         args = [*ctx._protected_args, *ctx.args]
         as_json = "--json" in args
         try:
-            _refuse_undecodable([*args, *(v for v in ctx.params.values() if isinstance(v, str))])
+            _refuse_unusable([*args, *(v for v in ctx.params.values() if isinstance(v, str))])
             return super().invoke(ctx)
         except TrainfilesError as e:
             _fail(ctx, e, as_json)
@@ -44,12 +45,14 @@ class _Group(TyperGroup):
             _fail(ctx, TrainfilesError(f"internal error: {type(e).__name__}: {e}"), as_json)
 
 
-def _refuse_undecodable(values: list[str]) -> None:
+def _refuse_unusable(values: list[str]) -> None:
     """Arguments holding bytes that are not UTF-8 (surrogate escapes from the OS) can be
-    neither stored nor printed: refuse them, shown as the bytes they were."""
-    bad = [_printable(v) for v in values if not _encodes(v)]
-    if bad:
+    neither stored nor printed: refuse them, shown as the bytes they were. A NUL, which no
+    path or name can hold, is refused too (only a caller in-process can pass one)."""
+    if bad := [_printable(v) for v in values if not _encodes(v)]:
         raise InvalidInput("not valid UTF-8: ", bad)
+    if bad := [_printable(v) for v in values if "\0" in v]:
+        raise InvalidInput("contains a NUL character: ", bad)
 
 
 def _encodes(value: str) -> bool:
@@ -61,11 +64,16 @@ def _encodes(value: str) -> bool:
 
 
 def _printable(text: str) -> str:
-    """Text that prints and that JSON can hold: bytes the OS could not decode shown as `\\xff`."""
+    """Text on one line that prints and that JSON can hold: bytes the OS could not decode
+    shown as `\\xff`, control characters (a newline in a path) as `\\n`, `\\x00`."""
     try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
-        return text.encode("utf-8", "backslashreplace").decode()
+        text = text.encode("utf-8", "backslashreplace").decode()
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _click_exceptions() -> tuple[type, ...]:
