@@ -130,6 +130,14 @@ def test_unreachable_ftp_store_is_storage_unavailable(cli, tmp_path):
     assert result.stderr == "Error: ftp://127.0.0.1:1/enriched: [Errno 111] Connection refused\n"
 
 
+def test_unreachable_ftp_source_is_storage_unavailable(cli, tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"conversation_id,enrichment_status,enriched_file_path\n{A[0]},completed,ftp://127.0.0.1:1/x.json\n")
+    cli("conversations", "import", manifest, "--allow-outside-base")
+    result = cli("create", "--name", "x", "--id", A[0], code=6)
+    assert result.stderr == "Error: ftp://127.0.0.1:1/x.json: [Errno 111] Connection refused\n"
+
+
 def test_unknown_protocol_is_invalid_input(cli):
     result = cli("conversations", "scan", "nosuch://bucket/enriched", code=3)
     assert result.stderr == "Error: nosuch://bucket/enriched: Protocol not known: nosuch\n"
@@ -315,6 +323,17 @@ def test_json_errors_for_usage_and_invalid_input(cli, tmp_path):
     }
 
 
+def test_usage_errors_with_json_are_an_error_object_too(cli):
+    result = cli("create", "--id", A[0], "--json", code=2)
+    assert error(result) == {"exit": 2, "kind": "usage", "message": "Missing option '--name'.", "items": []}
+    assert result.stderr.endswith("Error: Missing option '--name'.\n")
+
+
+def test_control_characters_in_a_message_stay_on_one_line(cli):
+    result = cli("--catalog", "a\nb", "list", code=4)
+    assert result.stderr.startswith("Error: no catalog at a\\nb: ")
+
+
 def test_internal_error_is_one_line_with_its_traceback_under_debug(cli, monkeypatch):
     from trainfiles import conversations
 
@@ -345,7 +364,9 @@ def test_bom_is_accepted_in_ids_files_and_enriched_files(cli, tmp_path):
     assert cli.json("conversations", "scan", tmp_path / "src") == {"registered": 1, "updated": 0, "invalid": []}
     ids = tmp_path / "ids.txt"
     ids.write_bytes(b"\xef\xbb\xbf" + A[0].encode() + b"\n")
-    assert cli.json("create", "--name", "x", "--ids-file", ids)["conversation_count"] == 1
+    profile = tmp_path / "profile.json"
+    profile.write_bytes(b"\xef\xbb\xbf" + orjson.dumps(source(1)["consultant_profile"]))
+    assert cli.json("create", "--name", "x", "--ids-file", ids, "--profile", profile)["conversation_count"] == 1
 
 
 # 14. an enriched file given as a manifest

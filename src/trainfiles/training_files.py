@@ -411,7 +411,7 @@ def _check_name(name: str) -> str:
 
 def _load_profile(url: str) -> dict:
     try:
-        profile = orjson.loads(storage.read(url))
+        profile = orjson.loads(storage.read(url).removeprefix(enriched.BOM))
     except orjson.JSONDecodeError as e:
         raise InvalidInput(f"profile {url}: not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
     if isinstance(profile, dict) and isinstance(profile.get("consultant_profile"), dict):
