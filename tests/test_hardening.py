@@ -170,6 +170,18 @@ def test_names_with_hidden_characters_are_refused(cli, name, hidden):
     assert result.stderr == f"Error: the name must not contain control, zero-width or bidi characters: {hidden}\n"
 
 
+def test_scan_lists_file_names_that_are_not_utf8(cli, tmp_path):
+    folder = tmp_path / "src"
+    place(folder, 1, source(1))
+    with open(os.fsencode(folder) + b"/\xff.json", "wb") as f:
+        f.write(orjson.dumps(source(2)))
+    assert cli.json("conversations", "scan", folder) == {
+        "registered": 1,
+        "updated": 0,
+        "invalid": [{"path": f"{folder}/\\xff.json", "reason": "the path is not valid UTF-8"}],
+    }
+
+
 # 7. SOURCE_DATE_EPOCH
 
 
@@ -204,6 +216,19 @@ def test_garbage_catalog_is_storage_unavailable(cli, tmp_path):
     catalog.write_bytes(b"not a database at all" * 100)
     result = cli("list", code=6)
     assert result.stderr == f"Error: catalog {catalog}: file is not a database\n"
+
+
+def test_a_full_disk_under_the_catalog_is_storage_unavailable(cli, tmp_path, monkeypatch):
+    from trainfiles.catalog import Catalog
+
+    cli("conversations", "scan", FIXTURES / "conversations")
+
+    def full(self, *args):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Catalog, "save_conversations", full)
+    result = cli("conversations", "scan", FIXTURES / "conversations", code=6)
+    assert result.stderr == f"Error: catalog {tmp_path / 'catalog.db'}: database or disk is full\n"
 
 
 @pytest.mark.skipif(os.getuid() == 0, reason="root writes read-only files")

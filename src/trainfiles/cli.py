@@ -1,7 +1,6 @@
 """The command line: parse, call the use case, print. The one place errors become exit codes."""
 
 import os
-import re
 import sqlite3
 import sys
 import traceback
@@ -12,6 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from .errors import InvalidInput, StorageUnavailable, TrainfilesError
+from .text import encodes, printable
 from .trainer_formats import FORMATS as TRAINER_FORMATS
 from .vocabulary import ENRICHMENT_STATUSES, FILE_STATUSES
 
@@ -49,31 +49,10 @@ def _refuse_unusable(values: list[str]) -> None:
     """Arguments holding bytes that are not UTF-8 (surrogate escapes from the OS) can be
     neither stored nor printed: refuse them, shown as the bytes they were. A NUL, which no
     path or name can hold, is refused too (only a caller in-process can pass one)."""
-    if bad := [_printable(v) for v in values if not _encodes(v)]:
+    if bad := [printable(v) for v in values if not encodes(v)]:
         raise InvalidInput("not valid UTF-8: ", bad)
-    if bad := [_printable(v) for v in values if "\0" in v]:
+    if bad := [printable(v) for v in values if "\0" in v]:
         raise InvalidInput("contains a NUL character: ", bad)
-
-
-def _encodes(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _printable(text: str) -> str:
-    """Text on one line that prints and that JSON can hold: bytes the OS could not decode
-    shown as `\\xff`, control characters (a newline in a path) as `\\n`, `\\x00`."""
-    try:
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
-        text = text.encode("utf-8", "backslashreplace").decode()
-    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _click_exceptions() -> tuple[type, ...]:
@@ -88,9 +67,9 @@ def _fail(ctx, error: TrainfilesError, as_json: bool, code: int | None = None):
     debug = getattr(settings, "debug", False)
     if debug:
         traceback.print_exc(file=sys.stderr)
-    message = _printable(str(error))
+    message = printable(str(error))
     if as_json:
-        items = [_printable(item) for item in error.items]
+        items = [printable(item) for item in error.items]
         _json({"error": {"exit": code, "kind": error.kind, "message": message, "items": items}})
     hint = " (run with --debug for the traceback)" if code == 1 and not debug else ""
     print(f"Error: {message}{hint}", file=sys.stderr)

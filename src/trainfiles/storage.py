@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .errors import InvalidInput, NotFound, StorageUnavailable, TrainfilesError
+from .text import encodes, printable
 
 READ_CONCURRENCY = 32
 CHUNK = 1 << 20
@@ -493,8 +494,9 @@ def removing_new_folders(url: str) -> Iterator[None]:
 
 def find_json(url: str) -> tuple[list[str], list[dict]]:
     """URLs of every `.json` file under `url` (or `url` itself if it is a file), sorted, and
-    `{"path", "reason"}` for those not to read: not a regular file (a FIFO would hang the
-    scan), a symlink leading out of `url`, or larger than a source may be.
+    `{"path", "reason"}` for those not to read: a path that is not UTF-8, not a regular
+    file (a FIFO would hang the scan), a symlink leading out of `url`, or larger than a
+    source may be.
 
     One recursive listing, however many folders: `find` is a single paginated request on S3.
     """
@@ -510,7 +512,9 @@ def find_json(url: str) -> tuple[list[str], list[dict]]:
     root = os.path.realpath(path) if is_local(url) else None
     urls, refused = [], []
     for p, info in sorted(found.items()):
-        if reason := _unscannable(p, info, root):
+        if not encodes(p):  # bytes the OS could not decode: no catalog can hold the path
+            refused.append({"path": printable(_url(fs, url, p)), "reason": "the path is not valid UTF-8"})
+        elif reason := _unscannable(p, info, root):
             refused.append({"path": _url(fs, url, p), "reason": reason})
         else:
             urls.append(_url(fs, url, p))

@@ -1,5 +1,7 @@
-"""Which characters a name may hold: none that hide, reorder or control what a reader sees."""
+"""Text from outside: which characters a name may hold (none that hide, reorder or control
+what a reader sees), whether text can be stored as UTF-8, and how to show any text on one line."""
 
+import re
 import unicodedata
 
 from .errors import InvalidInput
@@ -18,3 +20,24 @@ def refuse_hidden_characters(text: str, what: str) -> None:
     ]
     if hidden:
         raise InvalidInput(f"{what} must not contain control, zero-width or bidi characters: ", hidden)
+
+
+def encodes(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    """Text on one line that prints and that JSON can hold: bytes the OS could not decode
+    shown as `\\xff`, control characters (a newline in a path) as `\\n`, `\\x00`."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        text = text.encode("utf-8", "backslashreplace").decode()
+    return CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
