@@ -154,7 +154,7 @@ def test_import_with_base_joins_relative_paths(cli, tmp_path):
         "0A1B2C3D-1111-4222-8333-444455556666,completed,x/enriched.json\n"
         "1a1b2c3d-1111-4222-8333-444455556666,completed,s3://bucket/y.json\n"
     )
-    cli("conversations", "import", manifest, "--base", "/data/enriched")
+    cli("conversations", "import", manifest, "--base", "/data/enriched", "--allow-outside-base")
     paths = [r["enriched_file_path"] for r in cli.json("conversations", "list")]
     assert paths == ["/data/enriched/x/enriched.json", "s3://bucket/y.json"]
 

@@ -63,6 +63,7 @@ def test_with_metadata_carries_ids_scaffolding_and_recorded_quality(cli):
 
 
 def test_export_to_a_file(cli, reference_file, tmp_path):
+    (tmp_path / "out").mkdir()
     cli("export", "ref", "--format", "sharegpt", "--output", tmp_path / "out" / "sharegpt.jsonl")
     assert (tmp_path / "out" / "sharegpt.jsonl").read_bytes() == cli("export", "ref", "--format", "sharegpt").stdout_bytes
 

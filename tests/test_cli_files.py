@@ -232,6 +232,7 @@ def test_export_streams_the_stored_bytes(registered, tmp_path):
     assert registered("export", "dec").stdout_bytes == json_bytes
     assert registered("export", "dec", "--format", "jsonl").stdout_bytes == jsonl_bytes
     assert registered("export", "dec", "--format", "jsonl", "--no-header").stdout_bytes == jsonl_bytes.split(b"\n", 1)[1]
+    (tmp_path / "out").mkdir()
     registered("export", rec["id"], "--format", "jsonl", "--output", tmp_path / "out" / "t.jsonl")
     assert (tmp_path / "out" / "t.jsonl").read_bytes() == jsonl_bytes
 

@@ -79,6 +79,7 @@ class Catalog:
     """
 
     def __init__(self, path: str):
+        self.path = path
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.db = Database(path, execute_plugins=False)
@@ -99,7 +100,7 @@ class Catalog:
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as e:  # still locked by another writer after the busy timeout
-            raise StorageUnavailable(f"catalog: {e}") from e
+            raise StorageUnavailable(f"catalog {self.path}: {e}") from e
         try:
             yield self
         except BaseException:

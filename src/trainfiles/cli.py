@@ -1,6 +1,7 @@
 """The command line: parse, call the use case, print. The one place errors become exit codes."""
 
 import os
+import sqlite3
 import sys
 import traceback
 from enum import Enum
@@ -9,30 +10,49 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from .errors import TrainfilesError
+from .errors import InvalidInput, StorageUnavailable, TrainfilesError
+from .text import encodes, printable
 from .trainer_formats import FORMATS as TRAINER_FORMATS
 from .vocabulary import ENRICHMENT_STATUSES, FILE_STATUSES
 
 
 class _Group(TyperGroup):
-    """Turns our exceptions into one line on stderr and the exit code of `cli.md`."""
+    """Turns our exceptions into one line on stderr and the exit code of `cli.md`; with
+    `--json`, also into one JSON object on stdout."""
 
     def invoke(self, ctx):
+        args = [*ctx._protected_args, *ctx.args]
+        as_json = "--json" in args
         try:
+            _refuse_unusable([*args, *(v for v in ctx.params.values() if isinstance(v, str))])
             return super().invoke(ctx)
         except TrainfilesError as e:
-            _fail(ctx, str(e), e.exit_code)
+            _fail(ctx, e, as_json)
         except (typer.Exit, typer.Abort):
             raise
         except BrokenPipeError:
             # The reader of our output (`| head`) has all it wanted.
             raise typer.Exit(0) from None
         except KeyboardInterrupt:
-            _fail(ctx, "interrupted", 130)
+            _fail(ctx, TrainfilesError("interrupted"), as_json, code=130)
+        except sqlite3.DatabaseError as e:  # a query after the catalog opened: disk full, corrupt pages
+            _fail(ctx, StorageUnavailable(f"catalog {getattr(ctx.obj, 'catalog', '')}: {e}"), as_json)
         except Exception as e:
-            if not isinstance(e, _click_exceptions()):
-                _fail(ctx, f"internal error: {type(e).__name__}: {e}", 1)
-            raise
+            if isinstance(e, _click_exceptions()):
+                if as_json:
+                    _json({"error": {"exit": e.exit_code, "kind": "usage", "message": e.format_message(), "items": []}})
+                raise
+            _fail(ctx, TrainfilesError(f"internal error: {type(e).__name__}: {e}"), as_json)
+
+
+def _refuse_unusable(values: list[str]) -> None:
+    """Arguments holding bytes that are not UTF-8 (surrogate escapes from the OS) can be
+    neither stored nor printed: refuse them, shown as the bytes they were. A NUL, which no
+    path or name can hold, is refused too (only a caller in-process can pass one)."""
+    if bad := [printable(v) for v in values if not encodes(v)]:
+        raise InvalidInput("not valid UTF-8: ", bad)
+    if bad := [printable(v) for v in values if "\0" in v]:
+        raise InvalidInput("contains a NUL character: ", bad)
 
 
 def _click_exceptions() -> tuple[type, ...]:
@@ -41,11 +61,17 @@ def _click_exceptions() -> tuple[type, ...]:
     return (_click.ClickException,)
 
 
-def _fail(ctx, message: str, code: int):
+def _fail(ctx, error: TrainfilesError, as_json: bool, code: int | None = None):
+    code = error.exit_code if code is None else code
     settings = ctx.obj
-    if getattr(settings, "debug", False):
+    debug = getattr(settings, "debug", False)
+    if debug:
         traceback.print_exc(file=sys.stderr)
-    hint = " (run with --debug for the traceback)" if code == 1 and not getattr(settings, "debug", False) else ""
+    message = printable(str(error))
+    if as_json:
+        items = [printable(item) for item in error.items]
+        _json({"error": {"exit": code, "kind": error.kind, "message": message, "items": items}})
+    hint = " (run with --debug for the traceback)" if code == 1 and not debug else ""
     print(f"Error: {message}{hint}", file=sys.stderr)
     raise typer.Exit(code)
 
@@ -137,15 +163,19 @@ def conversations_import(
     base: Annotated[
         str | None, typer.Option(metavar="URL", help="Folder or URL that relative enriched_file_path values are under (default: the manifest's folder).")
     ] = None,
+    allow_outside_base: Annotated[
+        bool, typer.Option("--allow-outside-base", help="Accept enriched_file_path values outside --base (absolute paths, other URLs).")
+    ] = False,
     json: JsonFlag = False,
 ):
     """Register or update conversations from the platform's manifest export.
 
-    A manifest value wins over one derived from the file; empty cells mean unknown.
+    A manifest value wins over one derived from the file; empty cells mean unknown. Every
+    enriched_file_path must lead inside --base unless --allow-outside-base is given.
 
     Example: trainfiles conversations import conversations.csv --base s3://bucket/enriched
     """
-    _report_registration(_conversations().import_manifest(ctx.obj, manifest, base), json)
+    _report_registration(_conversations().import_manifest(ctx.obj, manifest, base, allow_outside_base), json)
 
 
 def _report_registration(result: dict, json: bool) -> None:
@@ -399,7 +429,7 @@ def export(
     else:
         from .storage import write_atomic
 
-        write_atomic(output, chunks)
+        write_atomic(output, chunks, create_folder=False)
 
 
 @app.command()

@@ -5,7 +5,7 @@ import os
 
 from . import clock, enriched, storage
 from .catalog import Catalog
-from .errors import NotFound
+from .errors import NotFound, named
 from .manifest import parse_manifest
 from .progress import bar
 from .settings import Settings
@@ -15,10 +15,10 @@ NO_ID = "no conversation id (dataset_metadata.dataset_name is not fp_conversatio
 
 def scan(settings: Settings, url: str, batch: str | None) -> dict:
     """Register every enriched file under `url`; report registered, updated and invalid."""
-    urls = storage.find_json(url)
+    urls, invalid = storage.find_json(url)
     with bar("Reading conversations", len(urls)) as advance:
         contents = storage.read_many(urls, advance)
-    rows, invalid, seen = [], [], {}
+    rows, seen = [], {}
     for path, data in zip(urls, contents):
         if isinstance(data, NotFound):
             invalid.append({"path": path, "reason": str(data)})
@@ -44,7 +44,7 @@ def _scanned_row(path: str, data: bytes) -> tuple[dict | None, str | None]:
         enriched.check(doc)
     except enriched.Ineligible as e:
         cid = enriched.conversation_id(doc, path)
-        reason = "; ".join(e.reasons)
+        reason = named(e.reasons, "; ")
         if cid is None:
             return None, f"{reason}; {NO_ID}"
         return {
@@ -65,14 +65,21 @@ def _scanned_row(path: str, data: bytes) -> tuple[dict | None, str | None]:
     }, None
 
 
-def import_manifest(settings: Settings, manifest: str, base: str | None) -> dict:
-    """Register or update conversations from a manifest export."""
-    rows = parse_manifest(storage.read(manifest), manifest)
+def import_manifest(settings: Settings, manifest: str, base: str | None, allow_outside_base: bool = False) -> dict:
+    """Register or update conversations from a manifest export.
+
+    Each enriched_file_path must lead inside `base` unless `allow_outside_base`: a manifest
+    is data from elsewhere, and must not make us read whatever it names.
+    """
     base = base or _parent(manifest)
-    for row in rows:
-        path = row.get("enriched_file_path")
-        if path and not _is_absolute(path):
-            row["enriched_file_path"] = storage.join(base, path)
+
+    def anywhere(path: str) -> str:
+        return path if _is_absolute(path) else storage.join(base, path)
+
+    def inside(path: str) -> str:
+        return storage.inside(base, path)
+
+    rows = parse_manifest(storage.read(manifest), manifest, anywhere if allow_outside_base else inside)
     return _save_conversations(settings, rows, [])
 
 

@@ -10,8 +10,14 @@ from typing import Any
 
 import orjson
 
+from .clock import normalize
+from .errors import named
+
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 NAME_RE = re.compile(r"^fp_conversation_(" + UUID_RE.pattern + r")$", re.I)
+MAX_DEPTH = 100  # levels of nested objects and arrays; real files have under 10
+SCORE_RANGE = (0, 10)  # the platform's quality scores
+BOM = b"\xef\xbb\xbf"
 
 
 @cache
@@ -60,14 +66,14 @@ class Ineligible(Exception):
     """The file is not an eligible enriched conversation; `reasons` says why."""
 
     def __init__(self, reasons: list[str]):
-        super().__init__("; ".join(reasons))
+        super().__init__(named(reasons, "; "))
         self.reasons = reasons
 
 
 def parse(data: bytes) -> Any:
     """Parse JSON bytes; broken JSON is Ineligible with its line and column."""
     try:
-        return orjson.loads(data)
+        return orjson.loads(data[len(BOM) :] if data.startswith(BOM) else data)
     except orjson.JSONDecodeError as e:
         raise Ineligible([f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"]) from None
 
@@ -78,6 +84,8 @@ def check(doc: Any) -> None:
         raise Ineligible([f"$: expected a JSON object, found {_kind(doc)}"])
     if "turns" in doc and "training_pairs" not in doc:
         raise Ineligible(["$: a raw conversation (`turns`), not an enriched file"])
+    if deep := too_deep(doc):
+        raise Ineligible([f"{deep}: nested deeper than {MAX_DEPTH} levels"])
     from pydantic import ValidationError
 
     try:
@@ -99,8 +107,19 @@ def check(doc: Any) -> None:
         for key in ("system_prompt", "current_user_input"):
             if isinstance(pair.get(key), str) and not pair[key].strip():
                 reasons.append(f"{where}.{key}: must not be empty")
+        score = pair["training_metadata"].get("quality_score") if isinstance(pair.get("training_metadata"), dict) else None
+        if _number(score) and not SCORE_RANGE[0] <= score <= SCORE_RANGE[1]:
+            reasons.append(f"{where}.training_metadata.quality_score: expected {SCORE_RANGE[0]} to {SCORE_RANGE[1]}, found {score!r}")
     if pairs and all(isinstance(p, dict) and p.get("target_response") is None for p in pairs):
         reasons.append("$.training_pairs: no pair has a target_response")
+    meta = doc.get("dataset_metadata")
+    created = meta.get("created_date") if isinstance(meta, dict) else None
+    if created not in (None, "") and not _timestamp(created):
+        shown = orjson.dumps(created).decode()
+        reasons.append(
+            "$.dataset_metadata.created_date: expected a date YYYY-MM-DD or an ISO 8601 date-time, "
+            f"found {shown if len(shown) <= 60 else shown[:57] + '...'}"
+        )
     if "input_parameters" in doc and not isinstance(doc["input_parameters"], dict):
         reasons.append(f"$.input_parameters: expected an object, found {_kind(doc['input_parameters'])}")
     elif not reasons:
@@ -122,6 +141,29 @@ _SCAFFOLDING_KEYS = (
 )
 
 
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> str | None:
+    """The JSON path of the first container nested deeper than `limit` levels, else None.
+
+    A loop, not recursion: the documents it exists for would overflow the stack.
+    """
+    stack: list[tuple[Any, int, tuple | None]] = [(value, 1, None)]
+    while stack:
+        node, depth, trail = stack.pop()
+        if depth > limit:
+            return _path(trail)
+        children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        stack.extend((child, depth + 1, (trail, key)) for key, child in children if isinstance(child, (dict, list)))
+    return None
+
+
+def _path(trail: tuple | None) -> str:
+    keys = []
+    while trail:
+        trail, key = trail
+        keys.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+    return "$" + "".join(reversed(keys))
+
+
 def conversation_id(doc: Any, path: str) -> str | None:
     """The conversation UUID: from `dataset_name`, else the UUID folder holding the file."""
     meta = doc.get("dataset_metadata") if isinstance(doc, dict) else None
@@ -137,12 +179,7 @@ def conversation_id(doc: Any, path: str) -> str | None:
 def derive(doc: dict) -> dict:
     """Record values derived from an eligible document (format-v4 section 2)."""
     pairs = doc["training_pairs"]
-    scores = [
-        s
-        for p in pairs
-        if isinstance(s := p["training_metadata"].get("quality_score"), (int, float))
-        and not isinstance(s, bool)
-    ]
+    scores = [s for p in pairs if _number(s := p["training_metadata"].get("quality_score"))]
     quality = round2(sum(scores) / len(scores)) if scores else None
     replies = [p for p in pairs if p["target_response"] is not None]
     scaffolding = scaffolding_of(doc)
@@ -152,7 +189,7 @@ def derive(doc: dict) -> dict:
         "topic_key": scaffolding["training_topic_key"] or None,
         "quality_score": quality,
         "human_reviewed": all(p["training_metadata"].get("human_reviewed") is True for p in replies),
-        "created_at": _str(doc["dataset_metadata"].get("created_date")) or None,
+        "created_at": normalize(doc["dataset_metadata"]["created_date"]) if doc["dataset_metadata"].get("created_date") else None,
         "tier": tier(quality),
     }
 
@@ -193,6 +230,17 @@ def round2(value: float) -> float:
     from decimal import ROUND_HALF_UP, Decimal
 
     return float(Decimal(repr(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _timestamp(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and bool(normalize(value))
+    except ValueError:
+        return False
 
 
 def _str(value: Any) -> str:

@@ -9,7 +9,7 @@ import orjson
 
 from . import builder, enriched, storage
 from .catalog import Catalog
-from .errors import InvalidInput, NotFound, StorageUnavailable, TrainfilesError
+from .errors import InvalidInput, NotFound, StorageUnavailable, TrainfilesError, named
 from .outputs import Spool
 from .progress import bar
 from .selection import require_unique
@@ -70,7 +70,6 @@ def gather(
     """
     records = catalog.conversations(ids)
     missing = [cid for cid in ids if cid not in records]
-    unknown_ids = "unknown conversation ids: " + ", ".join(missing)
     problems: dict[str, tuple[str, type[TrainfilesError]]] = {}
     readable = []
     for cid in ids:
@@ -97,7 +96,7 @@ def gather(
                     doc = enriched.parse(data)
                     enriched.check(doc)
                 except enriched.Ineligible as e:
-                    problems[cid] = (f"{path}: " + "; ".join(e.reasons), InvalidInput)
+                    problems[cid] = (f"{path}: " + named(e.reasons, "; "), InvalidInput)
                     continue
                 if vertical is None:
                     vertical = vertical_of(doc)
@@ -116,18 +115,18 @@ def gather(
                         spool.append(builder.conversation_entry(member, doc))
     except StorageUnavailable as e:
         if missing:  # what is wrong with the request comes first
-            raise NotFound(f"{unknown_ids} (and the sources could not be read: {e})") from e
+            raise NotFound("unknown conversation ids: ", missing, suffix=f" (and the sources could not be read: {e})") from e
         raise
     skipped = [{"conversation_id": cid, "reason": problems[cid][0]} for cid in ids if cid in problems]
-    reasons = "; ".join(f"{s['conversation_id']}: {s['reason']}" for s in skipped)
-    ineligible = f"ineligible conversations: {reasons}"
+    offenders = [f"{s['conversation_id']}: {s['reason']}" for s in skipped]
+    ineligible = f"ineligible conversations: {named(offenders, '; ')}"
     if missing:  # never skipped: an id that names nothing is a mistake in the request
-        raise NotFound(unknown_ids + (f"; {ineligible}" if skipped and not skip_invalid else ""))
+        raise NotFound("unknown conversation ids: ", missing, suffix=f"; {ineligible}" if skipped and not skip_invalid else "")
     if skipped and not skip_invalid:
         kinds = {problems[cid][1] for cid in problems}
-        raise (NotFound if kinds == {NotFound} else InvalidInput)(ineligible)
+        raise (NotFound if kinds == {NotFound} else InvalidInput)("ineligible conversations: ", offenders, sep="; ")
     if not members:
-        raise InvalidInput(f"no eligible conversations: {reasons}")
+        raise InvalidInput("no eligible conversations: ", offenders, sep="; ")
     spool.finish()
     return Gathered(members, skipped, profile, vertical)
 
@@ -158,7 +157,7 @@ def _recorded_values(rec: dict, doc: dict) -> dict:
 def load_profile(url: str) -> dict:
     """A consultant profile from a JSON file: the object itself or a document holding one."""
     try:
-        profile = orjson.loads(storage.read(url))
+        profile = orjson.loads(storage.read(url).removeprefix(enriched.BOM))
     except orjson.JSONDecodeError as e:
         raise InvalidInput(f"profile {url}: not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
     if isinstance(profile, dict) and isinstance(profile.get("consultant_profile"), dict):

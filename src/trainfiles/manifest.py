@@ -6,15 +6,14 @@ Empty cells mean unknown and are left out, so they never overwrite a known value
 import csv
 import io
 import math
-import re
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from .catalog import CONVERSATION_FIELDS
-from .clock import utc
-from .enriched import UUID_RE
+from .clock import normalize
+from .enriched import SCORE_RANGE, UUID_RE, too_deep
 from .errors import InvalidInput
 from .vocabulary import ENRICHMENT_STATUSES
 
@@ -25,16 +24,15 @@ SCORES = (
     "appropriateness_score",
     "brand_voice_alignment",
 )
-# The extended ISO 8601 forms a database export writes; not the compact or week forms.
-ISO_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?")
 TRUE = {"true", "1", "yes"}
 FALSE = {"false", "0", "no"}
 
 
-def parse_manifest(data: bytes, name: str) -> list[dict]:
+def parse_manifest(data: bytes, name: str, locate: Callable[[str], str]) -> list[dict]:
     """Manifest rows as conversation rows holding only known values.
 
-    `enriched_file_path` is returned as written. Every bad row is named in one InvalidInput.
+    `enriched_file_path` is returned as `locate` gives it, which raises ValueError for a
+    path it refuses. Every bad row is named in one InvalidInput.
     """
     try:
         text = data.decode("utf-8-sig")
@@ -44,7 +42,7 @@ def parse_manifest(data: bytes, name: str) -> list[dict]:
     out, errors, seen = [], [], {}
     for where, raw in rows:
         try:
-            row = _row(raw)
+            row = _row(raw, locate)
         except ValueError as e:
             errors.append(f"{name} {where}: {e}")
             continue
@@ -55,7 +53,7 @@ def parse_manifest(data: bytes, name: str) -> list[dict]:
         seen[cid] = where
         out.append(row)
     if errors:
-        raise InvalidInput("bad manifest rows: " + "; ".join(errors))
+        raise InvalidInput("bad manifest rows: ", errors, sep="; ")
     if not out:
         raise InvalidInput(f"manifest {name}: no rows")
     return out
@@ -71,11 +69,17 @@ def _is_jsonl(name: str, text: str) -> bool:
 
 
 def _csv(text: str, name: str) -> list[tuple[str, dict]]:
+    # No cell is longer than the text: the csv module's own limit (128 KiB) would refuse
+    # a long but valid cell.
+    csv.field_size_limit(max(len(text), csv.field_size_limit()))
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames or "conversation_id" not in reader.fieldnames:
-        raise InvalidInput(f"manifest {name}: the header row has no conversation_id column")
-    # Line numbers count the header as line 1, as an editor shows them.
-    return [(f"line {reader.line_num}", row) for row in reader]
+    try:
+        if not reader.fieldnames or "conversation_id" not in reader.fieldnames:
+            raise InvalidInput(f"manifest {name}: the header row has no conversation_id column")
+        # Line numbers count the header as line 1, as an editor shows them.
+        return [(f"line {reader.line_num}", row) for row in reader]
+    except csv.Error as e:
+        raise InvalidInput(f"manifest {name} line {reader.line_num}: {e}") from None
 
 
 def _jsonl(text: str, name: str) -> list[tuple[str, dict]]:
@@ -86,18 +90,36 @@ def _jsonl(text: str, name: str) -> list[tuple[str, dict]]:
         try:
             value = orjson.loads(line)
         except orjson.JSONDecodeError as e:
+            if not rows and not errors and _one_document(text):
+                raise InvalidInput(f"manifest {name}: one JSON document, not JSON Lines{_NOT_A_MANIFEST}") from None
             errors.append(f"line {number}: not valid JSON ({e.msg}, column {e.colno})")
             continue
         if not isinstance(value, dict):
             errors.append(f"line {number}: expected a JSON object")
-            continue
-        rows.append((f"line {number}", value))
+        elif "training_pairs" in value:
+            raise InvalidInput(f"manifest {name}: line {number} is an enriched conversation{_NOT_A_MANIFEST}")
+        elif deep := too_deep(value, MAX_ROW_DEPTH):
+            errors.append(f"line {number}: {deep} nested deeper than {MAX_ROW_DEPTH} levels")
+        else:
+            rows.append((f"line {number}", value))
     if errors:
-        raise InvalidInput(f"manifest {name}: " + "; ".join(errors))
+        raise InvalidInput(f"manifest {name}: ", errors, sep="; ")
     return rows
 
 
-def _row(raw: dict) -> dict:
+_NOT_A_MANIFEST = "; register enriched conversation files with `trainfiles conversations scan`"
+MAX_ROW_DEPTH = 10  # a row's values are scalars; a nested one is reported, not walked further
+
+
+def _one_document(text: str) -> bool:
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _row(raw: dict, locate: Callable[[str], str]) -> dict:
     values: dict[str, Any] = {}
     problems = []
     for field in CONVERSATION_FIELDS:
@@ -109,7 +131,7 @@ def _row(raw: dict) -> dict:
                 problems.append("conversation_id is empty")
             continue
         try:
-            values[field] = _convert(field, value)
+            values[field] = locate(value) if field == "enriched_file_path" and isinstance(value, str) else _convert(field, value)
         except ValueError as e:
             problems.append(str(e))
     if problems:
@@ -120,6 +142,7 @@ def _row(raw: dict) -> dict:
 
 def _convert(field: str, value: Any) -> Any:
     shown = orjson.dumps(value).decode()
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
     if field == "conversation_id":
         if not (isinstance(value, str) and UUID_RE.fullmatch(value)):
             raise ValueError(f"conversation_id {shown} is not a UUID")
@@ -145,6 +168,8 @@ def _convert(field: str, value: Any) -> Any:
             number = math.nan
         if not math.isfinite(number):
             raise ValueError(f"{field} {shown} is not a number")
+        if not SCORE_RANGE[0] <= number <= SCORE_RANGE[1]:
+            raise ValueError(f"{field} {shown} is not from {SCORE_RANGE[0]} to {SCORE_RANGE[1]}")
         return number
     if not isinstance(value, str):  # JSON Lines can hold numbers, lists and objects
         raise ValueError(f"{field} {shown} is not text")
@@ -154,15 +179,7 @@ def _convert(field: str, value: Any) -> Any:
 
 
 def _timestamp(value: str, shown: str) -> str:
-    """A date as YYYY-MM-DD, a date-time in UTC as YYYY-MM-DDTHH:MM:SS[.ffffff]Z: one form,
-    so that dates in the file are right and batches sort in time order."""
     try:
-        if not ISO_TIMESTAMP.fullmatch(value):
-            raise ValueError
-        moment = datetime.fromisoformat(value)
+        return normalize(value)
     except ValueError:
         raise ValueError(f"created_at {shown} is not an ISO 8601 date or date-time (e.g. 2025-10-09T10:07:00Z)") from None
-    if len(value) == 10:
-        return value
-    fraction = f".{moment.microsecond:06d}" if moment.microsecond else ""
-    return utc(moment).strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"

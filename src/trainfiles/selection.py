@@ -9,13 +9,13 @@ from .errors import Conflict, InvalidInput
 
 
 def parse_ids(lines: Iterable[str], source: str) -> list[str]:
-    """Ids in order, lower-cased; blank lines and `#` comments skipped.
+    """Ids in order, lower-cased; blank lines, `#` comments and a leading BOM skipped.
 
     Every malformed line is named in one InvalidInput.
     """
     ids, bad = [], []
     for number, line in enumerate(lines, 1):
-        text = line.strip()
+        text = line.removeprefix("\ufeff").strip() if number == 1 else line.strip()
         if not text or text.startswith("#"):
             continue
         if not UUID_RE.fullmatch(text):
@@ -23,7 +23,7 @@ def parse_ids(lines: Iterable[str], source: str) -> list[str]:
             continue
         ids.append(text.lower())
     if bad:
-        raise InvalidInput("not a conversation id: " + ", ".join(bad))
+        raise InvalidInput("not a conversation id: ", bad)
     return ids
 
 
@@ -44,4 +44,4 @@ def require_unique(ids: list[str]) -> None:
     """Refuse a request that names a conversation twice."""
     twice = [cid for cid, n in Counter(ids).items() if n > 1]
     if twice:
-        raise Conflict("conversation ids given more than once: " + ", ".join(twice))
+        raise Conflict("conversation ids given more than once: ", twice)

@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UsageError
+
 APP_NAME = "trainfiles"
 
 
@@ -35,8 +37,12 @@ class Settings:
 def resolve(catalog: str | None, store: str | None, user: str | None, debug: bool) -> Settings:
     """Fill each unset option from its environment variable, then from the default.
 
-    Typer already reads `TRAINFILES_*` into the options; here only defaults remain.
+    Typer already reads `TRAINFILES_*` into the options; here only defaults remain. An
+    empty value is refused: it would mean a temporary catalog or the current folder.
     """
+    empty = [f"--{name}" for name, value in (("catalog", catalog), ("store", store), ("user", user)) if value == ""]
+    if empty:
+        raise UsageError("must not be empty: ", empty)
     if catalog is None or store is None:
         data = _data_dir()
         catalog = catalog or str(data / "catalog.db")

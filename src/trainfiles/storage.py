@@ -9,12 +9,16 @@ import copy
 import errno
 import hashlib
 import os
+import posixpath
+import re
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .errors import InvalidInput, NotFound, StorageUnavailable, TrainfilesError
+from .text import encodes, printable
 
 READ_CONCURRENCY = 32
 CHUNK = 1 << 20
@@ -82,8 +86,12 @@ def resolve(url: str):
     protocol = split_protocol(url)[0] or "file"
     try:
         fs, path = url_to_fs(url, **storage_options(protocol))
-    except (ImportError, ValueError) as e:
-        raise StorageUnavailable(f"{url}: {e}") from None
+    except ValueError as e:  # "Protocol not known", or options it cannot take
+        raise InvalidInput(redact(f"{url}: {e}")) from None
+    except ImportError as e:
+        raise InvalidInput(redact(f"{url}: the {protocol} protocol needs a package that is not installed ({e})")) from None
+    except Exception as e:  # filesystems that connect when made (ftp, sftp)
+        raise failure(url, e) from e
     if protocol in S3_PROTOCOLS:
         fs.retries = S3_RETRIES  # an attribute, not a constructor option
     return fs, path
@@ -102,6 +110,35 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts])
 
 
+def inside(base: str, path: str) -> str:
+    """`path` as a URL under `base`: joined to it when relative, else as given. ValueError
+    when it leads elsewhere (`..`, an absolute path, a symlink or another protocol)."""
+    from fsspec.core import split_protocol
+
+    relative = split_protocol(path)[0] is None and not os.path.isabs(path)
+    url = join(base, path) if relative else path
+    if is_local(base) and is_local(url):
+        within = _under(*(os.path.realpath(split_protocol(u)[1]) for u in (url, join(base))))
+    else:
+        same = split_protocol(base)[0] == split_protocol(url)[0]
+        within = same and _under(*(posixpath.normpath(split_protocol(u)[1]) for u in (url, base)))
+    if not within:
+        raise ValueError(f"enriched_file_path {redact(path)!r} is outside --base {redact(base)}")
+    return url
+
+
+def _under(target: str, root: str) -> bool:
+    return target == root or target.startswith(root.rstrip("/") + "/")
+
+
+def redact(text: str) -> str:
+    """`text` with the password of any `user:password@` in a URL hidden."""
+    return _CREDENTIALS.sub(r"\1:***@", text)
+
+
+_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*):[^/@\s]*@")
+
+
 def failure(url: str, exc: BaseException) -> TrainfilesError:
     """Our exception for a filesystem failure on `url`."""
     if isinstance(exc, TrainfilesError):
@@ -109,7 +146,7 @@ def failure(url: str, exc: BaseException) -> TrainfilesError:
     if isinstance(exc, FileNotFoundError):
         return NotFound(f"source file not found: {url}")
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return StorageUnavailable(f"{url}: {reason}")
+    return StorageUnavailable(redact(f"{url}: {reason}"))
 
 
 def read_many(urls: Sequence[str], progress: Progress | None = None) -> list[bytes | NotFound]:
@@ -215,21 +252,56 @@ def _read_threads(fs, jobs: list[tuple[str, str]], progress: Progress) -> list[b
     0.10 s with 2 to 8 threads and 0.026 s in order (measured on this 2-core machine).
     """
 
+    from fsspec.implementations.local import LocalFileSystem
+
+    local = isinstance(fs, LocalFileSystem)
+
     def one(job: tuple[str, str]) -> bytes | NotFound:
         url, path = job
         try:
+            if local:
+                check_source(url)
             data = fs.cat_file(path)
         except Exception as e:
             data = _missing_or_raise(url, e)
         progress(1)
         return data
 
-    from fsspec.implementations.local import LocalFileSystem
-
-    if isinstance(fs, LocalFileSystem):
+    if local:
         return [one(job) for job in jobs]
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(one, jobs))
+
+
+MAX_SOURCE_BYTES = 64 << 20
+
+
+def check_source(path: str) -> None:
+    """Refuse a local source that reading whole would hang on (a FIFO), never finish
+    (`/dev/zero`) or exhaust memory with; a missing one is left to the read to report."""
+    if reason := _source_problem(path):
+        raise InvalidInput(f"{path}: {reason}")
+
+
+def _source_problem(path: str) -> str | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    return _too_large(info.st_size)
+
+
+def _too_large(size: int) -> str | None:
+    text = os.environ.get("TRAINFILES_MAX_SOURCE_BYTES", "")
+    try:
+        limit = int(text) if text else MAX_SOURCE_BYTES
+    except ValueError:
+        raise InvalidInput(f"TRAINFILES_MAX_SOURCE_BYTES must be a number of bytes, not {text!r}") from None
+    if size > limit:
+        return f"{size} bytes, more than the {limit} a source may have (TRAINFILES_MAX_SOURCE_BYTES)"
+    return None
 
 
 def _missing_or_raise(url: str, exc: Exception) -> NotFound:
@@ -241,9 +313,11 @@ def _missing_or_raise(url: str, exc: Exception) -> NotFound:
 
 
 def read(url: str) -> bytes:
-    """The whole content of one object."""
+    """The whole content of one source object."""
     fs, path = resolve(url)
     try:
+        if is_local(url):
+            check_source(url)
         return fs.cat_file(path)
     except Exception as e:
         raise failure(url, e) from e
@@ -299,16 +373,20 @@ def first_line(url: str) -> bytes:
     return next(lines(url), b"")
 
 
-def write_atomic(url: str, data: bytes | Iterable[bytes]) -> None:
-    """Replace `url` with `data` (bytes, or chunks streamed in) all at once."""
+def write_atomic(url: str, data: bytes | Iterable[bytes], create_folder: bool = True) -> None:
+    """Replace `url` with `data` (bytes, or chunks streamed in) all at once.
+
+    A local device or FIFO (`/dev/null`, a named pipe) is written into instead; without
+    `create_folder`, a local target's folder must exist (NotFound otherwise).
+    """
     chunks = [data] if isinstance(data, bytes) else data
-    with atomic_writers({url: url}) as writers:
+    with atomic_writers({url: url}, create_folder) as writers:
         for chunk in chunks:
             writers[url](chunk)
 
 
 @contextlib.contextmanager
-def atomic_writers(targets: Mapping[Any, str]) -> Iterator[dict[Any, Callable[[bytes], None]]]:
+def atomic_writers(targets: Mapping[Any, str], create_folders: bool = True) -> Iterator[dict[Any, Callable[[bytes], None]]]:
     """Yield a `write(chunk)` per target; each is replaced on a clean exit, none on an error
     while writing. Readers see a target's old content or its new, never part.
 
@@ -316,7 +394,7 @@ def atomic_writers(targets: Mapping[Any, str]) -> Iterator[dict[Any, Callable[[b
     stays flat. Object stores: one `pipe_file` per target at the end (a PUT, or a multipart
     upload aborted on error, is all-or-nothing), so the content is held until then.
     """
-    pending = {key: (_LocalFile if is_local(url) else _RemoteObject)(url) for key, url in targets.items()}
+    pending = {key: _LocalFile.for_path(url, create_folders) if is_local(url) else _RemoteObject(url) for key, url in targets.items()}
     try:
         yield {key: target.write for key, target in pending.items()}
         for target in pending.values():
@@ -328,9 +406,19 @@ def atomic_writers(targets: Mapping[Any, str]) -> Iterator[dict[Any, Callable[[b
 
 
 class _LocalFile:
-    def __init__(self, path: str):
+    @staticmethod
+    def for_path(path: str, create_folder: bool) -> "_LocalFile":
+        try:
+            special = not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
+        except OSError:
+            special = False
+        return _InPlace(path) if special else _LocalFile(path, create_folder)
+
+    def __init__(self, path: str, create_folder: bool = True):
         self.path = os.path.abspath(path)
         folder = os.path.dirname(self.path)
+        if not create_folder and not os.path.isdir(folder):
+            raise NotFound(f"no folder {folder} to write {path} in")
         try:
             os.makedirs(folder, exist_ok=True)
             fd, self.tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
@@ -360,6 +448,27 @@ class _LocalFile:
         with contextlib.suppress(OSError):
             self.file.close()
             os.unlink(self.tmp)
+
+
+class _InPlace(_LocalFile):
+    """A device or FIFO: opened and written as it is; it has no content to replace."""
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            self.file = open(path, "wb")
+        except OSError as e:
+            raise failure(path, e) from e
+
+    def commit(self) -> None:
+        try:
+            self.file.close()
+        except OSError as e:
+            raise failure(self.path, e) from e
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
 
 
 class _RemoteObject:
@@ -629,21 +738,44 @@ def removing_new_folders(url: str, always: bool = False) -> Iterator[None]:
         remove()
 
 
-def find_json(url: str) -> list[str]:
-    """URLs of every `.json` file under `url` (or `url` itself if it is a file), sorted.
+def find_json(url: str) -> tuple[list[str], list[dict]]:
+    """URLs of every `.json` file under `url` (or `url` itself if it is a file), sorted, and
+    `{"path", "reason"}` for those not to read: a path that is not UTF-8, not a regular
+    file (a FIFO would hang the scan), a symlink leading out of `url`, or larger than a
+    source may be.
 
     One recursive listing, however many folders: `find` is a single paginated request on S3.
     """
     fs, path = resolve(url)
     try:
-        found = fs.find(path)
+        found = fs.find(path, detail=True)
     except Exception as e:
         raise failure(url, e) from e
-    if found != [path]:  # a folder: keep its JSON files
-        found = [p for p in found if p.endswith(".json")]
+    if list(found) != [path]:  # a folder: keep its JSON files
+        found = {p: info for p, info in found.items() if p.endswith(".json")}
     if not found and not fs.isdir(path):
         raise NotFound(f"nothing to scan at {url}")
-    return sorted(_url(fs, url, p) for p in found)
+    root = os.path.realpath(path) if is_local(url) else None
+    urls, refused = [], []
+    for p, info in sorted(found.items()):
+        if not encodes(p):  # bytes the OS could not decode: no catalog can hold the path
+            refused.append({"path": printable(_url(fs, url, p)), "reason": "the path is not valid UTF-8"})
+        elif reason := _unscannable(p, info, root):
+            refused.append({"path": _url(fs, url, p), "reason": reason})
+        else:
+            urls.append(_url(fs, url, p))
+    return urls, refused
+
+
+def _unscannable(path: str, info: dict, root: str | None) -> str | None:
+    """Why a file found by a scan is not to be read, if it is not: a local file is checked
+    on disk (a symlink's target too), a remote one by its listing."""
+    if root is None:
+        return "not a regular file" if info.get("type", "file") != "file" else _too_large(info.get("size") or 0)
+    real = os.path.realpath(path)
+    if not _under(real, root):
+        return f"a symlink to {real}, outside the scanned folder"
+    return _source_problem(path)
 
 
 def _url(fs, base_url: str, path: str) -> str:

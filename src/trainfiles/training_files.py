@@ -13,10 +13,11 @@ import orjson
 from . import changes, commits, enriched, gathering, index, outputs, storage
 from .catalog import RECORD_FIELDS, Catalog
 from .changes import Draft
-from .errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, named
 from .gathering import Selection
 from .selection import require_unique
 from .settings import Settings
+from .text import refuse_hidden_characters
 
 __all__ = ["Selection"]
 
@@ -103,7 +104,7 @@ def remove(settings: Settings, ref: str, ids: list[str]) -> dict:
         present = set(catalog.member_ids(current["id"]))
         missing = [cid for cid in ids if cid not in present]
         if missing:
-            raise NotFound(f"not in training file {current['name']!r}: " + ", ".join(missing))
+            raise NotFound(f"not in training file {current['name']!r}: ", missing)
         if len(present) == len(ids):
             raise InvalidInput(f"removing every conversation would leave {current['name']!r} empty: archive it instead")
 
@@ -231,9 +232,9 @@ def _absent(catalog: Catalog, row: dict, ids: list[str]) -> None:
     if already:
         unknown = gathering.unknown(catalog, [cid for cid in ids if cid not in present])
         raise Conflict(
-            f"already in training file {row['name']!r}: "
-            + ", ".join(already)
-            + (f"; unknown conversation ids: {', '.join(unknown)}" if unknown else "")
+            f"already in training file {row['name']!r}: ",
+            already,
+            suffix=f"; unknown conversation ids: {named(unknown)}" if unknown else "",
         )
 
 
@@ -272,8 +273,7 @@ def check_name(name: str) -> str:
         raise InvalidInput("the name must not be empty")
     if len(name) > MAX_NAME:
         raise InvalidInput(f"the name is longer than {MAX_NAME} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise InvalidInput("the name must not contain control characters")
+    refuse_hidden_characters(name, "the name")
     if enriched.UUID_RE.fullmatch(name):
         raise InvalidInput("the name must not look like a training file id (a UUID)")
     return name
