@@ -81,3 +81,18 @@ def test_concurrent_adds_serialise_without_losing_a_conversation(cli, tmp_path):
     assert sorted(shown["conversation_ids"][1:]) == sorted(ids)
     doc = orjson.loads(open(shown["json_file_path"], "rb").read())
     assert [c["conversation_metadata"]["conversation_id"] for c in doc["conversations"]] == shown["conversation_ids"]
+
+
+def test_no_command_imports_pandas_or_numpy(tmp_path):
+    """sqlite_utils imports both when installed, as in a trainer's environment: half a
+    second on every command. A stand-in that leaves a mark proves we never load them."""
+    for name in ("pandas", "numpy"):
+        (tmp_path / f"{name}.py").write_text(f"open({str(tmp_path / name)!r} + '.imported', 'w').close()\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    for args in (["list"], ["conversations", "scan", str(FIXTURES / "conversations")]):
+        done = subprocess.run([sys.executable, "-m", "trainfiles", *args], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.imported")) == []
+    # The stand-ins do import, so the test would see them if a command loaded them.
+    subprocess.run([sys.executable, "-c", "import pandas, numpy"], env=env, check=True)
+    assert sorted(p.name for p in tmp_path.glob("*.imported")) == ["numpy.imported", "pandas.imported"]

@@ -11,10 +11,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from sqlite_utils import Database
-
 from .errors import StorageUnavailable
-from .migrations import migrations
+from .migrations import migrations, sqlite_utils
 
 CONVERSATION_FIELDS = (
     "conversation_id",
@@ -82,7 +80,7 @@ class Catalog:
         self.path = path
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.db = Database(path, execute_plugins=False)
+            self.db = sqlite_utils.Database(path, execute_plugins=False)
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.db.execute("PRAGMA foreign_keys = ON")
             if migrations.pending(self.db):
@@ -161,24 +159,25 @@ class Catalog:
         Unchanged rows are left alone and counted in neither.
         """
         existing = self.conversations(row["conversation_id"] for row in rows)
-        registered = updated = 0
+        new, updated = [], 0
         table = self.db["conversations"]
         for row in rows:
-            cid = row["conversation_id"]
-            old = existing.get(cid)
+            old = existing.get(row["conversation_id"])
             if old is None:
-                table.insert({**_stored(row), "registered_at": now, "updated_at": now})
-                registered += 1
+                new.append({**_stored(row), "registered_at": now, "updated_at": now})
             else:
                 changes = _changes(old, row)
                 if changes:
-                    table.update(cid, {**_stored(changes), "updated_at": now})
+                    table.update(row["conversation_id"], {**_stored(changes), "updated_at": now})
                     updated += 1
-            if row.get("batch_job_id"):
-                self.db["batch_items"].insert(
-                    {"batch_job_id": row["batch_job_id"], "conversation_id": cid}, ignore=True
-                )
-        return registered, updated
+        # In batches, inside the caller's transaction: one statement per 500 rows, not per row.
+        table.insert_all(new, batch_size=500)
+        self.db["batch_items"].insert_all(
+            ({"batch_job_id": row["batch_job_id"], "conversation_id": row["conversation_id"]} for row in rows if row.get("batch_job_id")),
+            ignore=True,
+            batch_size=500,
+        )
+        return len(new), updated
 
     # Training files: the index of the store's commit log (commits.py)
 

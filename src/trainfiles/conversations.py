@@ -16,23 +16,23 @@ NO_ID = "no conversation id (dataset_metadata.dataset_name is not fp_conversatio
 def scan(settings: Settings, url: str, batch: str | None) -> dict:
     """Register every enriched file under `url`; report registered, updated and invalid."""
     urls, invalid = storage.find_json(url)
-    with bar("Reading conversations", len(urls)) as advance:
-        contents = storage.read_many(urls, advance)
     rows, seen = [], {}
-    for path, data in zip(urls, contents):
-        if isinstance(data, NotFound):
-            invalid.append({"path": path, "reason": str(data)})
-            continue
-        row, reason = _scanned_row(path, data)
-        if row and row["conversation_id"] in seen:
-            row, reason = None, f"conversation {row['conversation_id']} is also at {seen[row['conversation_id']]}"
-        if row:
-            seen[row["conversation_id"]] = path
-            if batch:
-                row["batch_job_id"] = batch
-            rows.append(row)
-        if reason:
-            invalid.append({"path": path, "reason": reason})
+    # Each file is parsed as it arrives and dropped: memory holds rows, not documents.
+    with bar("Reading conversations", len(urls)) as advance:
+        for path, (data, _) in zip(urls, storage.read_each(urls, advance, digests=False)):
+            if isinstance(data, NotFound):
+                invalid.append({"path": path, "reason": str(data)})
+                continue
+            row, reason = _scanned_row(path, data)
+            if row and row["conversation_id"] in seen:
+                row, reason = None, f"conversation {row['conversation_id']} is also at {seen[row['conversation_id']]}"
+            if row:
+                seen[row["conversation_id"]] = path
+                if batch:
+                    row["batch_job_id"] = batch
+                rows.append(row)
+            if reason:
+                invalid.append({"path": path, "reason": reason})
     return _save_conversations(settings, rows, invalid)
 
 

@@ -1,8 +1,25 @@
 """Catalog schema, as numbered migrations. Never edit one that has landed: add the next."""
 
-from sqlite_utils import Database, Migrations
+import importlib
+import sys
 
-migrations = Migrations("trainfiles")
+
+def _without_dataframes():
+    """sqlite_utils, without the pandas and numpy it imports when they are installed (half a
+    second in a trainer's environment, for column types we never store)."""
+    absent = [name for name in ("pandas", "numpy") if name not in sys.modules]
+    for name in absent:
+        sys.modules[name] = None  # makes `import` raise ImportError, which sqlite_utils expects
+    try:
+        return importlib.import_module("sqlite_utils")
+    finally:
+        for name in absent:
+            del sys.modules[name]
+
+
+sqlite_utils = _without_dataframes()
+Database = sqlite_utils.Database
+migrations = sqlite_utils.Migrations("trainfiles")
 
 
 @migrations()

@@ -173,10 +173,12 @@ def read_many(urls: Sequence[str], progress: Progress | None = None) -> list[byt
     return results
 
 
-def read_each(urls: Sequence[str], progress: Progress | None = None) -> Iterator[tuple[bytes | NotFound, str | None]]:
-    """Each URL's bytes (or NotFound) and sha256, in order, read ahead on another thread a
-    window at a time: memory holds two windows, whatever the number of URLs, and reading
-    and hashing (which release the GIL) overlap the caller's work."""
+def read_each(
+    urls: Sequence[str], progress: Progress | None = None, digests: bool = True
+) -> Iterator[tuple[bytes | NotFound, str | None]]:
+    """Each URL's bytes (or NotFound) and, with `digests`, sha256, in order, read ahead on
+    another thread a window at a time: memory holds two windows, whatever the number of
+    URLs, and reading and hashing (which release the GIL) overlap the caller's work."""
     import queue
     import threading
 
@@ -197,7 +199,7 @@ def read_each(urls: Sequence[str], progress: Progress | None = None) -> Iterator
         try:
             for start in range(0, len(urls), window):
                 contents = read_many(urls[start : start + window], progress)
-                if not offer([(data, sha256(data) if isinstance(data, bytes) else None) for data in contents]):
+                if not offer([(data, sha256(data) if digests and isinstance(data, bytes) else None) for data in contents]):
                     return
             offer(None)
         except BaseException as e:  # handed to the consumer, which raises it
