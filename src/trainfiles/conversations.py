@@ -42,6 +42,7 @@ def _scanned_row(path: str, data: bytes) -> tuple[dict | None, str | None]:
     try:
         doc = enriched.parse(data)
         enriched.check(doc)
+        enriched.check_depth(data, doc)
     except enriched.Ineligible as e:
         cid = enriched.conversation_id(doc, path)
         reason = named(e.reasons, "; ")

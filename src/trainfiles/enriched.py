@@ -84,8 +84,6 @@ def check(doc: Any) -> None:
         raise Ineligible([f"$: expected a JSON object, found {_kind(doc)}"])
     if "turns" in doc and "training_pairs" not in doc:
         raise Ineligible(["$: a raw conversation (`turns`), not an enriched file"])
-    if deep := too_deep(doc):
-        raise Ineligible([f"{deep}: nested deeper than {MAX_DEPTH} levels"])
     from pydantic import ValidationError
 
     try:
@@ -139,6 +137,26 @@ _SCAFFOLDING_KEYS = (
     ("emotional_arc_key", "emotional_arc_key"),
     ("training_topic_key", "training_topic_key"),
 )
+
+
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+_STRINGS = re.compile(rb'"[^"]*"')
+
+
+def check_depth(data: bytes, doc: Any) -> None:
+    """Ineligible, naming the JSON path, if `doc` (parsed from `data`) nests deeper than
+    MAX_DEPTH levels: deeper than orjson can write (255), it would fail when rendered.
+
+    Measured on the bytes, at C speed: escapes out, everything but brackets and quotes out,
+    strings out, then innermost pairs peeled off level by level. A walk of the document
+    took ten times as long, and only names the path once the depth is known to be too much.
+    """
+    text = data.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    brackets, depth = _STRINGS.sub(b"", text), 0
+    while brackets and depth <= MAX_DEPTH:
+        brackets, depth = brackets.replace(b"{}", b"").replace(b"[]", b""), depth + 1
+    if depth > MAX_DEPTH and (deep := too_deep(doc)):
+        raise Ineligible([f"{deep}: nested deeper than {MAX_DEPTH} levels"])
 
 
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> str | None:

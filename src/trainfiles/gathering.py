@@ -110,9 +110,13 @@ def gather(
                     member = _recorded_values(records[cid], doc)
                     member["source_path"] = path
                     member["source_sha256"] = digest
+                    try:
+                        if skip_invalid or not problems:
+                            spool.append(builder.conversation_entry(member, doc))
+                    except orjson.JSONEncodeError as e:  # changed since its scan, which checks depth
+                        problems[cid] = (f"{path}: cannot be written as JSON ({e})", InvalidInput)
+                        continue
                     members.append(member)
-                    if skip_invalid or not problems:
-                        spool.append(builder.conversation_entry(member, doc))
     except StorageUnavailable as e:
         if missing:  # what is wrong with the request comes first
             raise NotFound("unknown conversation ids: ", missing, suffix=f" (and the sources could not be read: {e})") from e
