@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from . import builder, commits, storage
+from .ahead import ahead
 from .errors import Conflict
 
 KINDS = commits.KINDS
@@ -108,16 +109,20 @@ def stage(store: str, file_id: str, version: int, composition: Composition) -> d
     """Write both outputs under a new folder of the version; returns the commit's `outputs`.
 
     Nothing is left behind by a failure (the folder is the writer's own)."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
     folder = commits.output_folder(file_id, version)
-    staged: dict[str, dict] = {}
-    try:
-        for kind in KINDS:
-            key = f"{folder}/training.{kind}"
-            staged[kind] = _write(storage.join(store, key), key, kind, composition)
-    except BaseException:
+    keys = {kind: f"{folder}/training.{kind}" for kind in KINDS}
+    # Both outputs at once: reading, hashing and writing release the GIL, so each takes a core.
+    with ThreadPoolExecutor(max_workers=len(KINDS)) as pool:
+        futures = {kind: pool.submit(_write, storage.join(store, keys[kind]), keys[kind], kind, composition) for kind in KINDS}
+        wait(futures.values())
+    staged = {kind: f.result() for kind, f in futures.items() if f.exception() is None}
+    failed = [f.exception() for f in futures.values() if f.exception() is not None]
+    if failed:
         commits.unstage(store, staged)
         storage.remove_empty_folder(storage.join(store, folder))
-        raise
+        raise failed[0]
     return staged
 
 
@@ -125,7 +130,8 @@ def _write(url: str, key: str, kind: str, composition: Composition) -> dict:
     h = hashlib.sha256()
     size = 0
     with storage.atomic_writers({kind: url}) as writers:
-        for chunk in content(composition, kind):
+        # The parent's bytes are read and checked on one thread, hashed and written on this one.
+        for chunk in ahead(content(composition, kind), depth=8):
             h.update(chunk)
             writers[kind](chunk)
             size += len(chunk)

@@ -179,41 +179,16 @@ def read_each(
     """Each URL's bytes (or NotFound) and, with `digests`, sha256, in order, read ahead on
     another thread a window at a time: memory holds two windows, whatever the number of
     URLs, and reading and hashing (which release the GIL) overlap the caller's work."""
-    import queue
-    import threading
+    from .ahead import ahead
 
-    window = 2 * READ_CONCURRENCY
-    ready: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
+    def windows() -> Iterator[list]:
+        window = 2 * READ_CONCURRENCY
+        for start in range(0, len(urls), window):
+            contents = read_many(urls[start : start + window], progress)
+            yield [(data, sha256(data) if digests and isinstance(data, bytes) else None) for data in contents]
 
-    def offer(item) -> bool:
-        while not stop.is_set():  # a consumer that stopped early takes nothing more
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def reader() -> None:
-        try:
-            for start in range(0, len(urls), window):
-                contents = read_many(urls[start : start + window], progress)
-                if not offer([(data, sha256(data) if digests and isinstance(data, bytes) else None) for data in contents]):
-                    return
-            offer(None)
-        except BaseException as e:  # handed to the consumer, which raises it
-            offer(e)
-
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
-    try:
-        while (batch := ready.get()) is not None:
-            if isinstance(batch, BaseException):
-                raise batch
-            yield from batch
-    finally:
-        stop.set()
+    for batch in ahead(windows(), depth=2):
+        yield from batch
 
 
 def _read_async(fs, jobs: list[tuple[str, str]], progress: Progress) -> list[bytes | NotFound]:
