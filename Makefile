@@ -39,6 +39,7 @@ demo: $(READY)
 
 bench: $(READY)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/s3_bench.py
 
 $(TRAINERS_VENV)/.ready: pyproject.toml

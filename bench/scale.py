@@ -1,0 +1,99 @@
+"""`make bench`, at scale: create, add and scan beside their floors, as the size grows.
+
+The floors are the least work any tool must do: `floor.py` reads every source once and
+writes both outputs once, everything in memory with orjson (for an add: re-creating the
+whole file); `scan_floor.py` walks, parses and inserts one row per file. Each case runs
+alternately with its floor in fresh processes; the medians and their ratio are printed with
+each side's peak memory.
+
+Run: .venv/bin/python bench/scale.py [--sizes 10000 30000] [--repeat 3]
+Sources (~50 KB each, like real ones) are generated once into bench/out/conversations.
+"""
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from run import OUT, ROOT, SOURCE, generated, run, tf
+
+FLOOR = [sys.executable, str(ROOT / "bench" / "floor.py")]
+SCAN_FLOOR = [sys.executable, str(ROOT / "bench" / "scan_floor.py")]
+
+
+def alternate(repeat: int, ours, floor, before=None) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Median wall seconds and the peak RSS (MB) of each side, run in turn."""
+    a, b = [], []
+    for i in range(repeat):
+        if before:
+            before(i)
+        a.append(run(ours(i)))
+        b.append(run(floor(i)))
+    return (statistics.median(t for t, _ in a), max(m for _, m in a)), (statistics.median(t for t, _ in b), max(m for _, m in b))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    biggest = max(args.sizes)
+    ids = generated(SOURCE, range(10_001, 10_001 + biggest + 1000), target_kb=50)
+    rows = []
+    for n in args.sizes:
+        work = OUT / f"scale-{n}"
+        shutil.rmtree(work, ignore_errors=True)
+        (work / "src").mkdir(parents=True)
+        for cid in ids[:n]:  # a folder of exactly n files to scan, linked, not copied
+            (work / "src" / cid).mkdir()
+            (work / "src" / cid / "enriched.json").hardlink_to(SOURCE / cid / "enriched.json")
+        (work / "ids.txt").write_text("\n".join(ids[:n]) + "\n")
+
+        def fresh_catalog(i: int, work=work) -> None:
+            (work / "catalog.db").unlink(missing_ok=True)
+            (work / "floor.db").unlink(missing_ok=True)
+
+        scan = alternate(
+            args.repeat,
+            lambda i, work=work: [*tf(work), "conversations", "scan", str(work / "src")],
+            lambda i, work=work: [*SCAN_FLOOR, str(work / "src"), str(work / "floor.db")],
+            before=fresh_catalog,
+        )
+        rows.append((f"scan {n}", *scan, "<= 1.3x, < 150 MB"))
+        create = alternate(
+            args.repeat,
+            lambda i, work=work, n=n: [*tf(work), "create", "--name", f"c{n}-{i}", "--ids-file", str(work / "ids.txt")],
+            lambda i, work=work: [*FLOOR, str(work / "ids.txt"), str(SOURCE), str(work / f"floor-{i}")],
+            before=lambda i, work=work: subprocess.run(["sync"], check=True),
+        )
+        rows.append((f"create {n}", *create, "<= 0.8x, < 150 MB"))
+        for i in range(args.repeat):
+            shutil.rmtree(work / f"floor-{i}", ignore_errors=True)
+        if n == 10_000:
+            for added in (80, 1000):
+                extra = work / f"add-{added}.txt"
+                extra.write_text("\n".join(ids[n : n + added]) + "\n")
+                whole = work / f"whole-{added}.txt"
+                whole.write_text("\n".join(ids[: n + added]) + "\n")
+                add = alternate(
+                    args.repeat,
+                    lambda i, extra=extra, work=work, n=n: [*tf(work), "add", f"c{n}-{i}", "--ids-file", str(extra)],
+                    lambda i, whole=whole, work=work: [*FLOOR, str(whole), str(SOURCE), str(work / "floor-add")],
+                    before=lambda i: subprocess.run(["sync"], check=True),
+                )
+                rows.append((f"add {added} to {n} (floor: re-create)", *add, "<= 0.2x" if added == 80 else "<= 0.3x"))
+        shutil.rmtree(work, ignore_errors=True)
+    report(rows, args.repeat)
+
+
+def report(rows, repeat: int) -> None:
+    print(f"\n{'case':36} {'trainfiles':>11} {'peak MB':>8} {'floor':>9} {'peak MB':>8} {'ratio':>6}  target")
+    for name, (ours, ours_mb), (floor, floor_mb), target in rows:
+        print(f"{name:36} {ours:>10.2f}s {ours_mb:>8.0f} {floor:>8.2f}s {floor_mb:>8.0f} {ours / floor:>6.2f}  {target}")
+    print(f"\nmedians of {repeat} alternating runs each, whole processes; sources: {SOURCE}")
+
+
+if __name__ == "__main__":
+    main()
