@@ -458,3 +458,26 @@ def test_scan_does_not_follow_symlinks_out_of_the_folder(cli, tmp_path):
 def test_credentials_never_appear_in_messages(cli):
     result = cli("conversations", "scan", "ftp://me:s3cret@127.0.0.1:1/x", code=6)
     assert result.stderr == "Error: ftp://me:***@127.0.0.1:1/x: [Errno 111] Connection refused\n"
+
+
+def _nested(levels: int, text: str):
+    value = {"leaf": text}
+    for _ in range(levels - 1):
+        value = [text, value, text[::-1]]
+    return value
+
+
+@pytest.mark.parametrize("levels", [99, 100, 101, 140])
+@pytest.mark.parametrize("text", ["]", "[", '\\"]}', "\\\\", '"]]}}', "plain"])
+def test_depth_is_measured_on_structure_only(levels, text):
+    """Brackets, quotes and backslashes inside strings neither add depth nor hide it (a
+    hostile file could cancel its real nesting with `"]"` strings)."""
+    from trainfiles import enriched
+
+    doc = {"k": _nested(levels, text)}  # the object holding it is one more level
+    data = orjson.dumps(doc)
+    if levels + 1 > enriched.MAX_DEPTH:
+        with pytest.raises(enriched.Ineligible, match="nested deeper than 100 levels"):
+            enriched.check_depth(data, doc)
+    else:
+        enriched.check_depth(data, doc)

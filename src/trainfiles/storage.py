@@ -724,35 +724,60 @@ def find_json(url: str) -> tuple[list[str], list[dict]]:
     One recursive listing, however many folders: `find` is a single paginated request on S3.
     """
     fs, path = resolve(url)
+    local = is_local(url)
     try:
-        found = fs.find(path, detail=True)
+        found = _local_files(path) if local else fs.find(path, detail=True)
     except Exception as e:
         raise failure(url, e) from e
     if list(found) != [path]:  # a folder: keep its JSON files
         found = {p: info for p, info in found.items() if p.endswith(".json")}
     if not found and not fs.isdir(path):
         raise NotFound(f"nothing to scan at {url}")
-    root = os.path.realpath(path) if is_local(url) else None
+    root = os.path.realpath(path) if local else None
     urls, refused = [], []
     for p, info in sorted(found.items()):
         if not encodes(p):  # bytes the OS could not decode: no catalog can hold the path
             refused.append({"path": printable(_url(fs, url, p)), "reason": "the path is not valid UTF-8"})
-        elif reason := _unscannable(p, info, root):
+        elif reason := (_unscannable_local(p, info, root) if local else _unscannable(info)):
             refused.append({"path": _url(fs, url, p), "reason": reason})
         else:
             urls.append(_url(fs, url, p))
     return urls, refused
 
 
-def _unscannable(path: str, info: dict, root: str | None) -> str | None:
-    """Why a file found by a scan is not to be read, if it is not: a local file is checked
-    on disk (a symlink's target too), a remote one by its listing."""
-    if root is None:
-        return "not a regular file" if info.get("type", "file") != "file" else _too_large(info.get("size") or 0)
-    real = os.path.realpath(path)
-    if not _under(real, root):
-        return f"a symlink to {real}, outside the scanned folder"
-    return _source_problem(path)
+def _local_files(path: str) -> dict[str, os.DirEntry | None]:
+    """Every file under a local folder (or the file itself), by path: one `scandir` per
+    folder, whose entries already know their type. Links to folders are not followed."""
+    if not os.path.isdir(path):
+        return {path: None} if os.path.lexists(path) else {}
+    found: dict[str, os.DirEntry | None] = {}
+    folders = [path]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                else:
+                    found[entry.path] = entry
+    return found
+
+
+def _unscannable_local(path: str, entry: os.DirEntry | None, root: str) -> str | None:
+    """Why a local file found by a scan is not to be read, if it is not: a link leading out
+    of the scanned folder, or what a source must not be."""
+    if entry is None or entry.is_symlink():
+        real = os.path.realpath(path)
+        if not _under(real, root):
+            return f"a symlink to {real}, outside the scanned folder"
+        return _source_problem(path)
+    if not entry.is_file(follow_symlinks=False):
+        return "not a regular file"
+    return _too_large(entry.stat(follow_symlinks=False).st_size)
+
+
+def _unscannable(info: dict) -> str | None:
+    """Why a remote file found by a scan is not to be read, by its listing."""
+    return "not a regular file" if info.get("type", "file") != "file" else _too_large(info.get("size") or 0)
 
 
 def _url(fs, base_url: str, path: str) -> str:
