@@ -13,6 +13,7 @@ import urllib.request
 import generate
 import orjson
 import pytest
+import s3fs
 
 from conftest import BOUND, BUCKETS, FAST, FIXTURES, KEY_ID, REFUSED, SECRET, SOURCES, STORE, snapshot
 from trainfiles import conversations, storage
@@ -324,9 +325,14 @@ def test_a_store_that_will_not_list_uploads_is_still_collected(registered, s3, s
     )
 
 
-def test_a_large_output_goes_up_in_parts_and_a_failed_part_leaves_nothing(s3, server):
+def test_a_large_output_goes_up_in_parts_and_a_failed_part_leaves_nothing(s3, server, monkeypatch):
+    # Generous timeouts: a slow machine must not turn a request into a retried one (a retried
+    # CompleteMultipartUpload finds its upload gone on moto), so the test is not about timing.
+    patient = {"s3": {"config_kwargs": {"read_timeout": 120, "retries": {"total_max_attempts": 1, "mode": "standard"}}}}
+    monkeypatch.setenv("TRAINFILES_STORAGE_OPTIONS", orjson.dumps(patient).decode())
+    s3fs.S3FileSystem.clear_instance_cache()
     url = f"{STORE}/big/training.jsonl"
-    data = bytes(range(256)) * (4096 * 101)  # 101 MiB: s3fs uploads 100 MiB and more in parts
+    data = bytes(range(256)) * (4096 * 101)  # 101 MiB: parts of 50 MiB go up as they fill
     parts, failing = [], {"partNumber=2"}
 
     def parts_seen(environ):

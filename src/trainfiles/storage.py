@@ -22,6 +22,7 @@ from .text import encodes, printable
 
 READ_CONCURRENCY = 32
 CHUNK = 1 << 20
+UPLOAD_PART = 50 << 20  # S3 parts in flight: memory holds one per object being written
 S3_PROTOCOLS = ("s3", "s3a")
 # Both retry layers are bounded, so an endpoint that cannot be reached is reported within
 # about 30 s (measured with these defaults: refused or unknown host 1-3 s, a connect that
@@ -368,10 +369,11 @@ def atomic_writers(targets: Mapping[Any, str], create_folders: bool = True) -> I
     while writing. Readers see a target's old content or its new, never part.
 
     Local: a temporary file beside the target, fsynced, then renamed over it, so memory
-    stays flat. Object stores: one `pipe_file` per target at the end (a PUT, or a multipart
-    upload aborted on error, is all-or-nothing), so the content is held until then.
+    stays flat. S3: a multipart upload streamed part by part, completed at the end or
+    aborted. Other object stores: one `pipe_file` per target at the end, so the content is
+    held until then.
     """
-    pending = {key: _LocalFile.for_path(url, create_folders) if is_local(url) else _RemoteObject(url) for key, url in targets.items()}
+    pending = {key: _target(url, create_folders) for key, url in targets.items()}
     try:
         yield {key: target.write for key, target in pending.items()}
         for target in pending.values():
@@ -380,6 +382,14 @@ def atomic_writers(targets: Mapping[Any, str], create_folders: bool = True) -> I
         for target in pending.values():
             target.discard()
         raise
+
+
+def _target(url: str, create_folders: bool):
+    from fsspec.core import split_protocol
+
+    if is_local(url):
+        return _LocalFile.for_path(url, create_folders)
+    return (_S3Object if split_protocol(url)[0] in S3_PROTOCOLS else _RemoteObject)(url)
 
 
 class _LocalFile:
@@ -449,6 +459,8 @@ class _InPlace(_LocalFile):
 
 
 class _RemoteObject:
+    """An object written whole at the end: held in memory, then one `pipe_file`."""
+
     def __init__(self, url: str):
         self.url = url
         self.chunks: list[bytes] = []
@@ -465,6 +477,41 @@ class _RemoteObject:
 
     def discard(self) -> None:
         self.chunks = []
+
+
+class _S3Object:
+    """An S3 object streamed up: parts of UPLOAD_PART bytes go up as they fill, so memory
+    holds one part whatever the size; the multipart upload is completed at the end and
+    aborted on an error (a small object is one PUT). Never published half written."""
+
+    def __init__(self, url: str):
+        self.url = url
+        fs, path = resolve(url)
+        try:
+            self.file = fs.open(path, "wb", block_size=UPLOAD_PART)
+        except Exception as e:
+            raise failure(url, e) from e
+
+    def write(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        try:
+            for start in range(0, len(view), CHUNK):  # in pieces, so parts stay UPLOAD_PART long
+                self.file.write(view[start : start + CHUNK])
+        except Exception as e:
+            raise failure(self.url, e) from e
+
+    def commit(self) -> None:
+        try:
+            self.file.close()
+        except Exception as e:
+            self.discard()
+            raise failure(self.url, e) from e
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            self.file.discard()
+        # Closing would publish what was written (fsspec commits on close): never close it.
+        self.file.closed = True
 
 
 def _fsync_dir(folder: str) -> None:
