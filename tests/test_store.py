@@ -303,3 +303,14 @@ def test_gc_leaves_recent_garbage_to_a_command_that_may_still_commit_it(cli, tmp
     assert cli.json("gc")["deleted"] == []
     assert cli.json("gc", "--min-age", "0")["deleted"] == sorted([str(staged), str(tmp)])
     assert not staged.exists() and not tmp.exists() and not staged.parent.exists()
+
+
+def test_a_store_emptied_under_the_same_name_is_indexed_again(cli, tmp_path):
+    cli("conversations", "scan", FIXTURES / "conversations")
+    cli("create", "--name", "gone", "--id", A[0])
+    shutil.rmtree(tmp_path / "store")
+    assert cli.json("list") == []
+    made = cli.json("create", "--name", "new", "--id", A[1])
+    assert [v["version"] for v in cli.json("log", "new")] == [1]
+    assert sorted(p.name for p in (tmp_path / "store" / "_log").iterdir()) == [f"{1:020d}.json"]
+    assert cli.json("--catalog", tmp_path / "other.db", "list") == [made]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from . import builder, clock, commits, enriched, index, outputs, storage
-from .catalog import Catalog, member_row
+from .catalog import Catalog
 from .errors import NotFound
 from .settings import Settings
 
@@ -66,7 +66,7 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
             "restored_from": draft.restored_from,
             "file": draft.file,
             "statistics": builder.statistics(draft.members),
-            "members": [member_row(m) for m in draft.members],
+            "members": draft.members,  # each a member_row already: not copied, a large file holds many
             "outputs": draft.outputs,
         }
         if isinstance(draft.outputs, outputs.Composition):

@@ -107,9 +107,7 @@ def gather(
                 elif check_profile and doc["consultant_profile"] != profile:
                     problems[cid] = ("consultant_profile differs from the file's", InvalidInput)
                 else:
-                    member = _recorded_values(records[cid], doc)
-                    member["source_path"] = path
-                    member["source_sha256"] = digest
+                    member = _member(records[cid], doc, path, digest)
                     try:
                         if skip_invalid or not problems:
                             spool.append(builder.conversation_entry(member, doc))
@@ -148,14 +146,30 @@ def _no_collection_pauses() -> Iterator[None]:
             gc.enable()
 
 
-def _recorded_values(rec: dict, doc: dict) -> dict:
-    """A member's values: derived from the document, except where a manifest set them."""
+def _member(rec: dict, doc: dict, path: str, digest: str) -> dict:
+    """A member as its commit records it (catalog.MEMBER_FIELDS, in order): values derived
+    from the document, except where a manifest set them; who added it comes at commit time.
+    One dict per conversation, never copied: a large file holds many."""
     derived = enriched.derive(doc)
-    values = {"conversation_id": rec["conversation_id"], "batch_job_id": rec["batch_job_id"]}
-    for key in ("created_at", "quality_score", "human_reviewed", "persona_key", "emotional_arc_key", "topic_key"):
-        values[key] = rec[key] if key in rec["manifest_fields"] else derived[key]
-    values["training_pairs"] = len(doc["training_pairs"])
-    return values
+
+    def value(key: str):
+        return rec[key] if key in rec["manifest_fields"] else derived[key]
+
+    return {
+        "conversation_id": rec["conversation_id"],
+        "source_path": path,
+        "source_sha256": digest,
+        "batch_job_id": rec["batch_job_id"],
+        "created_at": value("created_at"),
+        "quality_score": value("quality_score"),
+        "human_reviewed": value("human_reviewed"),
+        "persona_key": value("persona_key"),
+        "emotional_arc_key": value("emotional_arc_key"),
+        "topic_key": value("topic_key"),
+        "training_pairs": len(doc["training_pairs"]),
+        "added_at": None,
+        "added_by": None,
+    }
 
 
 def load_profile(url: str) -> dict:

@@ -40,11 +40,15 @@ def sync(catalog: Catalog, store: str) -> int:
     """
     ident = identity(store)
     indexed, last = catalog.index_state()
-    if indexed != ident:
+    # Listed from the last commit applied, which must still be there: if it is not, the
+    # store was replaced or emptied under the same name, and the index starts again.
+    sequences = commits.new_sequences(store, last - 1) if indexed == ident and last else []
+    if indexed != ident or (last and sequences[:1] != [last]):
         with catalog.write():
             catalog.reset_index(ident)
         last = 0
-    sequences = commits.new_sequences(store, last)
+        sequences = commits.new_sequences(store, 0)
+    sequences = [s for s in sequences if s > last]
     if not sequences:
         return last
     with bar("Reading the store's log", len(sequences)) as advance:

@@ -8,7 +8,7 @@ version 1 (operation `migrate`), then drops the old rows: once per file, on any 
 import orjson
 
 from . import changes, commits, storage
-from .catalog import Catalog
+from .catalog import Catalog, member_row
 from .changes import Draft
 from .outputs import spool
 from .settings import Settings
@@ -32,11 +32,13 @@ def _publish(settings: Settings, catalog: Catalog, row: dict) -> None:
     meta = doc["training_file_metadata"]
     entries = {c["conversation_metadata"]["conversation_id"]: c["conversation_metadata"] for c in doc["conversations"]}
     members = [
-        {
-            **m,
-            "created_at": entries.get(m["conversation_id"], {}).get("created_date"),
-            "batch_job_id": entries.get(m["conversation_id"], {}).get("batch_id"),
-        }
+        member_row(
+            {
+                **m,
+                "created_at": entries.get(m["conversation_id"], {}).get("created_date"),
+                "batch_job_id": entries.get(m["conversation_id"], {}).get("batch_id"),
+            }
+        )
         for m in catalog.legacy_members(row["id"])
     ]
     file = {

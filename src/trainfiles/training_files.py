@@ -223,7 +223,10 @@ def _outputs_kept(store: str, record: dict) -> bool:
 
 
 def _stamped(members: list[dict], now: str, user: str) -> list[dict]:
-    return [{**m, "added_at": now, "added_by": user} for m in members]
+    """The new members, marked as added now by `user` (in place: they are not copied)."""
+    for m in members:
+        m["added_at"], m["added_by"] = now, user
+    return members
 
 
 def _absent(catalog: Catalog, row: dict, ids: list[str]) -> None:
