@@ -332,9 +332,7 @@ def _file_row(r: dict) -> dict:
         "last_updated_at": f["last_updated"],
         "conversation_count": stats["total_conversations"],
         "total_training_pairs": stats["total_training_pairs"],
-        **{f"{kind}_key": r["outputs"][kind]["key"] for kind in ("json", "jsonl")},
-        **{f"{kind}_file_size": r["outputs"][kind]["size"] for kind in ("json", "jsonl")},
-        **{f"{kind}_sha256": r["outputs"][kind]["sha256"] for kind in ("json", "jsonl")},
+        **_output_columns(r["outputs"]),
         "avg_quality_score": quality["avg_quality_score"],
         "min_quality_score": quality["min_quality_score"],
         "max_quality_score": quality["max_quality_score"],
@@ -342,6 +340,19 @@ def _file_row(r: dict) -> dict:
         "scaffolding_distribution": json.dumps(stats["scaffolding_distribution"]),
         "consultant_profile": json.dumps(f["consultant_profile"]),
     }
+
+
+# A commit's `outputs` as columns, and back.
+_OUTPUT_COLUMNS = {"key": "{}_key", "size": "{}_file_size", "sha256": "{}_sha256"}
+
+
+def _output_columns(outputs: dict) -> dict:
+    return {column.format(kind): outputs[kind][field] for kind in outputs for field, column in _OUTPUT_COLUMNS.items()}
+
+
+def outputs_of(row: dict) -> dict:
+    """The `outputs` of a version from its row in `files` or `versions`."""
+    return {kind: {field: row[column.format(kind)] for field, column in _OUTPUT_COLUMNS.items()} for kind in ("json", "jsonl")}
 
 
 def _version_row(r: dict) -> dict:
@@ -358,9 +369,7 @@ def _version_row(r: dict) -> dict:
         "restored_from": r.get("restored_from"),
         "conversation_count": r["statistics"]["total_conversations"],
         "total_training_pairs": r["statistics"]["total_training_pairs"],
-        **{f"{kind}_key": r["outputs"][kind]["key"] for kind in ("json", "jsonl")},
-        **{f"{kind}_file_size": r["outputs"][kind]["size"] for kind in ("json", "jsonl")},
-        **{f"{kind}_sha256": r["outputs"][kind]["sha256"] for kind in ("json", "jsonl")},
+        **_output_columns(r["outputs"]),
     }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from . import builder, clock, commits, enriched, index, outputs, storage
-from .catalog import Catalog
+from .catalog import Catalog, outputs_of
 from .errors import NotFound
 from .settings import Settings
 
@@ -115,15 +115,12 @@ def composition(file: dict, members: list[dict], body: list) -> outputs.Composit
 
 def parent(store: str, row: dict, drop: frozenset[str] = frozenset()) -> outputs.Parent:
     """The conversations of a file's latest version, to copy into its next one."""
-    return outputs.Parent(store, _kept_outputs(row), drop)
+    return outputs.Parent(store, outputs_of(row), drop)
 
 
-def _kept_outputs(row: dict) -> dict:
-    return {kind: {"key": row[f"{kind}_key"], "size": row[f"{kind}_file_size"], "sha256": row[f"{kind}_sha256"]} for kind in commits.KINDS}
-
-
-def file_fields(row: dict) -> dict:
-    """The `file` part of a commit, from the index's row of the file."""
+def file_fields(row: dict, profile: dict | None = None) -> dict:
+    """The `file` part of a commit, from the index's row of the file (or a 0.1 catalog's
+    row, which kept the profile only in the outputs)."""
     return {
         "name": row["name"],
         "description": row["description"],
@@ -133,13 +130,8 @@ def file_fields(row: dict) -> dict:
         "created_by": row["created_by"],
         "created_at": row["created_at"],
         "last_updated": row["last_updated_at"],
-        "consultant_profile": orjson.loads(row["consultant_profile"]),
+        "consultant_profile": orjson.loads(row["consultant_profile"]) if profile is None else profile,
     }
-
-
-def kept_outputs(row: dict) -> dict:
-    """The `outputs` of a file's latest version, for a change that keeps them."""
-    return _kept_outputs(row)
 
 
 def from_sources(record: dict, spool: outputs.Spool) -> outputs.Composition:

@@ -41,17 +41,7 @@ def _publish(settings: Settings, catalog: Catalog, row: dict) -> None:
         )
         for m in catalog.legacy_members(row["id"])
     ]
-    file = {
-        "name": row["name"],
-        "description": row["description"],
-        "target_model": row["target_model"],
-        "vertical": row["vertical"],
-        "status": row["status"],
-        "created_by": row["created_by"],
-        "created_at": row["created_at"],
-        "last_updated": row["last_updated_at"],
-        "consultant_profile": doc["consultant_profile"],
-    }
+    file = changes.file_fields(row, profile=doc["consultant_profile"])
     with spool(settings.store, row["id"]) as rebuilt:
         if any(storage.sha256(outputs[kind]) != row[f"{kind}_sha256"] for kind in commits.KINDS) or meta[
             "total_conversations"

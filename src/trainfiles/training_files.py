@@ -11,7 +11,7 @@ import uuid
 import orjson
 
 from . import changes, commits, enriched, gathering, index, outputs, storage
-from .catalog import RECORD_FIELDS, Catalog
+from .catalog import RECORD_FIELDS, Catalog, outputs_of
 from .changes import Draft
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, named
 from .gathering import Selection
@@ -138,7 +138,7 @@ def _set_status(settings: Settings, ref: str, status: str) -> dict:
         def build(current: dict, now: str) -> Draft:
             file = {**changes.file_fields(current), "status": status}
             operation = "archive" if status == "archived" else "unarchive"
-            return Draft(operation, file, catalog.members(current["id"]), changes.kept_outputs(current))
+            return Draft(operation, file, catalog.members(current["id"]), outputs_of(current))
 
         changes.commit(settings, catalog, row["id"], lambda current: _creator(current, settings.user), build)
     return _record(settings, catalog, row["id"])
@@ -178,7 +178,7 @@ def describe(settings: Settings, ref: str, description: str | None, target_model
         def build(current: dict, now: str) -> Draft:
             file = {**changes.file_fields(current), **wanted}
             if file["target_model"] == current["target_model"]:  # not in the outputs: keep them
-                return Draft("describe", file, catalog.members(current["id"]), changes.kept_outputs(current))
+                return Draft("describe", file, catalog.members(current["id"]), outputs_of(current))
             return _rewritten("describe", settings.store, catalog, current, {**file, "last_updated": now})
 
         changes.commit(settings, catalog, row["id"], lambda current: _writable(current, settings.user), build)
