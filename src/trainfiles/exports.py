@@ -10,17 +10,17 @@ from collections.abc import Iterable, Iterator
 
 import orjson
 
-from . import changes, commits, index, outputs, preflight, storage, trainer_formats
+from . import changes, commits, outputs, preflight, storage, trainer_formats
 from .card import dataset_card
 from .catalog import Catalog
 from .errors import Conflict, InvalidInput, NotFound
 from .settings import Settings
-from .training_files import find, record
+from .training_files import find, open_catalog, record
 
 
 def _version(settings: Settings, ref: str, number: int | None) -> tuple[Catalog, dict, dict]:
     """The catalog, the file's row and the version row to read (the latest by default)."""
-    catalog = index.open(settings)
+    catalog = open_catalog(settings)
     row = find(catalog, ref)
     version = catalog.version(row["id"], number or row["version"])
     if version is None:
@@ -141,7 +141,7 @@ def split(
 def card(settings: Settings, ref: str) -> str:
     """A dataset card for a messages export of the file as train.jsonl (rows counted as one per
     conversation, the default row mode, for the size category)."""
-    rec = record(settings, find(index.open(settings), ref))
+    rec = record(settings, find(open_catalog(settings), ref))
     return dataset_card(rec, {"train": "train.jsonl"}, rows=rec["conversation_count"])
 
 

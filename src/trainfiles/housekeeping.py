@@ -5,16 +5,16 @@ import contextlib
 import os
 import time
 
-from . import commits, index, storage
+from . import commits, storage
 from .settings import Settings
-from .training_files import find
+from .training_files import find, open_catalog
 
 
 def verify(settings: Settings, ref: str | None, sources: bool) -> dict:
     """Every stored output (and with `sources`, every member's source) against the sha256 its
     commit recorded. Outputs of older versions that `gc --keep` deleted are counted, not
     mismatches; the latest version's must be there."""
-    catalog = index.open(settings)
+    catalog = open_catalog(settings)
     rows = [find(catalog, ref)] if ref else catalog.list_files(None)
     checked, pruned, mismatches = 0, 0, []
 
@@ -56,7 +56,7 @@ def gc(settings: Settings, keep: int | None, dry_run: bool, min_age: float) -> d
     """Delete staged outputs no commit references, temporary files and open uploads older
     than `min_age` seconds; with `keep`, also the outputs of all but each file's newest
     `keep` versions (their commits stay, and such a version is built again on export)."""
-    catalog = index.open(settings)
+    catalog = open_catalog(settings)
     referenced = set()
     for row in catalog.list_files(None):
         versions = catalog.versions(row["id"])

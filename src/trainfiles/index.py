@@ -5,17 +5,6 @@ from . import commits, storage
 from .catalog import Catalog
 from .errors import TrainfilesError
 from .progress import bar, note
-from .settings import Settings
-
-
-def open(settings: Settings) -> Catalog:
-    """The catalog, its index of the store up to date, files of older catalogs migrated."""
-    from . import legacy  # it commits through changes.py, which syncs through this module
-
-    catalog = Catalog(settings.catalog)
-    sync(catalog, settings.store)
-    legacy.migrate(settings, catalog)
-    return catalog
 
 
 def identity(store: str) -> str:

@@ -25,35 +25,44 @@ class Spool:
     """Conversations rendered by this command, in a local temporary file per output."""
 
     def __init__(self, folder: str | None):
-        if folder:
-            os.makedirs(folder, exist_ok=True)
         self.paths, self.files = {}, {}
-        for kind in KINDS:
-            fd, self.paths[kind] = tempfile.mkstemp(dir=folder, prefix=".tmp-spool-", suffix=f".{kind}")
-            self.files[kind] = os.fdopen(fd, "wb")
         self.count = 0
         self.rows = 0
+        try:
+            if folder:
+                os.makedirs(folder, exist_ok=True)
+            for kind in KINDS:
+                fd, self.paths[kind] = tempfile.mkstemp(dir=folder, prefix=".tmp-spool-", suffix=f".{kind}")
+                self.files[kind] = os.fdopen(fd, "wb")
+        except OSError as e:
+            self.remove()
+            raise storage.failure(folder or tempfile.gettempdir(), e) from e
 
     def append(self, entry: dict) -> None:
-        lines, rows = builder.jsonl_entry(entry)
-        self.append_rendered(builder.json_entry(entry), lines, rows)
-
-    def append_rendered(self, json_entry: bytes, jsonl_lines: bytes, rows: int) -> None:
-        if self.count:
-            self.files["json"].write(builder.JSON_SEPARATOR)
-        self.files["json"].write(json_entry)
-        self.files["jsonl"].write(jsonl_lines)
+        """Render one conversation entry into both spools (both rendered before either is written)."""
+        json_entry, (jsonl_lines, rows) = builder.json_entry(entry), builder.jsonl_entry(entry)
+        try:
+            if self.count:
+                self.files["json"].write(builder.JSON_SEPARATOR)
+            self.files["json"].write(json_entry)
+            self.files["jsonl"].write(jsonl_lines)
+        except OSError as e:  # a full disk under the spool, most likely
+            raise storage.failure(self.paths["json"], e) from e
         self.count += 1
         self.rows += rows
 
     def finish(self) -> None:
-        for f in self.files.values():
-            f.close()
+        try:
+            for f in self.files.values():
+                f.close()
+        except OSError as e:
+            raise storage.failure(self.paths["json"], e) from e
 
     def remove(self) -> None:
-        for kind in KINDS:
+        for kind in self.paths:
             with contextlib.suppress(OSError):
                 self.files[kind].close()
+            with contextlib.suppress(OSError):
                 os.unlink(self.paths[kind])
 
 

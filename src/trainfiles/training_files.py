@@ -10,7 +10,7 @@ import uuid
 
 import orjson
 
-from . import changes, commits, enriched, gathering, index, outputs, storage
+from . import changes, commits, enriched, gathering, index, legacy, outputs, storage
 from .catalog import RECORD_FIELDS, Catalog, outputs_of
 from .changes import Draft
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, named
@@ -36,7 +36,7 @@ def create(
 ) -> dict:
     """Build a new training file from the selected conversations: its version 1."""
     name = check_name(name)
-    catalog = index.open(settings)
+    catalog = open_catalog(settings)
     _name_free(catalog, name, None)
     ids = gathering.resolve(catalog, selection)
     profile = gathering.load_profile(profile_file) if profile_file else None
@@ -71,7 +71,7 @@ def _commit_new(settings, catalog, file_id, name, description, target_model, gat
 
 def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) -> dict:
     """Append conversations: a new version whose outputs hold the old ones, then these."""
-    catalog = index.open(settings)
+    catalog = open_catalog(settings)
     row = _writable(find(catalog, ref), settings.user)
     ids = gathering.resolve(catalog, selection)
     _absent(catalog, row, ids)
@@ -96,7 +96,7 @@ def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) 
 def remove(settings: Settings, ref: str, ids: list[str]) -> dict:
     """Take conversations out: a new version without them, the rest in their order."""
     require_unique(ids)
-    catalog = index.open(settings)
+    catalog = open_catalog(settings)
     row = find(catalog, ref)
 
     def check(current: dict | None) -> None:
@@ -130,7 +130,7 @@ def unarchive(settings: Settings, ref: str) -> dict:
 
 
 def _set_status(settings: Settings, ref: str, status: str) -> dict:
-    catalog = index.open(settings)
+    catalog = open_catalog(settings)
     row = find(catalog, ref)
     _creator(row, settings.user)
     if row["status"] != status:
@@ -147,7 +147,7 @@ def _set_status(settings: Settings, ref: str, status: str) -> dict:
 def rename(settings: Settings, ref: str, new_name: str) -> dict:
     """Give a training file a new name (its outputs carry the name, so they are rewritten)."""
     new_name = check_name(new_name)
-    catalog = index.open(settings)
+    catalog = open_catalog(settings)
     row = _writable(find(catalog, ref), settings.user)
     if row["name"] != new_name:
 
@@ -166,7 +166,7 @@ def rename(settings: Settings, ref: str, new_name: str) -> dict:
 
 def describe(settings: Settings, ref: str, description: str | None, target_model: str | None) -> dict:
     """Change the description and/or the target model (an empty value clears it)."""
-    catalog = index.open(settings)
+    catalog = open_catalog(settings)
     row = _writable(find(catalog, ref), settings.user)
     wanted = {
         key: value or None
@@ -187,7 +187,7 @@ def describe(settings: Settings, ref: str, description: str | None, target_model
 
 def restore(settings: Settings, ref: str, number: int) -> dict:
     """A new version equal to version `number`: its conversations, name and outputs."""
-    catalog = index.open(settings)
+    catalog = open_catalog(settings)
     row = _writable(find(catalog, ref), settings.user)
     old = catalog.version(row["id"], number)
     if old is None:
@@ -269,6 +269,14 @@ def _with_skipped(rec: dict, gathered: gathering.Gathered, skip_invalid: bool) -
     return rec
 
 
+def open_catalog(settings: Settings) -> Catalog:
+    """The catalog, its index of the store up to date, files of older catalogs migrated."""
+    catalog = Catalog(settings.catalog)
+    index.sync(catalog, settings.store)
+    legacy.migrate(settings, catalog)
+    return catalog
+
+
 def check_name(name: str) -> str:
     """A training file name, trimmed, or InvalidInput saying what is wrong with it."""
     name = name.strip()
@@ -313,12 +321,12 @@ def _record(settings: Settings, catalog: Catalog, file_id: str) -> dict:
 
 
 def list_files(settings: Settings, status: str) -> list[dict]:
-    catalog = index.open(settings)
+    catalog = open_catalog(settings)
     return [record(settings, row) for row in catalog.list_files(None if status == "all" else status)]
 
 
 def show(settings: Settings, ref: str) -> dict:
-    catalog = index.open(settings)
+    catalog = open_catalog(settings)
     row = find(catalog, ref)
     rec = record(settings, row)
     rec["conversation_ids"] = catalog.member_ids(row["id"])
@@ -342,6 +350,6 @@ LOG_FIELDS = (
 
 def log(settings: Settings, ref: str) -> list[dict]:
     """Every version of a training file, oldest first, as `cli.md` describes them."""
-    catalog = index.open(settings)
+    catalog = open_catalog(settings)
     row = find(catalog, ref)
     return [{k: v[k] for k in LOG_FIELDS} | {"restored_from": v["restored_from"]} for v in catalog.versions(row["id"])]
