@@ -6,10 +6,11 @@ from collections.abc import Iterable
 
 from .enriched import UUID_RE
 from .errors import Conflict, InvalidInput
+from .prefixes import MIN_LENGTH, looks_like
 
 
 def parse_ids(lines: Iterable[str], source: str) -> list[str]:
-    """Ids in order, lower-cased; blank lines and `#` comments skipped.
+    """Ids or id prefixes in order, lower-cased; blank lines and `#` comments skipped.
 
     Every malformed line is named in one InvalidInput.
     """
@@ -18,12 +19,14 @@ def parse_ids(lines: Iterable[str], source: str) -> list[str]:
         text = line.strip()
         if not text or text.startswith("#"):
             continue
-        if not UUID_RE.fullmatch(text):
+        if not (UUID_RE.fullmatch(text) or looks_like(text)):
             bad.append(f"{source} line {number}: {text!r}")
             continue
         ids.append(text.lower())
     if bad:
-        raise InvalidInput("not a conversation id: " + ", ".join(bad))
+        raise InvalidInput(
+            "not a conversation id: " + ", ".join(bad) + f" (an id, or a unique prefix of {MIN_LENGTH} characters or more)"
+        )
     return ids
 
 

@@ -208,6 +208,15 @@ def read(url: str) -> bytes:
         raise failure(url, e) from e
 
 
+def head(url: str, size: int) -> bytes:
+    """The first `size` bytes of one object (fewer if it is shorter): one ranged read."""
+    fs, path = resolve(url)
+    try:
+        return fs.cat_file(path, start=0, end=size)
+    except Exception as e:
+        raise failure(url, e) from e
+
+
 @contextlib.contextmanager
 def _opened(url: str) -> Iterator[Any]:
     """One object opened for streaming reads, its failures turned into ours."""
