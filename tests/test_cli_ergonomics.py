@@ -251,6 +251,32 @@ def test_conversations_list_shows_the_source(registered):
     assert any(line.startswith(b9) and line.endswith(str(source)) for line in out)
 
 
+def test_conversations_list_as_csv_tsv_and_json_lines(cli, tmp_path):
+    manifest = tmp_path / "one.csv"
+    manifest.write_text(
+        "conversation_id,enrichment_status,enriched_file_path,quality_score,human_reviewed\n"
+        "abcd0000-0000-4000-8000-000000000001,completed,\"a, b.json\",4.5,yes\n"
+    )
+    cli("conversations", "import", manifest)
+    rec = cli.json("conversations", "list")[0]
+    assert rec["enriched_file_path"] == str(tmp_path / "a, b.json")
+    header = ",".join(rec)
+    cells = {
+        "conversation_id": "abcd0000-0000-4000-8000-000000000001",
+        "enrichment_status": "completed",
+        "enriched_file_path": str(tmp_path / "a, b.json"),
+        "quality_score": "4.5",
+        "human_reviewed": "true",
+        "manifest_fields": '["enriched_file_path","enrichment_status","human_reviewed","quality_score"]',
+    }
+    values = [cells.get(key, "") for key in rec]
+    csv_cells = ['"' + v.replace('"', '""') + '"' if ("," in v or '"' in v) else v for v in values]
+    assert cli("conversations", "list", "--csv").stdout == header + "\n" + ",".join(csv_cells) + "\n"
+    tsv_cells = ['"' + v.replace('"', '""') + '"' if '"' in v else v for v in values]
+    assert cli("conversations", "list", "--tsv").stdout == "\t".join(rec) + "\n" + "\t".join(tsv_cells) + "\n"
+    assert cli("conversations", "list", "--nl").stdout == orjson.dumps(rec).decode() + "\n"
+
+
 def test_conversations_show(registered):
     cid = A[1]  # seed 2: four pairs, replies at turns 2 and 4 (scores 3.5 and 4.2, reviewed)
     rec = registered.json("conversations", "show", cid[:8])
@@ -315,6 +341,16 @@ def test_an_empty_list_says_what_to_do(registered):
     registered("create", "--name", "dec", "--id", A[0])
     assert registered("list", "--created-by", "bob").stdout == (
         "No training files match --status active --created-by bob (1 in all: trainfiles list --status all)\n"
+    )
+
+
+def test_an_empty_conversations_list_says_what_to_do(cli):
+    assert cli("conversations", "list").stdout == (
+        "No conversations registered yet. Register some with: trainfiles conversations scan FOLDER\n"
+    )
+    cli("conversations", "scan", FIXTURES / "conversations")
+    assert cli("conversations", "list", "--status", "enriched", "--batch", "b1").stdout == (
+        "No conversations match --status enriched --batch b1\n"
     )
 
 

@@ -98,7 +98,7 @@ app = typer.Typer(
     "FILE, in every command, is a training file's name, id or unique id prefix (4 characters or more). "
     "The options below go before or after the command; --json, where a command has it, too.",
 )
-conversations_app = typer.Typer(cls=TyperGroup, no_args_is_help=True, help="Register, list and show source conversations.")
+conversations_app = typer.Typer(no_args_is_help=True, help="Register, list and show source conversations.")
 app.add_typer(conversations_app, name="conversations")
 
 
@@ -179,8 +179,9 @@ def _choice(flag: str, values: tuple[str, ...], metavar: str, help: str):
     )
 
 
-def _records(records: list[dict], json: bool, csv: bool, tsv: bool, nl: bool, human) -> None:
-    """Records as JSON, CSV, TSV, JSON lines, or `human(records)` for people."""
+def _records(records: list[dict], json: bool, csv: bool, tsv: bool, nl: bool, human, empty) -> None:
+    """Records as JSON, CSV, TSV, JSON lines, or for people `human(records)`, or `empty()`
+    (what to do) when there are none."""
     given = [flag for flag, on in (("--json", json), ("--csv", csv), ("--tsv", tsv), ("--nl", nl)) if on]
     if len(given) > 1:
         raise typer.BadParameter(f"give one of --json, --csv, --tsv or --nl (got {', '.join(given)})")
@@ -190,8 +191,10 @@ def _records(records: list[dict], json: bool, csv: bool, tsv: bool, nl: bool, hu
         from . import tabular
 
         sys.stdout.write(tabular.lines(records) if nl else tabular.delimited(records, "," if csv else "\t"))
-    else:
+    elif records:
         sys.stdout.write(human(records))
+    else:
+        print(empty())
 
 
 # conversations
@@ -258,7 +261,12 @@ def conversations_list(
     from .render import conversations_table, terminal_width
 
     records = _conversations().list_conversations(ctx.obj, status, batch)
-    _records(records, json, csv, tsv, nl, lambda rs: conversations_table(rs, terminal_width()))
+    filters = " ".join(f"--{name} {value}" for name, value in (("status", status), ("batch", batch)) if value)
+    empty = f"No conversations match {filters}" if filters else NO_CONVERSATIONS
+    _records(records, json, csv, tsv, nl, lambda rs: conversations_table(rs, terminal_width()), lambda: empty)
+
+
+NO_CONVERSATIONS = "No conversations registered yet. Register some with: trainfiles conversations scan FOLDER"
 
 
 @_command(conversations_app, "show")
@@ -284,7 +292,7 @@ def conversations_show(
 
 IdsFile = Annotated[
     str | None,
-    typer.Option("--ids-file", metavar="FILE", help="File of conversation ids or unique prefixes, one per line (`-` for stdin; # comments)."),
+    typer.Option("--ids-file", metavar="PATH", help="File of conversation ids or unique prefixes, one per line (`-` for stdin; # comments)."),
 ]
 Ids = Annotated[
     list[str] | None, typer.Option("--id", metavar="ID", help="A conversation id or a unique prefix of it (4+ characters); repeat for more.")
@@ -325,7 +333,7 @@ def create(
     description: Annotated[str | None, typer.Option(metavar="TEXT", help="Free text shown by show and list --json.")] = None,
     target_model: Annotated[str | None, typer.Option(metavar="MODEL", help="Model the file is meant for, e.g. llama-3.1-8b.")] = None,
     profile: Annotated[
-        str | None, typer.Option(metavar="FILE", help="JSON file with the consultant_profile to use when the conversations' profiles differ.")
+        str | None, typer.Option(metavar="PATH", help="JSON file with the consultant_profile to use when the conversations' profiles differ.")
     ] = None,
     ids_file: IdsFile = None,
     id: Ids = None,
@@ -391,10 +399,15 @@ def list_(
 
     files = _files()
     records = files.list_files(ctx.obj, status, created_by)
-    if not records and not (json or csv or tsv or nl):
-        print(files.nothing_listed(ctx.obj, status, created_by))
-        return
-    _records(records, json, csv, tsv, nl, lambda rs: files_table(rs, terminal_width()))
+    _records(
+        records,
+        json,
+        csv,
+        tsv,
+        nl,
+        lambda rs: files_table(rs, terminal_width()),
+        lambda: files.nothing_listed(ctx.obj, status, created_by),
+    )
 
 
 @_command(app)
