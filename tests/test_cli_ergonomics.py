@@ -8,27 +8,17 @@ import generate
 import orjson
 import pytest
 
-from conftest import FIXTURES
+from typer.main import get_command
+
+from conftest import FIXTURES, reference_tool
 from trainfiles import __version__, cli as cli_module, training_files
 from trainfiles.cli import app
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]
 EPOCH_LATER = "1764633600"  # 2025-12-02T00:00:00Z
-
-
-def commands(group=None, path=()):
-    """Every command's words, e.g. ("conversations", "scan"), from the CLI itself."""
-    from typer.main import get_command
-
-    group = group or get_command(app)
-    for name, command in group.commands.items():
-        if hasattr(command, "commands"):
-            yield from commands(command, (*path, name))
-        else:
-            yield (*path, name)
-
-
-ALL = sorted(commands())
+GROUPS = {(), ("conversations",)}
+# Every command's words, e.g. ("conversations", "scan"), from the CLI itself.
+ALL = sorted(set(reference_tool().commands(get_command(app))) - GROUPS)
 
 
 @pytest.fixture
@@ -62,7 +52,7 @@ def listed(help_text: str) -> dict[str, str]:
 
 def test_every_command_is_listed_with_its_whole_summary(cli):
     assert len(ALL) == 19
-    groups = {(): listed(cli("--help").stdout), ("conversations",): listed(cli("conversations", "--help").stdout)}
+    groups = {words: listed(cli(*words, "--help").stdout) for words in GROUPS}
     assert sorted(groups[()]) == sorted({w[0] for w in ALL})
     for words in ALL:
         summary = " ".join(cli(*words, "--help").stdout.split("\n\n")[1].split())

@@ -1,21 +1,13 @@
 """The documentation in docs/ stays true: the command reference is what the CLI prints, and
 the README points inside the repository only."""
 
-import importlib.util
 import re
 
-from conftest import ROOT
-
-
-def _reference_tool():
-    spec = importlib.util.spec_from_file_location("cli_reference", ROOT / "tools" / "cli_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import ROOT, reference_tool
 
 
 def test_the_command_reference_is_the_cli_help():
-    tool = _reference_tool()
+    tool = reference_tool()
     assert tool.DOC.read_text() == tool.reference(), "docs/cli.md is stale: run python tools/cli_reference.py"
 
 
@@ -25,7 +17,7 @@ def test_the_reference_has_every_command_and_option():
     from trainfiles.cli import app
 
     text = (ROOT / "docs" / "cli.md").read_text()
-    for words in _reference_tool().commands(get_command(app)):
+    for words in reference_tool().commands(get_command(app)):
         assert f"## trainfiles {' '.join(words)}".rstrip() + "\n" in text
 
 

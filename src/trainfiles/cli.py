@@ -69,6 +69,7 @@ class _Command(TyperCommand):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        # Typer builds the arguments itself, with no way to choose their class.
         for param in self.params:
             if isinstance(param, TyperArgument):
                 param.__class__ = _Argument

@@ -37,7 +37,6 @@ class PermissionDenied(TrainfilesError):
     exit_code = 7
 
 
-
 class UsageError(TrainfilesError):
     """A command line that cannot be carried out as given (exit 2, like a parser's refusal)."""
 
