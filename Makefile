@@ -13,7 +13,7 @@ TRAINERS_VENV := .venv-trainers
 CHECKS := $(DEMO)/trainer-check
 TFC := $(TRAINERS_VENV)/bin/trainfiles --catalog $(CHECKS)/catalog.db --store $(CHECKS)/store --user check
 
-.PHONY: test demo bench check-trainers fixtures clean
+.PHONY: test demo bench check-trainers fixtures docs clean
 
 $(READY): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "trainfiles needs Python 3.11 or later"; exit 1; }
@@ -64,6 +64,10 @@ check-trainers: $(TRAINERS_VENV)/.ready
 	$(TFC) export check --format messages --split validation=0.3 --output-dir $(CHECKS)/exports/messages-split
 	$(TFC) check check --format messages
 	$(TRAINERS_VENV)/bin/python tools/check_trainers.py $(CHECKS)/exports
+
+# docs/cli.md from every command's --help (tests/test_docs.py fails when it is stale).
+docs: $(READY)
+	$(BIN)/python tools/cli_reference.py
 
 fixtures:
 	$(PYTHON) fixtures/generate.py

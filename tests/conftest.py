@@ -36,6 +36,16 @@ REFERENCE = _shared() / "reference"
 sys.path.insert(0, str(FIXTURES))
 
 
+def reference_tool():
+    """tools/cli_reference.py, which writes docs/cli.md and knows every command."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cli_reference", ROOT / "tools" / "cli_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """Every test gets its own catalog, store and user, and never touches the real home."""

@@ -197,17 +197,26 @@ def test_list_show_and_archive(registered):
 
 
 def test_human_list_is_an_aligned_table(registered):
-    rec = registered.json("create", "--name", "dec", "--id", A[1], "--id", A[5])
-    registered("create", "--name", "wide ✓ 名前", "--id", A[0])
+    rec = registered.json("create", "--name", "dec", "--id", A[1], "--id", A[5], "--target-model", "llama-3.1-8b")
+    other = registered.json("create", "--name", "wide ✓ 名前", "--id", A[0])
     registered("archive", "wide ✓ 名前")
     out = registered("list", "--status", "all", env={"SOURCE_DATE_EPOCH": EPOCH_LATER}).stdout
-    json_size = f"{rec['json_file_size'] / 1000:.1f} KB"
-    lines = out.splitlines()
-    assert lines[0].startswith("name                    conversations  pairs  avg quality  personas")
-    assert lines[2].startswith("dec                                 2      7         4.33  overwhelmed_avoider 2 ")
-    assert lines[2].endswith(f"{json_size}  {rec['jsonl_file_size'] / 1000:.1f} KB   1d")
-    assert lines[3].startswith("wide ✓ 名前 (archived)              1")
-    assert len(lines) == 4 and "\x1b[" not in out
+    size, other_size = (f"{r['jsonl_file_size'] / 1000:.1f} KB" for r in (rec, other))
+    assert out.splitlines() == [
+        "name                    id        conversations  pairs  quality  scaffolding                  target model   jsonl  by     age",
+        "──────────────────────  ────────  ─────────────  ─────  ───────  ───────────────────────────  ────────────  ──────  ─────  ───",
+        f"dec                     {rec['id'][:8]}              2      7     4.33  1 persona, 2 arcs, 2 topics  llama-3.1-8b  {size}  alice   1d",
+        f"wide ✓ 名前 (archived)  {other['id'][:8]}              1      4        -  1 persona, 1 arc, 1 topic    -             {other_size}  alice   1d",
+    ]
+    assert "\x1b[" not in out
+    # A narrow terminal keeps the columns that matter most.
+    narrow = registered("list", "--status", "all", env={"SOURCE_DATE_EPOCH": EPOCH_LATER, "COLUMNS": "70"}).stdout
+    assert narrow.splitlines() == [
+        "name                    conversations  pairs  quality   jsonl  age",
+        "──────────────────────  ─────────────  ─────  ───────  ──────  ───",
+        f"dec                                 2      7     4.33  {size}   1d",
+        f"wide ✓ 名前 (archived)              1      4        -  {other_size}   1d",
+    ]
 
 
 def test_human_show_lists_members_and_distribution(registered):
@@ -301,7 +310,7 @@ REFUSALS = [
     (["create", "--name", "  ", "--id", A[0]], 3, "the name must not be empty"),
     (["create", "--name", A[0], "--id", A[0]], 3, "the name must not look like a training file id (a UUID)"),
     (["create", "--name", "taken", "--id", A[0]], 5, "a training file named 'taken' already exists"),
-    (["create", "--name", "x", "--id", "nope", "--id", "bad one"], 3, "not a conversation id: --id line 1: 'nope', --id line 2: 'bad one'"),
+    (["create", "--name", "x", "--id", "nope", "--id", "bad one"], 3, "not a conversation id: --id line 1: 'nope', --id line 2: 'bad one' (an id, or a unique prefix of 4 characters or more)"),
     (["create", "--name", "x", "--batch", "no-such-batch"], 4, "no conversations in batch no-such-batch"),
     (["add", "taken", "--id", A[1], "--id", A[0], "--id", A[2]], 5, f"already in training file 'taken': {A[0]}"),
     (["add", "taken", "--id", "0a1b2c3d-1111-4222-8333-444455556666", "--id", A[0]], 5,
@@ -446,7 +455,7 @@ def registered_app():
 
 def test_help_teaches_every_command(cli):
     top = cli("--help").stdout
-    listed = [line.split()[0] for line in top.split("Commands:")[1].splitlines() if line.strip()]
+    listed = [line.split()[0] for line in top.split("Commands:")[1].splitlines() if line[2:3].strip()]
     assert sorted(listed) == [
         "add", "archive", "check", "conversations", "create", "describe", "export", "gc", "list", "log",
         "remove", "rename", "restore", "show", "unarchive", "verify",

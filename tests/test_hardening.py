@@ -342,7 +342,7 @@ def test_json_errors_for_usage_and_invalid_input(cli, tmp_path):
     assert error(result) == {
         "exit": 3,
         "kind": "invalid_input",
-        "message": "not a conversation id: --id line 1: 'nope'",
+        "message": "not a conversation id: --id line 1: 'nope' (an id, or a unique prefix of 4 characters or more)",
         "items": ["--id line 1: 'nope'"],
     }
 

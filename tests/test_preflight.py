@@ -5,9 +5,8 @@ import sys
 import weakref
 
 import pytest
-from rich.console import Console
 
-from trainfiles import preflight
+from trainfiles import preflight, render
 from trainfiles.errors import InvalidInput, NotFound
 
 SYSTEM = {"role": "system", "content": "Be kind."}
@@ -191,9 +190,7 @@ def test_counts_with_a_real_tokenizer(tmp_path):
 
 def test_render_names_the_problems_found():
     report = preflight.check([GOOD, BAD_ROWS["duplicate_user_turn"], GOOD], "messages", max_tokens=1)
-    console = Console(width=120, record=True)
-    console.print(preflight.render(report))
-    text = console.export_text()
+    text = render.check_report(report)
     assert "same user message twice in a row" in text and "rows over the token limit (1)" in text
     assert "errors found" in text
     assert "empty or whitespace-only content" not in text  # categories that did not occur stay out

@@ -92,7 +92,7 @@ def test_every_command_on_an_s3_store_matches_a_local_store(registered, s3, tmp_
     assert cli("export", "dec").stdout_bytes == stored_json
     assert cli("export", "dec", "--format", "jsonl").stdout_bytes == stored_jsonl
     assert cli("export", "dec", "--format", "jsonl", "--no-header").stdout_bytes == stored_jsonl.split(b"\n", 1)[1]
-    assert cli.json("show", "dec") == {**rec, "conversation_ids": A[:3]}
+    assert cli.json("show", "dec") == {**rec, "jsonl_rows": 6, "conversation_ids": A[:3]}
     assert cli.json("list") == [rec]
     # The same commands on a local store give the same bytes.
     local = ("--catalog", tmp_path / "local.db", "--store", tmp_path / "local")
@@ -193,7 +193,10 @@ def test_sources_are_read_with_one_listing_and_one_get_each(registered, server, 
     requests.clear()
     for command in (["list"], ["show", "a"], ["log", "a"]):
         registered(*command)
-        assert requests == [("GET", "/trainfiles")]  # an up-to-date catalog costs one listing
+        # An up-to-date catalog costs one listing; `show` also reads the JSONL's header
+        # (its row count) with one ranged GET.
+        header = [("GET", f"{folder}/versions/000002-TOKEN/training.jsonl")] if command[0] == "show" else []
+        assert [(m, re.sub(r"/(\d{6})-[0-9a-f]{12}/", r"/\1-TOKEN/", p)) for m, p in requests] == [("GET", "/trainfiles"), *header]
         requests.clear()
 
 

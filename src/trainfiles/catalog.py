@@ -139,6 +139,10 @@ class Catalog:
         sql += f" order by {IN_TIME_ORDER}"
         return [_conversation(row) for row in self.db.query(sql, params)]
 
+    def conversation_ids_starting(self, prefix: str) -> list[str]:
+        """Registered conversation ids that start with `prefix` (lower case)."""
+        return _ids_starting(self.db, "conversations", "conversation_id", prefix)
+
     def batch_conversation_ids(self, batch: str) -> list[str]:
         """The conversations of a generation batch, in created_at then id order."""
         return [
@@ -233,17 +237,22 @@ class Catalog:
         rows = list(self.db.query("select * from files where id = ? or name = ?", [ref, ref]))
         return rows[0] if rows else None
 
+    def file_ids_starting(self, prefix: str) -> list[str]:
+        """Training file ids that start with `prefix` (lower case)."""
+        return _ids_starting(self.db, "files", "id", prefix)
+
     def name_taken(self, name: str, other_than: str | None = None) -> bool:
         return bool(list(self.db.query("select 1 from files where name = ? and id is not ?", [name, other_than])))
 
-    def list_files(self, status: str | None) -> list[dict]:
-        """Training file rows, newest first; all statuses when status is None."""
-        sql = "select * from files"
-        params = []
-        if status:
-            sql += " where status = ?"
-            params.append(status)
-        return list(self.db.query(sql + " order by created_at desc, name", params))
+    def list_files(self, status: str | None, created_by: str | None = None) -> list[dict]:
+        """Training file rows, newest first; all statuses when status is None, every
+        creator when created_by is None."""
+        where = [(column, value) for column, value in (("status", status), ("created_by", created_by)) if value]
+        sql = "select * from files" + (" where " + " and ".join(f"{column} = ?" for column, _ in where) if where else "")
+        return list(self.db.query(sql + " order by created_at desc, name", [value for _, value in where]))
+
+    def file_count(self) -> int:
+        return self.db.execute("select count(*) from files").fetchone()[0]
 
     def members(self, file_id: str) -> list[dict]:
         """A training file's members in file order, as its commits record them."""
@@ -293,6 +302,11 @@ class Catalog:
             ("training_files", "id"),
         ):
             self.db.execute(f"delete from {table} where {column} = ?", [file_id])
+
+
+def _ids_starting(db: "sqlite_utils.Database", table: str, column: str, prefix: str) -> list[str]:
+    # A range on the primary key (ids are lower case): no LIKE escaping, uses the index.
+    return [row[0] for row in db.execute(f"select {column} from {table} where {column} >= ? and {column} < ?", [prefix, prefix + "\uffff"])]
 
 
 MEMBER_FIELDS = (

@@ -4,13 +4,13 @@ import os
 import sqlite3
 import sys
 import traceback
-from enum import Enum
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
-from .errors import InvalidInput, StorageUnavailable, TrainfilesError
+from . import __version__, arguments
+from .errors import InvalidInput, StorageUnavailable, TrainfilesError, UsageError
 from .text import encodes, printable
 from .trainer_formats import FORMATS as TRAINER_FORMATS
 from .vocabulary import ENRICHMENT_STATUSES, FILE_STATUSES
@@ -19,6 +19,9 @@ from .vocabulary import ENRICHMENT_STATUSES, FILE_STATUSES
 class _Group(TyperGroup):
     """Turns our exceptions into one line on stderr and the exit code of `cli.md`; with
     `--json`, also into one JSON object on stdout."""
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, arguments.relocate(args))
 
     def invoke(self, ctx):
         args = [*ctx._protected_args, *ctx.args]
@@ -76,17 +79,60 @@ def _fail(ctx, error: TrainfilesError, as_json: bool, code: int | None = None):
     raise typer.Exit(code)
 
 
+class _Argument(TyperArgument):
+    """An argument shown by its name: `FILE`, `[FILE]`, never `{FILE}` or `FILE <str>`."""
+
+    def _usage_display_name(self) -> str:
+        return self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+
+    def display_type_rich(self, ctx) -> None:
+        return None
+
+
+class _Command(TyperCommand):
+    """Help that reads like a man page: whole one-line summaries, arguments by name, and
+    where the common options go."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Typer builds the arguments itself, with no way to choose their class.
+        for param in self.params:
+            if isinstance(param, TyperArgument):
+                param.__class__ = _Argument
+
+    def get_short_help_str(self, limit: int = 0) -> str:
+        return " ".join((self.help or "").split("\n\n")[0].split())
+
+    def format_epilog(self, ctx, formatter) -> None:
+        formatter.write_paragraph()
+        formatter.write_text(COMMON_OPTIONS)
+
+
+COMMON_OPTIONS = "--catalog PATH, --store URL, --user NAME and --debug (see `trainfiles --help`) go before or after the command."
+
+
+def _command(group: typer.Typer, name: str | None = None):
+    return group.command(name, cls=_Command)
+
+
 app = typer.Typer(
     cls=_Group,
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     help="Aggregate enriched conversations into LoRA training files, recorded in a SQLite catalog.\n\n"
-    "Start with `trainfiles conversations scan FOLDER`, then `trainfiles create --name NAME --batch B`.",
+    "Start with `trainfiles conversations scan FOLDER`, then `trainfiles create --name NAME --batch BATCH_ID`. "
+    "FILE, in every command, is a training file's name, id or unique id prefix (4 characters or more). "
+    "The options below go before or after the command; --json, where a command has it, too.",
 )
-conversations_app = typer.Typer(no_args_is_help=True, help="Register and list source conversations.")
+conversations_app = typer.Typer(no_args_is_help=True, help="Register, list and show source conversations.")
 app.add_typer(conversations_app, name="conversations")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"trainfiles {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -98,6 +144,9 @@ def _settings(
     ] = None,
     user: Annotated[str | None, typer.Option(envvar="TRAINFILES_USER", metavar="NAME", help="Who is acting (default: login name).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Print tracebacks of internal errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_show_version, help="Print the version and exit.")
+    ] = False,
 ):
     from .settings import resolve
 
@@ -122,31 +171,70 @@ def _json(value: Any) -> None:
     sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
 
 
-def _print(renderable) -> None:
-    from .render import stdout
-
-    stdout().print(renderable)
-
-
 def _warn(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-FileArg = Annotated[str, typer.Argument(metavar="FILE", help="Training file id or name.")]
+def _complete_file(ctx: typer.Context, incomplete: str) -> list[str]:
+    from .settings import resolve
+
+    root = ctx.find_root().params
+    settings = resolve(root.get("catalog"), root.get("store"), root.get("user"), False)
+    return _files().completions(settings, incomplete)
+
+
+FileArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="FILE", help="A training file's name, id or unique id prefix (4 characters or more).", autocompletion=_complete_file
+    ),
+]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+Csv = Annotated[bool, typer.Option("--csv", help="Print CSV with a header row.")]
+Tsv = Annotated[bool, typer.Option("--tsv", help="Print tab-separated values with a header row.")]
+Nl = Annotated[bool, typer.Option("--nl", help="Print newline-delimited JSON: one object per line.")]
+
+
+def _choice(flag: str, values: tuple[str, ...], metavar: str, help: str):
+    """An option taking one of `values` (any case), completed by the shell."""
+    return typer.Option(
+        flag,
+        metavar=metavar,
+        parser=arguments.choice(values),
+        autocompletion=lambda incomplete: [v for v in values if v.startswith(incomplete.lower())],
+        help=f"{help} One of: {', '.join(values)}.",
+    )
+
+
+def _records(records: list[dict], json: bool, csv: bool, tsv: bool, nl: bool, human, empty) -> None:
+    """Records as JSON, CSV, TSV, JSON lines, or for people `human(records)`, or `empty()`
+    (what to do) when there are none."""
+    given = [flag for flag, on in (("--json", json), ("--csv", csv), ("--tsv", tsv), ("--nl", nl)) if on]
+    if len(given) > 1:
+        raise typer.BadParameter(f"give one of --json, --csv, --tsv or --nl (got {', '.join(given)})")
+    if json:
+        _json(records)
+    elif csv or tsv or nl:
+        from . import tabular
+
+        sys.stdout.write(tabular.lines(records) if nl else tabular.delimited(records, "," if csv else "\t"))
+    elif records:
+        sys.stdout.write(human(records))
+    else:
+        print(empty())
 
 
 # conversations
 
 
-@conversations_app.command("scan")
+@_command(conversations_app, "scan")
 def conversations_scan(
     ctx: typer.Context,
     url: Annotated[str, typer.Argument(metavar="URL", help="Folder or fsspec URL to walk for enriched *.json files.")],
     batch: Annotated[str | None, typer.Option(metavar="BATCH_ID", help="Record the conversations as members of this generation batch.")] = None,
     json: JsonFlag = False,
 ):
-    """Register every enriched conversation file under URL.
+    """Register every enriched conversation file under a folder or URL.
 
     Eligible files become `completed`; ineligible ones are listed with the reason (and
     recorded as `validation_failed` when their id is known). Running it again updates.
@@ -156,7 +244,7 @@ def conversations_scan(
     _report_registration(_conversations().scan(ctx.obj, url, batch), json)
 
 
-@conversations_app.command("import")
+@_command(conversations_app, "import")
 def conversations_import(
     ctx: typer.Context,
     manifest: Annotated[str, typer.Argument(metavar="MANIFEST", help="CSV (header row) or JSON Lines export of the conversations table.")],
@@ -187,32 +275,59 @@ def _report_registration(result: dict, json: bool) -> None:
         print(f"  invalid {item['path']}: {item['reason']}")
 
 
-Status = Enum("Status", {s: s for s in ENRICHMENT_STATUSES}, type=str)
-
-
-@conversations_app.command("list")
+@_command(conversations_app, "list")
 def conversations_list(
     ctx: typer.Context,
-    status: Annotated[Status | None, typer.Option(help="Only conversations with this enrichment status.")] = None,
+    status: Annotated[str | None, _choice("--status", ENRICHMENT_STATUSES, "STATUS", "Only conversations with this enrichment status.")] = None,
     batch: Annotated[str | None, typer.Option(metavar="BATCH_ID", help="Only conversations of this batch.")] = None,
     json: JsonFlag = False,
+    csv: Csv = False,
+    tsv: Tsv = False,
+    nl: Nl = False,
 ):
-    """List registered conversations (created_at, then id order)."""
-    records = _conversations().list_conversations(ctx.obj, status.value if status else None, batch)
-    if json:
-        _json(records)
-    else:
-        from .render import conversations_table
+    """List registered conversations with their source file (created_at, then id order).
 
-        sys.stdout.write(conversations_table(records))
+    Example: trainfiles conversations list --status completed --batch 2025-12-02
+    """
+    from .render import conversations_table, terminal_width
+
+    records = _conversations().list_conversations(ctx.obj, status, batch)
+    filters = " ".join(f"--{name} {value}" for name, value in (("status", status), ("batch", batch)) if value)
+    empty = f"No conversations match {filters}" if filters else NO_CONVERSATIONS
+    _records(records, json, csv, tsv, nl, lambda rs: conversations_table(rs, terminal_width()), lambda: empty)
+
+
+NO_CONVERSATIONS = "No conversations registered yet. Register some with: trainfiles conversations scan FOLDER"
+
+
+@_command(conversations_app, "show")
+def conversations_show(
+    ctx: typer.Context,
+    id: Annotated[str, typer.Argument(metavar="ID", help="A conversation id or a unique prefix of it (4 characters or more).")],
+    json: JsonFlag = False,
+):
+    """Show one conversation: its record and the training pairs of its source file.
+
+    Example: trainfiles conversations show 2e6e3685
+    """
+    rec = _conversations().show(ctx.obj, id)
+    if json:
+        _json(rec)
+    else:
+        from .render import conversation_summary
+
+        sys.stdout.write(conversation_summary(rec))
 
 
 # training files
 
 IdsFile = Annotated[
-    str | None, typer.Option("--ids-file", metavar="FILE", help="File of conversation ids, one per line (`-` for stdin; # comments).")
+    str | None,
+    typer.Option("--ids-file", metavar="PATH", help="File of conversation ids or unique prefixes, one per line (`-` for stdin; # comments)."),
 ]
-Ids = Annotated[list[str] | None, typer.Option("--id", metavar="ID", help="A conversation id; repeat for more.")]
+Ids = Annotated[
+    list[str] | None, typer.Option("--id", metavar="ID", help="A conversation id or a unique prefix of it (4+ characters); repeat for more.")
+]
 Batch = Annotated[str | None, typer.Option("--batch", metavar="BATCH_ID", help="Every conversation of this generation batch.")]
 SkipInvalid = Annotated[
     bool, typer.Option("--skip-invalid", help="Leave ineligible conversations out and list them, instead of refusing.")
@@ -242,14 +357,14 @@ def _report_file(rec: dict, json: bool) -> None:
     sys.stdout.write(file_summary(rec))
 
 
-@app.command()
+@_command(app)
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option(metavar="NAME", help="Unique name of the training file.")],
     description: Annotated[str | None, typer.Option(metavar="TEXT", help="Free text shown by show and list --json.")] = None,
     target_model: Annotated[str | None, typer.Option(metavar="MODEL", help="Model the file is meant for, e.g. llama-3.1-8b.")] = None,
     profile: Annotated[
-        str | None, typer.Option(metavar="FILE", help="JSON file with the consultant_profile to use when the conversations' profiles differ.")
+        str | None, typer.Option(metavar="PATH", help="JSON file with the consultant_profile to use when the conversations' profiles differ.")
     ] = None,
     ids_file: IdsFile = None,
     id: Ids = None,
@@ -277,7 +392,7 @@ def create(
     _report_file(rec, json)
 
 
-@app.command()
+@_command(app)
 def add(
     ctx: typer.Context,
     file: FileArg,
@@ -289,58 +404,73 @@ def add(
 ):
     """Add conversations to a training file you created; both outputs are regenerated.
 
-    Example: trainfiles add dec-batch --id 2e6e3685-eb74-46c9-b11d-13a3e162a4b5
+    Example: trainfiles add dec-batch --id 2e6e3685
     """
     selection = _selection(ids_file, id, batch)
     _report_file(_files().add(ctx.obj, file, selection, skip_invalid), json)
 
 
-FileStatus = Enum("FileStatus", {s: s for s in (*FILE_STATUSES, "all")}, type=str)
-
-
-@app.command("list")
+@_command(app, "list")
 def list_(
     ctx: typer.Context,
-    status: Annotated[FileStatus, typer.Option(help="Which training files to list.")] = FileStatus["active"],
+    status: Annotated[str, _choice("--status", (*FILE_STATUSES, "all"), "STATUS", "Which training files to list.")] = "active",
+    created_by: Annotated[str | None, typer.Option("--created-by", metavar="USER", help="Only files this user created.")] = None,
     json: JsonFlag = False,
+    csv: Csv = False,
+    tsv: Tsv = False,
+    nl: Nl = False,
 ):
-    """List training files with their statistics, newest first."""
-    records = _files().list_files(ctx.obj, status.value)
-    if json:
-        _json(records)
-    else:
-        from .render import files_table
+    """List training files with their statistics, newest first.
 
-        sys.stdout.write(files_table(records))
+    The table fits the terminal; `show FILE` has the full scaffolding distribution.
+
+    Example: trainfiles list --status all --created-by alice --csv
+    """
+    from .render import files_table, terminal_width
+
+    files = _files()
+    records = files.list_files(ctx.obj, status, created_by)
+    _records(
+        records,
+        json,
+        csv,
+        tsv,
+        nl,
+        lambda rs: files_table(rs, terminal_width()),
+        lambda: files.nothing_listed(ctx.obj, status, created_by),
+    )
 
 
-@app.command()
+@_command(app)
 def show(
     ctx: typer.Context,
     file: FileArg,
     json: JsonFlag = False,
 ):
-    """Show one training file: statistics, storage and member conversation ids."""
+    """Show one training file: statistics, storage and member conversation ids.
+
+    Example: trainfiles show dec-batch --json
+    """
     _report_file(_files().show(ctx.obj, file), json)
 
 
-ExportFormat = Enum("ExportFormat", {f: f for f in ("json", "jsonl", *TRAINER_FORMATS, "card")}, type=str)
-CheckFormat = Enum("CheckFormat", {f: f for f in TRAINER_FORMATS}, type=str)
-RowMode = Enum("RowMode", {m: m for m in ("conversation", "pair")}, type=str)
+EXPORT_FORMATS = ("json", "jsonl", *TRAINER_FORMATS, "card")
 Rows = Annotated[
-    RowMode | None,
-    typer.Option(
+    str | None,
+    _choice(
         "--rows",
-        help="One row per conversation (every reply trained once; default) or per reply (pair). "
+        ("conversation", "pair"),
+        "ROWS",
+        "One row per conversation (every reply trained once; default) or per reply (pair). "
         "prompt-completion is always per reply.",
     ),
 ]
 
 
-def _check_rows(fmt: str, rows) -> None:
+def _check_rows(fmt: str, rows: str | None) -> None:
     from .trainer_formats import MODES
 
-    if rows and rows.value not in MODES.get(fmt, (rows.value,)):
+    if rows and rows not in MODES.get(fmt, (rows,)):
         raise typer.BadParameter(f"--format {fmt} has one row per reply: use --rows pair")
 
 
@@ -357,19 +487,55 @@ def _fraction(value: str | None) -> float | None:
     return fraction
 
 
-@app.command()
+TERMINAL_LIMIT = 64_000  # bytes a bare `export` writes to a terminal before it asks for -o
+
+
+def _to_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _write_stdout(chunks, guarded: bool, what: str) -> None:
+    """Write to standard output; a large output bound for a terminal without `-o` is refused
+    before anything is written, as curl refuses binary output."""
+    if guarded and _to_terminal():
+        head, size = [], 0
+        for chunk in chunks:
+            head.append(chunk)
+            size += len(chunk)
+            if size > TERMINAL_LIMIT:
+                from .render import size as shown
+
+                total = size + sum(len(rest) for rest in chunks)
+                raise UsageError(f"refusing to write {shown(total)} of {what} to the terminal: use -o FILE, or -o - to insist")
+        chunks = head
+    for chunk in chunks:
+        sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+
+
+@_command(app)
 def export(
     ctx: typer.Context,
     file: FileArg,
     format: Annotated[
-        ExportFormat,
-        typer.Option(
+        str,
+        _choice(
             "--format",
-            help="json/jsonl: the stored outputs. messages, prompt-completion, sharegpt, alpaca: "
+            EXPORT_FORMATS,
+            "FORMAT",
+            "json/jsonl: the stored outputs. messages, prompt-completion, sharegpt, alpaca: "
             "rows trainers load (no header). card: a Hugging Face dataset card.",
         ),
-    ] = ExportFormat["json"],
-    output: Annotated[str, typer.Option("--output", "-o", metavar="PATH", help="Where to write (`-`: standard output).")] = "-",
+    ] = "json",
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PATH",
+            help="Where to write (default: standard output, except more than 64 KB to a terminal; `-`: standard output always).",
+        ),
+    ] = None,
     no_header: Annotated[bool, typer.Option("--no-header", help="JSONL without its `_meta` first line.")] = False,
     rows: Rows = None,
     with_metadata: Annotated[
@@ -381,9 +547,14 @@ def export(
     ] = None,
     output_dir: Annotated[str | None, typer.Option(metavar="DIR", help="Folder for a --split export.")] = None,
     url: Annotated[bool, typer.Option("--url", help="Print a time-limited download URL instead (remote stores).")] = False,
-    expires: Annotated[int, typer.Option(min=1, max=604800, metavar="SECONDS", help="Seconds the --url stays valid.")] = 3600,
+    expires: Annotated[
+        int, typer.Option(parser=arguments.whole(1, 604800), metavar="SECONDS", help="Seconds the --url stays valid (1 to 604800).")
+    ] = 3600,
     version: Annotated[
-        int | None, typer.Option("--version", min=1, metavar="N", help="Export version N (see `trainfiles log`), byte for byte; default: the latest.")
+        int | None,
+        typer.Option(
+            "--version", parser=arguments.whole(1), metavar="N", help="Export version N (see `trainfiles log`), byte for byte; default: the latest."
+        ),
     ] = None,
 ):
     """Export a training file: its stored JSON or JSONL, rows for a trainer, or a dataset card.
@@ -394,7 +565,7 @@ def export(
     """
     from . import exports
 
-    fmt = format.value
+    fmt = format
     stored = fmt in ("json", "jsonl")
     fraction = _fraction(split)
     if (fraction is None) != (output_dir is None):
@@ -411,9 +582,8 @@ def export(
     if url:
         print(exports.sign(ctx.obj, file, fmt, expires, version))
         return
-    mode = rows.value if rows else None
     if fraction is not None:
-        counts = exports.split(ctx.obj, file, fmt, mode, with_metadata, fraction, output_dir, version)
+        counts = exports.split(ctx.obj, file, fmt, rows, with_metadata, fraction, output_dir, version)
         _warn(f"train {counts['train']} rows, validation {counts['validation']} rows in {output_dir}")
         return
     if stored:
@@ -421,25 +591,26 @@ def export(
     elif fmt == "card":
         chunks = iter([exports.card(ctx.obj, file).encode()])
     else:
-        chunks = exports.encode(exports.trainer_rows(ctx.obj, file, fmt, mode, with_metadata, version))
-    if output == "-":
-        for chunk in chunks:
-            sys.stdout.buffer.write(chunk)
-        sys.stdout.buffer.flush()
+        chunks = exports.encode(exports.trainer_rows(ctx.obj, file, fmt, rows, with_metadata, version))
+    if output in (None, "-"):
+        _write_stdout(chunks, guarded=output is None, what="Markdown" if fmt == "card" else "JSON")
     else:
         from .storage import write_atomic
 
         write_atomic(output, chunks, create_folder=False)
 
 
-@app.command()
+@_command(app)
 def check(
     ctx: typer.Context,
     file: FileArg,
-    format: Annotated[CheckFormat, typer.Option("--format", help="The trainer format to check.")] = CheckFormat["messages"],
+    format: Annotated[str, _choice("--format", TRAINER_FORMATS, "FORMAT", "The trainer format to check.")] = "messages",
     rows: Rows = None,
     max_tokens: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Rows longer than this are reported (TRL truncates at max_length, 1024 by default).")
+        int,
+        typer.Option(
+            parser=arguments.whole(1), metavar="N", help="Rows longer than this are reported (TRL truncates at max_length, 1024 by default)."
+        ),
     ] = 1024,
     tokenizer: Annotated[
         str | None,
@@ -455,21 +626,21 @@ def check(
     """
     from . import exports
 
-    _check_rows(format.value, rows)
-    report = exports.check(ctx.obj, file, format.value, rows.value if rows else None, max_tokens, tokenizer)
+    _check_rows(format, rows)
+    report = exports.check(ctx.obj, file, format, rows, max_tokens, tokenizer)
     if json:
         _json(report)
     else:
-        from .preflight import render
+        from .render import check_report
 
-        _print(render(report))
+        sys.stdout.write(check_report(report))
     if not report["ok"]:
         found = ", ".join(f"{name} in {e['count']} rows" for name, e in report["errors"].items() if e["count"])
         _warn(f"Error: {file} is not ready to train: {found}")
         raise typer.Exit(3)
 
 
-@app.command()
+@_command(app)
 def archive(
     ctx: typer.Context,
     file: FileArg,
@@ -482,7 +653,7 @@ def archive(
     _report_file(_files().archive(ctx.obj, file), json)
 
 
-@app.command()
+@_command(app)
 def unarchive(
     ctx: typer.Context,
     file: FileArg,
@@ -495,7 +666,7 @@ def unarchive(
     _report_file(_files().unarchive(ctx.obj, file), json)
 
 
-@app.command()
+@_command(app)
 def remove(
     ctx: typer.Context,
     file: FileArg,
@@ -505,13 +676,13 @@ def remove(
 ):
     """Remove conversations from a training file you created: a new version without them.
 
-    Example: trainfiles remove dec-batch --id 2e6e3685-eb74-46c9-b11d-13a3e162a4b5
+    Example: trainfiles remove dec-batch --id 2e6e3685
     """
     selection = _selection(ids_file, id, None)
     _report_file(_files().remove(ctx.obj, file, selection.ids), json)
 
 
-@app.command()
+@_command(app)
 def rename(
     ctx: typer.Context,
     file: FileArg,
@@ -525,7 +696,7 @@ def rename(
     _report_file(_files().rename(ctx.obj, file, new_name), json)
 
 
-@app.command()
+@_command(app)
 def describe(
     ctx: typer.Context,
     file: FileArg,
@@ -542,11 +713,13 @@ def describe(
     _report_file(_files().describe(ctx.obj, file, description, target_model), json)
 
 
-@app.command()
+@_command(app)
 def restore(
     ctx: typer.Context,
     file: FileArg,
-    version: Annotated[int, typer.Option("--version", min=1, metavar="N", help="The version to bring back (see `trainfiles log`).")],
+    version: Annotated[
+        int, typer.Option("--version", parser=arguments.whole(1), metavar="N", help="The version to bring back (see `trainfiles log`).")
+    ],
     json: JsonFlag = False,
 ):
     """Make a training file what it was at version N, as a new version (history is kept).
@@ -556,7 +729,7 @@ def restore(
     _report_file(_files().restore(ctx.obj, file, version), json)
 
 
-@app.command()
+@_command(app)
 def log(
     ctx: typer.Context,
     file: FileArg,
@@ -575,10 +748,13 @@ def log(
         sys.stdout.write(versions_table(versions))
 
 
-@app.command()
+@_command(app)
 def verify(
     ctx: typer.Context,
-    file: Annotated[str | None, typer.Argument(metavar="[FILE]", help="Only this training file (default: all).")] = None,
+    file: Annotated[
+        str | None,
+        typer.Argument(metavar="FILE", help="Only this training file (default: all).", autocompletion=_complete_file),
+    ] = None,
     sources: Annotated[bool, typer.Option("--sources", help="Also check every member's source file.")] = False,
     json: JsonFlag = False,
 ):
@@ -599,23 +775,27 @@ def verify(
         raise typer.Exit(3)
 
 
-@app.command()
+@_command(app)
 def gc(
     ctx: typer.Context,
     keep: Annotated[
-        int | None, typer.Option(min=1, metavar="N", help="Also delete the outputs of all but each file's newest N versions.")
+        int | None,
+        typer.Option(parser=arguments.whole(1), metavar="N", help="Also delete the outputs of all but each file's newest N versions."),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")] = False,
     min_age: Annotated[
         float,
         typer.Option(
-            min=0, metavar="SECONDS", help="Only what is older than this: a command still running may be about to commit what it wrote."
+            parser=arguments.seconds,
+            metavar="SECONDS",
+            help="Only what is older than this: a command still running may be about to commit what it wrote.",
         ),
     ] = 3600,
     json: JsonFlag = False,
 ):
-    """Delete what no commit references: outputs of commands that died, temporary files,
-    open uploads; with --keep, old versions' outputs (export rebuilds them from sources).
+    """Delete what no commit needs: outputs of commands that died, temporary files, open uploads, and with --keep old versions' outputs.
+
+    Export builds a deleted version's outputs again from the sources.
 
     Example: trainfiles gc --keep 3 --dry-run
     """

@@ -4,9 +4,9 @@ platform's manifest, listing what the catalog holds."""
 import os
 from collections.abc import Iterator
 
-from . import clock, enriched, storage
+from . import clock, enriched, prefixes, storage
 from .catalog import Catalog
-from .errors import NotFound, named
+from .errors import NotFound, TrainfilesError, named
 from .manifest import parse_manifest
 from .progress import bar
 from .settings import Settings
@@ -126,6 +126,42 @@ def _save_conversations(settings: Settings, rows: list[dict], invalid: list[dict
 
 def list_conversations(settings: Settings, status: str | None, batch: str | None) -> list[dict]:
     return Catalog(settings.catalog).list_conversations(status, batch)
+
+
+def show(settings: Settings, ref: str) -> dict:
+    """One conversation's record by id or unique prefix, with the training pairs of its
+    source file: how many, how many have a target response (the rows they give in a
+    training file's JSONL), and each turn. `source_error` says why the pairs are unknown."""
+    catalog = Catalog(settings.catalog)
+    cid = prefixes.expand([ref.lower()], catalog.conversation_ids_starting, "conversation")[0]
+    rec = catalog.conversations([cid]).get(cid)
+    if rec is None:
+        raise NotFound(f"unknown conversation id: {ref}")
+    pairs, problem = _pairs(rec["enriched_file_path"])
+    rec["training_pairs"] = None if pairs is None else len(pairs)
+    rec["jsonl_rows"] = None if pairs is None else sum(p["target_response"] is not None for p in pairs)
+    rec["turns"] = [
+        {
+            "turn_number": p["turn_number"],
+            "has_target_response": p["target_response"] is not None,
+            "quality_score": p["training_metadata"].get("quality_score"),
+            "human_reviewed": p["training_metadata"].get("human_reviewed"),
+        }
+        for p in pairs or []
+    ]
+    rec["source_error"] = problem
+    return rec
+
+
+def _pairs(path: str | None) -> tuple[list[dict] | None, str | None]:
+    if not path:
+        return None, "no enriched_file_path"
+    try:
+        doc = enriched.parse(storage.read(path))
+        enriched.check(doc)
+    except (enriched.Ineligible, TrainfilesError) as e:
+        return None, str(e)
+    return doc["training_pairs"], None
 
 
 def _parent(url: str) -> str:

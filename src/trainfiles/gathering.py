@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from . import builder, enriched, storage
+from . import builder, enriched, prefixes, storage
 from .catalog import Catalog
 from .errors import InvalidInput, NotFound, StorageUnavailable, TrainfilesError, named
 from .outputs import Spool
@@ -43,8 +43,14 @@ def resolve(catalog: Catalog, selection: Selection) -> list[str]:
         return ids
     if not selection.ids:
         raise InvalidInput("no conversation ids given")
-    require_unique(selection.ids)
-    return selection.ids
+    return full_ids(catalog, selection.ids)
+
+
+def full_ids(catalog: Catalog, ids: list[str]) -> list[str]:
+    """The ids in full (unique prefixes of registered conversations expanded), each once."""
+    ids = prefixes.expand(ids, catalog.conversation_ids_starting, "conversation")
+    require_unique(ids)
+    return ids
 
 
 def unknown(catalog: Catalog, ids: list[str]) -> list[str]:

@@ -17,9 +17,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import orjson
-from rich.console import Group
-from rich.table import Table
-
 from .errors import InvalidInput, NotFound
 from .trainer_formats import parse
 
@@ -129,33 +126,6 @@ def problems(messages: list[dict]) -> set[str]:
         else:
             found.add("roles_not_alternating")
     return found
-
-
-def render(report: dict) -> Group:
-    """The report for people: a summary, then errors and warnings that occurred."""
-    summary = Table.grid(padding=(0, 2))
-    tokens, loss = report["tokens"], report["loss_tokens"]
-    for label, value in (
-        ("format", report["format"]),
-        ("rows", str(report["rows"])),
-        ("tokenizer", report["tokenizer"]),
-        ("tokens per row", " ".join(f"{key} {tokens[key]}" for key in ("min", "mean", "p50", "p90", "max"))),
-        ("loss tokens", f"{loss['total']} ({loss['unique']} unique, {loss['repeated']} repeated)"),
-        ("result", "ok" if report["ok"] else "errors found"),
-    ):
-        summary.add_row(label, value)
-    parts = [summary]
-    for title, labels in (("errors", ERRORS), ("warnings", WARNINGS)):
-        found = {category: hits for category, hits in report[title].items() if hits["count"]}
-        if found:
-            table = Table(title=title, title_justify="left")
-            for header, justify in (("problem", "left"), ("rows", "right"), ("first rows", "left")):
-                table.add_column(header, justify=justify)
-            for category, hits in found.items():
-                label = labels[category] + (f" ({report['max_tokens']})" if category == "over_max_tokens" else "")
-                table.add_row(label, str(hits["count"]), ", ".join(map(str, hits["rows"])))
-            parts.append(table)
-    return Group(*parts)
 
 
 def _token_counter(tokenizer_path: str | None) -> Callable[[object], int]:

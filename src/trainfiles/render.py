@@ -1,18 +1,19 @@
-"""Human output: aligned tables and summaries as plain text. Machines use `--json` instead."""
+"""Human output, one look for every command: aligned plain-text tables and `label  value`
+summaries. Machines use `--json` (or `list --csv/--tsv/--nl`) instead."""
 
+import os
+import shutil
+import sys
 from datetime import datetime
 
 from . import clock
 
 
-def stdout():
-    """A rich console for data on standard output: no colour or wrapping when piped."""
-    from rich.console import Console
-
-    console = Console(soft_wrap=False, highlight=False)
-    if not console.is_terminal:
-        console = Console(soft_wrap=False, highlight=False, width=240, no_color=True)
-    return console
+def terminal_width() -> int | None:
+    """Columns a table may use: $COLUMNS, else the terminal's; None (no limit) when piped."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 
 def size(n: int | None) -> str:
@@ -51,8 +52,15 @@ def score(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def aligned(headers: list[str], rows: list[list[str]], right: frozenset[int] = frozenset()) -> str:
-    """A table as aligned text: a header, a rule, one line per row.
+def aligned(
+    headers: list[str],
+    rows: list[list[str]],
+    right: frozenset[int] = frozenset(),
+    width: int | None = None,
+    optional: tuple[int, ...] = (),
+) -> str:
+    """A table as aligned text: a header, a rule, one line per row. Columns named in
+    `optional` are left out, in that order, until the table fits in `width`.
 
     Rich's Table takes 0.45 s or more to lay out 1,000 rows here, which alone breaks the
     `list` target of 0.3 s; cells here are single-line, so column widths are all we need.
@@ -61,6 +69,15 @@ def aligned(headers: list[str], rows: list[list[str]], right: frozenset[int] = f
     from rich.cells import cell_len
 
     widths = [max([cell_len(h)] + [cell_len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    kept = list(range(len(headers)))
+    for column in optional:
+        if width is None or sum(widths[i] + 2 for i in kept) - 2 <= width:
+            break
+        kept.remove(column)
+    if len(kept) < len(headers):
+        headers, widths = [headers[i] for i in kept], [widths[i] for i in kept]
+        right = frozenset(n for n, i in enumerate(kept) if i in right)
+        rows = [[r[i] for i in kept] for r in rows]
 
     def line(cells: list[str]) -> str:
         padded = []
@@ -73,43 +90,65 @@ def aligned(headers: list[str], rows: list[list[str]], right: frozenset[int] = f
     return "\n".join([line(headers), rule, *(line(r) for r in rows)]) + "\n"
 
 
-FILE_COLUMNS = ["name", "conversations", "pairs", "avg quality", "personas", "arcs", "topics", "json", "jsonl", "age"]
+FILE_COLUMNS = ["name", "id", "conversations", "pairs", "quality", "scaffolding", "target model", "jsonl", "by", "age"]
+# Left out in this order when the terminal is too narrow for them.
+FILE_OPTIONAL = (6, 8, 1, 5, 7, 4)
 
 
-def files_table(records: list[dict]) -> str:
-    """The `list` table: one row per training file."""
+def files_table(records: list[dict], width: int | None = None) -> str:
+    """The `list` table: one row per training file, in `width` columns when given."""
     now = clock.now()
-    rows = []
-    for rec in records:
-        dist = rec["scaffolding_distribution"]
-        rows.append(
-            [
-                rec["name"] + ("" if rec["status"] == "active" else f" ({rec['status']})"),
-                str(rec["conversation_count"]),
-                str(rec["total_training_pairs"]),
-                score(rec["avg_quality_score"]),
-                counts(dist.get("personas", {})),
-                counts(dist.get("emotional_arcs", {})),
-                counts(dist.get("training_topics", {})),
-                size(rec["json_file_size"]),
-                size(rec["jsonl_file_size"]),
-                age(rec["created_at"], now),
-            ]
-        )
-    return aligned(FILE_COLUMNS, rows, right=frozenset({1, 2, 3, 7, 8, 9}))
+    rows = [
+        [
+            rec["name"] + ("" if rec["status"] == "active" else f" ({rec['status']})"),
+            rec["id"][:8],
+            str(rec["conversation_count"]),
+            str(rec["total_training_pairs"]),
+            score(rec["avg_quality_score"]),
+            scaffolding(rec["scaffolding_distribution"]),
+            rec["target_model"] or "-",
+            size(rec["jsonl_file_size"]),
+            rec["created_by"],
+            age(rec["created_at"], now),
+        ]
+        for rec in records
+    ]
+    return aligned(FILE_COLUMNS, rows, right=frozenset({2, 3, 4, 7, 9}), width=width, optional=FILE_OPTIONAL)
+
+
+def scaffolding(distribution: dict[str, dict[str, int]]) -> str:
+    """The scaffolding distribution summarised: `3 personas, 2 arcs, 4 topics`."""
+    parts = [
+        f"{len(distribution[key])} {label if len(distribution[key]) != 1 else label[:-1]}"
+        for key, label in (("personas", "personas"), ("emotional_arcs", "arcs"), ("training_topics", "topics"))
+        if distribution.get(key)
+    ]
+    return ", ".join(parts) or "-"
+
+
+def fields(rows: list[tuple[str, str]]) -> str:
+    """A summary: one `label  value` line per field, values aligned."""
+    width = max(len(label) for label, _ in rows)
+    return "".join(f"{label:<{width}}  {value}".rstrip() + "\n" for label, value in rows)
 
 
 def file_summary(rec: dict) -> str:
-    """The `create`, `add` and `show` summary: one field per line (plain text: importing
-    rich for it cost a tenth of `create`'s start-up)."""
+    """The summary `create`, `add`, `show` and the other changes print: every field, the
+    full scaffolding distribution, and with `show` the JSONL's rows and the member ids."""
     dist = rec["scaffolding_distribution"]
     rows = [
         ("name", rec["name"]),
         ("id", rec["id"]),
         ("status", rec["status"]),
+        ("version", str(rec["version"])),
         ("description", rec["description"] or "-"),
+        ("target model", rec["target_model"] or "-"),
         ("conversations", str(rec["conversation_count"])),
         ("training pairs", str(rec["total_training_pairs"])),
+    ]
+    if "jsonl_rows" in rec:
+        rows.append(("jsonl rows", f"{rec['jsonl_rows']} (training pairs with a target response; the others are user turns)"))
+    rows += [
         (
             "quality",
             f"avg {score(rec['avg_quality_score'])}, min {score(rec['min_quality_score'])}, "
@@ -124,15 +163,15 @@ def file_summary(rec: dict) -> str:
         ("last updated", rec["last_updated_at"]),
     ]
     rows += [("conversation ids" if i == 0 else "", cid) for i, cid in enumerate(rec.get("conversation_ids", []))]
-    width = max(len(key) for key, _ in rows)
-    return "".join(f"{key:<{width}}  {value}\n" for key, value in rows)
+    return fields(rows)
 
 
-CONVERSATION_COLUMNS = ["conversation_id", "status", "batch", "persona", "arc", "topic", "quality", "reviewed", "created"]
+CONVERSATION_COLUMNS = ["conversation_id", "status", "batch", "persona", "arc", "topic", "quality", "reviewed", "created", "source"]
+CONVERSATION_OPTIONAL = (4, 5, 3, 2, 8, 7)
 
 
-def conversations_table(records: list[dict]) -> str:
-    """The `conversations list` table."""
+def conversations_table(records: list[dict], width: int | None = None) -> str:
+    """The `conversations list` table, with each conversation's source file."""
     rows = [
         [
             rec["conversation_id"],
@@ -142,12 +181,73 @@ def conversations_table(records: list[dict]) -> str:
             rec["emotional_arc_key"] or "-",
             rec["topic_key"] or "-",
             score(rec["quality_score"]),
-            {True: "yes", False: "no", None: "-"}[rec["human_reviewed"]],
+            _yes_no(rec["human_reviewed"]),
             rec["created_at"] or "-",
+            rec["enriched_file_path"] or "-",
         ]
         for rec in records
     ]
-    return aligned(CONVERSATION_COLUMNS, rows, right=frozenset({6}))
+    return aligned(CONVERSATION_COLUMNS, rows, right=frozenset({6}), width=width, optional=CONVERSATION_OPTIONAL)
+
+
+def _yes_no(value: bool | None) -> str:
+    return {True: "yes", False: "no", None: "-"}[value]
+
+
+def conversation_summary(rec: dict) -> str:
+    """`conversations show`: the record, then one line per training pair of the source."""
+    pairs = "-" if rec["training_pairs"] is None else str(rec["training_pairs"])
+    rows = [
+        ("conversation id", rec["conversation_id"]),
+        ("status", rec["enrichment_status"] or "-"),
+        ("source", rec["enriched_file_path"] or "-"),
+        ("batch", rec["batch_job_id"] or "-"),
+        ("persona", rec["persona_key"] or "-"),
+        ("emotional arc", rec["emotional_arc_key"] or "-"),
+        ("topic", rec["topic_key"] or "-"),
+        ("quality", f"{score(rec['quality_score'])} ({rec['tier'] or '-'})"),
+        ("human reviewed", _yes_no(rec["human_reviewed"])),
+        ("created", rec["created_at"] or "-"),
+        ("training pairs", pairs if rec["source_error"] is None else f"- ({rec['source_error']})"),
+    ]
+    if rec["invalid_reason"]:
+        rows.append(("invalid", rec["invalid_reason"]))
+    if rec["jsonl_rows"] is not None:
+        rows.append(("jsonl rows", f"{rec['jsonl_rows']} (training pairs with a target response; the others are user turns)"))
+    text = fields(rows)
+    if rec["turns"]:
+        turns = [
+            [str(t["turn_number"]), _yes_no(t["has_target_response"]), score(t["quality_score"]), _yes_no(t["human_reviewed"])]
+            for t in rec["turns"]
+        ]
+        text += "\n" + aligned(["turn", "target response", "quality", "reviewed"], turns, right=frozenset({0, 2}))
+    return text
+
+
+def check_report(report: dict) -> str:
+    """`check`: a summary, then the errors and warnings that occurred, one table each."""
+    from .preflight import ERRORS, WARNINGS
+
+    tokens, loss = report["tokens"], report["loss_tokens"]
+    text = fields(
+        [
+            ("format", report["format"]),
+            ("rows", str(report["rows"])),
+            ("tokenizer", report["tokenizer"]),
+            ("tokens per row", " ".join(f"{key} {tokens[key]}" for key in ("min", "mean", "p50", "p90", "max"))),
+            ("loss tokens", f"{loss['total']} ({loss['unique']} unique, {loss['repeated']} repeated)"),
+            ("result", "ok" if report["ok"] else "errors found"),
+        ]
+    )
+    for title, labels in (("errors", ERRORS), ("warnings", WARNINGS)):
+        found = [
+            [labels[category] + (f" ({report['max_tokens']})" if category == "over_max_tokens" else ""), str(hits["count"]), ", ".join(map(str, hits["rows"]))]
+            for category, hits in report[title].items()
+            if hits["count"]
+        ]
+        if found:
+            text += f"\n{title}\n" + aligned(["problem", "rows", "first rows"], found, right=frozenset({1}))
+    return text
 
 
 VERSION_COLUMNS = ["version", "when", "by", "operation", "changed", "conversations", "pairs", "json sha256", "jsonl sha256"]

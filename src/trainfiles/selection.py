@@ -6,10 +6,11 @@ from collections.abc import Iterable
 
 from .enriched import UUID_RE
 from .errors import Conflict, InvalidInput
+from .prefixes import MIN_LENGTH, looks_like
 
 
 def parse_ids(lines: Iterable[str], source: str) -> list[str]:
-    """Ids in order, lower-cased; blank lines, `#` comments and a leading BOM skipped.
+    """Ids or id prefixes in order, lower-cased; blank lines, `#` comments and a leading BOM skipped.
 
     Every malformed line is named in one InvalidInput.
     """
@@ -18,12 +19,12 @@ def parse_ids(lines: Iterable[str], source: str) -> list[str]:
         text = line.removeprefix("\ufeff").strip() if number == 1 else line.strip()
         if not text or text.startswith("#"):
             continue
-        if not UUID_RE.fullmatch(text):
+        if not (UUID_RE.fullmatch(text) or looks_like(text)):
             bad.append(f"{source} line {number}: {text!r}")
             continue
         ids.append(text.lower())
     if bad:
-        raise InvalidInput("not a conversation id: ", bad)
+        raise InvalidInput("not a conversation id: ", bad, suffix=f" (an id, or a unique prefix of {MIN_LENGTH} characters or more)")
     return ids
 
 

@@ -301,6 +301,15 @@ def read(url: str) -> bytes:
         raise failure(url, e) from e
 
 
+def head(url: str, size: int) -> bytes:
+    """The first `size` bytes of one object (fewer if it is shorter): one ranged read."""
+    fs, path = resolve(url)
+    try:
+        return fs.cat_file(path, start=0, end=size)
+    except Exception as e:
+        raise failure(url, e) from e
+
+
 def chunks(url: str) -> Iterator[bytes]:
     """One object's content in large chunks, for copying files too large to hold.
 
@@ -347,7 +356,11 @@ def lines(url: str) -> Iterator[bytes]:
 
 
 def first_line(url: str) -> bytes:
-    """An object's first line, read without reading the rest."""
+    """An object's first line, read without reading the rest (one ranged read when the
+    line is short, as our headers are)."""
+    start = head(url, 4096)
+    if b"\n" in start or len(start) < 4096:
+        return start.split(b"\n", 1)[0] + (b"\n" if b"\n" in start else b"")
     return next(lines(url), b"")
 
 

@@ -7,15 +7,15 @@ or is refused publishes nothing.
 """
 
 import uuid
+from pathlib import Path
 
 import orjson
 
-from . import changes, commits, enriched, gathering, index, legacy, outputs, storage
+from . import changes, commits, enriched, gathering, index, legacy, outputs, prefixes, storage
 from .catalog import RECORD_FIELDS, Catalog, outputs_of
 from .changes import Draft
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, named
 from .gathering import Selection
-from .selection import require_unique
 from .settings import Settings
 from .text import refuse_hidden_characters
 
@@ -95,8 +95,8 @@ def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) 
 
 def remove(settings: Settings, ref: str, ids: list[str]) -> dict:
     """Take conversations out: a new version without them, the rest in their order."""
-    require_unique(ids)
     catalog = open_catalog(settings)
+    ids = gathering.full_ids(catalog, ids)
     row = find(catalog, ref)
 
     def check(current: dict | None) -> None:
@@ -291,11 +291,24 @@ def check_name(name: str) -> str:
 
 
 def find(catalog: Catalog, ref: str) -> dict:
-    """A training file row by id or name, or NotFound."""
+    """A training file row by id, name or unique id prefix, or NotFound (Conflict for an
+    ambiguous prefix). Every command finds its FILE here."""
     row = catalog.find_file(ref)
+    if row is None and prefixes.looks_like(ref):
+        row = catalog.find_file(prefixes.expand([ref], catalog.file_ids_starting, "training file")[0])
     if row is None:
         raise NotFound(f"no training file with id or name {ref!r}")
     return row
+
+
+def completions(settings: Settings, incomplete: str) -> list[str]:
+    """Names and ids of training files that start with `incomplete`, for the shell: from the
+    local catalog as it is (completion must not wait for the store), none when there is none."""
+    if not Path(settings.catalog).exists():
+        return []
+    rows = Catalog(settings.catalog).list_files(None)
+    ids = [row["id"] for row in rows] if incomplete else []
+    return [ref for ref in [row["name"] for row in rows] + ids if ref.startswith(incomplete)]
 
 
 def _bucket(store: str) -> str:
@@ -320,17 +333,38 @@ def _record(settings: Settings, catalog: Catalog, file_id: str) -> dict:
     return record(settings, catalog.find_file(file_id))
 
 
-def list_files(settings: Settings, status: str) -> list[dict]:
+def list_files(settings: Settings, status: str, created_by: str | None = None) -> list[dict]:
     catalog = open_catalog(settings)
-    return [record(settings, row) for row in catalog.list_files(None if status == "all" else status)]
+    return [record(settings, row) for row in catalog.list_files(None if status == "all" else status, created_by)]
+
+
+NO_FILES = "No training files yet. Create one with: trainfiles create --name NAME --batch BATCH_ID"
+
+
+def nothing_listed(settings: Settings, status: str, created_by: str | None) -> str:
+    """What an empty `list` says: how to create a file, or which filter left every file out."""
+    total = Catalog(settings.catalog).file_count()
+    if not total:
+        return NO_FILES
+    filters = ([f"--status {status}"] if status != "all" else []) + ([f"--created-by {created_by}"] if created_by else [])
+    return f"No training files match {' '.join(filters)} ({total} in all: trainfiles list --status all)"
 
 
 def show(settings: Settings, ref: str) -> dict:
     catalog = open_catalog(settings)
     row = find(catalog, ref)
     rec = record(settings, row)
+    rec["jsonl_rows"] = jsonl_rows(settings.store, row)
     rec["conversation_ids"] = catalog.member_ids(row["id"])
     return rec
+
+
+
+
+def jsonl_rows(store: str, row: dict) -> int:
+    """The rows of the file's JSONL: its pairs with a target response (a user turn with no
+    reply is a training pair but no row). Read from the `_meta` header in one ranged read."""
+    return orjson.loads(storage.first_line(storage.join(store, row["jsonl_key"])))["_meta"]["total_pairs"]
 
 
 LOG_FIELDS = (
