@@ -297,7 +297,7 @@ def find(catalog: Catalog, ref: str) -> dict:
     if row is None and prefixes.looks_like(ref):
         row = catalog.find_file(prefixes.expand([ref], catalog.file_ids_starting, "training file")[0])
     if row is None:
-        raise NotFound(f"no training file with id or name {ref!r}")
+        raise NotFound("no training file with id or name ", [repr(ref)])
     return row
 
 
