@@ -327,6 +327,16 @@ def _fraction(value: str | None) -> float | None:
     return fraction
 
 
+TokenizerOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="TOKENIZER",
+        help="A tokenizer.json, a folder holding one, or a model id in the local Hugging Face cache; "
+        "its chat template is applied (else a plain one). Default (check): an estimate, chars/4.",
+    ),
+]
+
+
 @app.command()
 def export(
     ctx: typer.Context,
@@ -355,10 +365,19 @@ def export(
     version: Annotated[
         int | None, typer.Option("--version", min=1, metavar="N", help="Export version N (see `trainfiles log`), byte for byte; default: the latest.")
     ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="Fit rows to N tokens (chat template applied): long conversations become several rows, every reply trained once, whole."),
+    ] = None,
+    tokenizer: TokenizerOption = None,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="With --max-tokens: leave out, and list, replies that cannot fit.")] = False,
+    license: Annotated[str | None, typer.Option(metavar="ID", help="License id for the --split dataset card (e.g. cc-by-4.0).")] = None,
+    language: Annotated[str | None, typer.Option(metavar="CODE", help="Language for the --split dataset card (e.g. en).")] = None,
 ):
     """Export a training file: its stored JSON or JSONL, rows for a trainer, or a dataset card.
 
     Splits are by conversation and stable: adding conversations never moves one across.
+    A split folder also gets LLaMA-Factory's dataset_info.json and an Axolotl axolotl.yaml.
 
     Example: trainfiles export dec-batch --format messages --split validation=0.1 --output-dir data/
     """
@@ -378,64 +397,83 @@ def export(
     if (rows or with_metadata) and fmt not in TRAINER_FORMATS:
         raise typer.BadParameter("--rows and --with-metadata apply to trainer formats: " + ", ".join(TRAINER_FORMATS))
     _check_rows(fmt, rows)
+    if (max_tokens is None) != (tokenizer is None) or (max_tokens and fmt not in TRAINER_FORMATS):
+        raise typer.BadParameter("--max-tokens and --tokenizer go together, with a trainer format")
+    if skip_invalid and max_tokens is None:
+        raise typer.BadParameter("--skip-invalid applies to --max-tokens")
+    if (license or language) and fraction is None:
+        raise typer.BadParameter("--license and --language are written to the card of a --split export")
     if url:
         print(exports.sign(ctx.obj, file, fmt, expires, version))
         return
     mode = rows.value if rows else None
+    fit, skipped = exports.fitting(max_tokens, tokenizer, skip_invalid) if max_tokens else (None, [])
     if fraction is not None:
-        counts = exports.split(ctx.obj, file, fmt, mode, with_metadata, fraction, output_dir, version)
-        _warn(f"train {counts['train']} rows, validation {counts['validation']} rows in {output_dir}")
-        return
-    if stored:
-        chunks = exports.stored(ctx.obj, file, fmt, header=not no_header, number=version)
-    elif fmt == "card":
-        chunks = iter([exports.card(ctx.obj, file).encode()])
+        done = exports.split(ctx.obj, file, fmt, mode, with_metadata, fraction, output_dir, version, fit, license, language)
+        counts = done["rows"]
+        _warn(f"train {counts['train']} rows, validation {counts['validation']} rows in {output_dir}: {', '.join(done['files'])}")
     else:
-        chunks = exports.encode(exports.trainer_rows(ctx.obj, file, fmt, mode, with_metadata, version))
-    if output == "-":
-        for chunk in chunks:
-            sys.stdout.buffer.write(chunk)
-        sys.stdout.buffer.flush()
-    else:
-        from .storage import write_atomic
+        if stored:
+            chunks = exports.stored(ctx.obj, file, fmt, header=not no_header, number=version)
+        elif fmt == "card":
+            chunks = iter([exports.card(ctx.obj, file).encode()])
+        else:
+            chunks = exports.encode(exports.trainer_rows(ctx.obj, file, fmt, mode, with_metadata, version, fit))
+        if output == "-":
+            for chunk in chunks:
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+        else:
+            from .storage import write_atomic
 
-        write_atomic(output, chunks)
+            write_atomic(output, chunks)
+    for reply in skipped:
+        _warn(f"left out: conversation {reply['conversation_id']} pair {reply['pair_id']} ({reply['tokens']} tokens > {max_tokens})")
 
 
 @app.command()
 def check(
     ctx: typer.Context,
-    file: FileArg,
-    format: Annotated[CheckFormat, typer.Option("--format", help="The trainer format to check.")] = CheckFormat["messages"],
+    file: Annotated[
+        str, typer.Argument(metavar="PATH", help="Training file id or name, or an export: a JSONL file or a split folder.")
+    ],
+    format: Annotated[
+        CheckFormat | None,
+        typer.Option("--format", help="The trainer format to check (a training file: default messages; an export: told by its rows)."),
+    ] = None,
     rows: Rows = None,
     max_tokens: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Rows longer than this are reported (TRL truncates at max_length, 1024 by default).")
+        int,
+        typer.Option(min=1, metavar="N", help="The context length: rows over it, and the loss TRL (truncates) and Axolotl (drops) would lose."),
     ] = 1024,
-    tokenizer: Annotated[
-        str | None,
-        typer.Option(metavar="PATH", help="A tokenizer.json (or a folder holding one) for exact counts; default: an estimate, chars/4."),
-    ] = None,
+    tokenizer: TokenizerOption = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 3 on warnings too (duplicates, rows over --max-tokens, ...).")] = False,
     json: JsonFlag = False,
 ):
-    """Check a training file before training: errors, duplicates, token lengths, loss tokens.
+    """Check a training file or an export before training: errors, duplicates, token lengths,
+    loss tokens, and what a context length of --max-tokens costs.
 
-    Exits 3 when it finds any error (warnings, such as rows over --max-tokens, do not count).
+    Exits 3 when it finds any error (and with --strict any warning).
 
     Example: trainfiles check dec-batch --format messages --tokenizer ./tokenizer.json --json
     """
     from . import exports
+    from .preflight import warned
 
-    _check_rows(format.value, rows)
-    report = exports.check(ctx.obj, file, format.value, rows.value if rows else None, max_tokens, tokenizer)
+    fmt = format.value if format else None
+    _check_rows(fmt or "messages", rows)
+    report = exports.check(ctx.obj, file, fmt, rows.value if rows else None, max_tokens, tokenizer)
     if json:
         _json(report)
     else:
         from .preflight import render
 
         _print(render(report))
-    if not report["ok"]:
-        found = ", ".join(f"{name} in {e['count']} rows" for name, e in report["errors"].items() if e["count"])
-        _warn(f"Error: {file} is not ready to train: {found}")
+    found = [f"{name} in {e['count']} rows" for name, e in report["errors"].items() if e["count"]]
+    if strict:
+        found += [f"{name} in {count} rows" for name, count in warned(report).items()]
+    if found:
+        _warn(f"Error: {file} is not ready to train: {', '.join(found)}")
         raise typer.Exit(3)
 
 
