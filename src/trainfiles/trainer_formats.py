@@ -72,14 +72,15 @@ def rows(
     fmt: str,
     mode: str | None = None,
     metadata: Mapping[str, dict] | None = None,
+    fit: Fitting | None = None,
 ) -> Iterator[dict]:
     """Trainer rows in `fmt`, one per conversation or per reply (`mode`, None: the format's default).
 
     `metadata` (conversation id -> {"quality_score": ...}) adds a `metadata` object to every
-    row; None leaves it out. The v4 `_meta` header line gives no row. Raises ValueError at
-    once for an unknown format or mode.
+    row; None leaves it out. `fit` fits rows to a context length. The v4 `_meta` header
+    line gives no row. Raises ValueError at once for an unknown format or mode.
     """
-    return (row for _, row in rows_by_conversation(v4_rows, fmt, mode, metadata))
+    return (row for _, row in rows_by_conversation(v4_rows, fmt, mode, metadata, fit))
 
 
 def rows_by_conversation(
