@@ -70,7 +70,7 @@ def test_fitted_rows_fit_and_train_every_reply_once_whole(cli, reference_file, b
     system = stored_rows(reference_file)[1]["system_prompt"]
     assert all(trainer_formats.parse(row, fmt).messages[0] == {"role": "system", "content": system} for row in out)
     # Unfitted, 5 of the 7 conversation rows are over 2048 tokens: fitting splits them.
-    assert len(out) > (7 if mode == "conversation" and fmt in ("messages", "sharegpt") else 19)
+    assert len(out) > (7 if mode == "conversation" and fmt == "messages" else 19)
 
 
 def test_a_reply_that_cannot_fit_is_an_error_naming_it(cli, reference_file, bpe):
@@ -223,3 +223,9 @@ def test_an_empty_side_gets_no_file_and_no_mention(cli, reference_file, tmp_path
             "columns": {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"},
         }
     }
+
+
+def test_a_training_file_wins_over_a_path_of_the_same_name(cli, reference_file, tmp_path):
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "ref" / "other.jsonl").write_text('{"prompt": [], "completion": []}\n')
+    assert cli.json("check", "ref", "--max-tokens", 100000)["rows"] == 7  # cwd is tmp_path

@@ -101,10 +101,14 @@ def weighted(m, w):
         # pair rows train their last reply only: the earlier one is context.
         ("messages", "pair", [{"messages": [S_, U, weighted(A, 1)]}, {"messages": [S_, U, weighted(A, 0), V, weighted(B, 1)]}]),
         ("prompt-completion", "pair", [{"prompt": [S_, U], "completion": [A]}, {"prompt": [S_, U, A, V], "completion": [B]}]),
+        # sharegpt too (LLaMA-Factory's mask_history), with weights for Axolotl.
         (
             "sharegpt",
             "conversation",
-            [{"conversations": [{"from": "system", "value": SYSTEM}, {"from": "human", "value": "u" * 30}, {"from": "gpt", "value": "A" * 30, "weight": 1}, {"from": "human", "value": "v" * 30}, {"from": "gpt", "value": "B" * 30, "weight": 1}]}],
+            [
+                {"conversations": [{"from": "system", "value": SYSTEM}, {"from": "human", "value": "u" * 30}, {"from": "gpt", "value": "A" * 30, "weight": 1}]},
+                {"conversations": [{"from": "system", "value": SYSTEM}, {"from": "human", "value": "u" * 30}, {"from": "gpt", "value": "A" * 30, "weight": 0}, {"from": "human", "value": "v" * 30}, {"from": "gpt", "value": "B" * 30, "weight": 1}]},
+            ],
         ),
         # alpaca trains only its output: a row per reply.
         (

@@ -234,10 +234,11 @@ def check(
 ) -> dict:
     """The pre-training report on a training file exported in `fmt` (with loss tokens and the
     cost of `max_tokens` for every row mode), or on an export: a JSONL file or a folder of
-    them (a split export) whose rows are checked in file name order, `fmt` told by the rows."""
+    them (a split export) whose rows are checked in file name order, `fmt` told by the rows.
+    A training file of that name or id wins over a path."""
     tokens = Tokens(tokenizer)
     path = Path(target)
-    if path.is_file() or path.is_dir():
+    if path.exists() and not _is_training_file(settings, target):
         return _check_export(path, fmt, max_tokens, tokens)
     fmt = fmt or "messages"
     modes = trainer_formats.MODES.get(fmt)
@@ -255,6 +256,14 @@ def check(
     report["loss_tokens_by_mode"] = {each: r["loss_tokens"]["total"] for each, r in reports.items()}
     report["length_cost_by_mode"] = {each: r["length_cost"] for each, r in reports.items()}
     return report
+
+
+def _is_training_file(settings: Settings, ref: str) -> bool:
+    try:
+        find(index.open(settings), ref)
+    except NotFound:
+        return False
+    return True
 
 
 def _marking(rows: Iterable[tuple[str, dict]], pair_ids: set, numbers: list[int]) -> Iterator[dict]:

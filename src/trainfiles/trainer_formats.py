@@ -18,8 +18,9 @@ With a `Fitting` (a context length and a way to measure a row), every row is fit
 (`fitting.fit`): a dialogue too long becomes several rows ending at a reply, and each reply is
 trained by exactly one row. A context reply (before the replies a row trains) carries
 `"weight": 0` in messages and sharegpt rows, a trained one `"weight": 1` (OpenAI's
-convention; Axolotl's `message_field_training: weight`); prompt-completion and alpaca rows
-train only their last reply (LLaMA-Factory: `mask_history: true`), so they get one row per reply.
+convention; Axolotl's `message_field_training: weight`). prompt-completion, sharegpt and
+alpaca rows train only their last reply, so they get one row per reply: a completion (TRL),
+or the last turn as LLaMA-Factory trains it with `mask_history: true` (it ignores weights).
 
 Odd data never raises: the row is written as it is (a history that does not end with the
 current input gets it appended; consecutive same roles stay) and `preflight` reports it.
@@ -41,8 +42,9 @@ MODES = {
     "sharegpt": ROW_MODES,
     "alpaca": ROW_MODES,
 }
-# Formats whose rows can only train their last reply (no per-message weight).
-LAST_REPLY_ONLY = ("prompt-completion", "alpaca")
+# Formats whose fitted rows train only their last reply (no per-message weight for some
+# trainer that reads them: TRL's completion, LLaMA-Factory's mask_history).
+LAST_REPLY_ONLY = ("prompt-completion", "sharegpt", "alpaca")
 # ShareGPT speakers. The system prompt is a leading `from: system` turn; the recipes
 # (`recipes.py`) give LLaMA-Factory and Axolotl the mappings they need to read it.
 SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
