@@ -62,3 +62,13 @@ def test_a_model_id_is_found_in_the_local_cache_only(tmp_path, monkeypatch):
     assert resolve("acme/tiny-chat") == model / "snapshots" / "2222" / "tokenizer.json"
     with pytest.raises(NotFound, match=r"acme/other is neither a file nor a model in the Hugging Face cache"):
         resolve("acme/other")
+
+
+def test_a_broken_template_is_invalid_input(tmp_path):
+    from trainfiles.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="does not parse"):
+        Tokens(str(whitespace_tokenizer(tmp_path / "a", chat_template="{% for m in messages %}")))
+    tokens = Tokens(str(whitespace_tokenizer(tmp_path / "b", chat_template="{{ raise_exception('no system role') }}")))
+    with pytest.raises(InvalidInput, match="the tokenizer's chat template refused a row: no system role"):
+        tokens.length(ROWS[0])

@@ -239,6 +239,8 @@ def check(
     tokens = Tokens(tokenizer)
     path = Path(target)
     if path.exists() and not _is_training_file(settings, target):
+        if mode is not None:
+            raise InvalidInput(f"--rows applies to a training file: the rows of {path} are checked as written")
         return _check_export(path, fmt, max_tokens, tokens)
     fmt = fmt or "messages"
     modes = trainer_formats.MODES.get(fmt)

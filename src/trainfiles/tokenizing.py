@@ -151,7 +151,7 @@ def _plain(messages: Sequence[dict]) -> tuple[str, dict[int, tuple[int, int]]]:
 
 def _jinja(template: str, specials: dict) -> Callable[[Sequence[dict]], tuple[str, dict[int, tuple[int, int]]]]:
     try:
-        from jinja2 import nodes
+        from jinja2 import TemplateError, nodes
         from jinja2.ext import Extension
         from jinja2.sandbox import ImmutableSandboxedEnvironment
     except ImportError:
@@ -175,12 +175,18 @@ def _jinja(template: str, specials: dict) -> Callable[[Sequence[dict]], tuple[st
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[Generation])
     env.globals["raise_exception"] = raise_exception
-    compiled = env.from_string(template)
+    try:
+        compiled = env.from_string(template)
+    except TemplateError as e:
+        raise InvalidInput(f"the tokenizer's chat template does not parse: {e}") from None
     has_generation = _OPEN in _mark_test(compiled, specials)
 
     def render(messages: Sequence[dict]) -> tuple[str, dict[int, tuple[int, int]]]:
         plain = [{"role": m["role"], "content": _text(m["content"])} for m in messages]
-        marked = compiled.render(messages=plain, add_generation_prompt=False, **specials)
+        try:
+            marked = compiled.render(messages=plain, add_generation_prompt=False, **specials)
+        except TemplateError as e:
+            raise InvalidInput(f"the tokenizer's chat template failed on a row: {e}") from None
         text, blocks = _unmark(marked)
         replies = [i for i, m in enumerate(plain) if m["role"] == "assistant"]
         if has_generation:
@@ -197,10 +203,13 @@ def _jinja(template: str, specials: dict) -> Callable[[Sequence[dict]], tuple[st
 
 
 def _mark_test(compiled, specials: dict) -> str:
+    """A two-message rendering, to see whether the template has generation blocks."""
+    from jinja2 import TemplateError
+
     probe = [{"role": "user", "content": "?"}, {"role": "assistant", "content": "!"}]
     try:
         return compiled.render(messages=probe, add_generation_prompt=False, **specials)
-    except InvalidInput:
+    except (InvalidInput, TemplateError):
         return ""
 
 
