@@ -47,23 +47,55 @@ $(TRAINERS_VENV)/.ready: pyproject.toml
 	# The CPU build first, so nothing pulls a CUDA torch.
 	$(TRAINERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(TRAINERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[trainers]'
+	# Axolotl and LLaMA-Factory pin versions of transformers, trl, datasets and peft other than
+	# these (and Axolotl a torch <= 2.12.1): installed without their dependencies, for their
+	# dataset conversion code only, with the two small packages Axolotl's imports need.
+	$(TRAINERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps axolotl==0.19.0 llamafactory==0.9.5 colorama addict
 	touch $@
 
-# Every trainer export of the fixtures, loaded by datasets and trained on by TRL and PEFT, offline.
+# Every trainer export (every format and row mode, as they are and fitted to 1,024 tokens) of
+# the fixtures and of the real reference conversations, converted by TRL, Axolotl and
+# LLaMA-Factory and compared with the source files; then trained on, offline; then mutated
+# exports, each of which must fail (tools/check_trainers.py).
+REFERENCE_DIR ?= ../shared/reference/enriched
+SPECS := messages:conversation messages:pair prompt-completion:pair sharegpt:conversation sharegpt:pair alpaca:conversation alpaca:pair
+PYT := $(TRAINERS_VENV)/bin/python
 check-trainers: $(TRAINERS_VENV)/.ready
 	rm -rf $(CHECKS)
-	mkdir -p $(CHECKS)/exports
+	mkdir -p $(CHECKS)
 	$(TFC) conversations import fixtures/manifest.csv > /dev/null
 	$(TFC) conversations scan fixtures/conversations > /dev/null
-	$(TFC) create --name check --batch $(BATCH_A) > /dev/null
-	$(TFC) add check --batch $(BATCH_B) --skip-invalid > /dev/null
-	for spec in messages:conversation messages:pair prompt-completion:pair sharegpt:conversation sharegpt:pair alpaca:conversation alpaca:pair; do \
-	  fmt=$${spec%%:*}; rows=$${spec##*:}; \
-	  $(TFC) export check --format $$fmt --rows $$rows --with-metadata --output $(CHECKS)/exports/$$fmt-$$rows.jsonl || exit 1; \
+	$(TFC) conversations scan $(REFERENCE_DIR) > /dev/null
+	$(TFC) conversations list --json > $(CHECKS)/conversations.json
+	$(TFC) create --name fixtures --batch $(BATCH_A) > /dev/null
+	$(TFC) add fixtures --batch $(BATCH_B) --skip-invalid > /dev/null
+	$(PYT) -c 'import json, os, sys; print("\n".join(c["conversation_id"] for c in json.load(open(sys.argv[1])) if os.path.samefile(os.path.dirname(c["enriched_file_path"]), sys.argv[2])))' $(CHECKS)/conversations.json $(REFERENCE_DIR) > $(CHECKS)/reference-ids.txt
+	$(TFC) create --name reference --ids-file $(CHECKS)/reference-ids.txt > /dev/null
+	# A split folder exported, loaded, grown and exported again loads the new rows with one cache.
+	$(TFC) create --name fresh --batch $(BATCH_A) > /dev/null
+	$(TFC) export fresh --format messages --split validation=0.3 --output-dir $(CHECKS)/fresh 2> /dev/null
+	$(PYT) tools/check_trainers.py loads $(CHECKS)/fresh $(CHECKS)/datasets-cache
+	$(TFC) add fresh --batch $(BATCH_B) --skip-invalid > /dev/null
+	$(TFC) export fresh --format messages --split validation=0.3 --output-dir $(CHECKS)/fresh --with-metadata 2> /dev/null
+	$(PYT) tools/check_trainers.py loads $(CHECKS)/fresh $(CHECKS)/datasets-cache
+	$(PYT) tools/check_trainers.py tokenizer $(CHECKS)/tokenizer $$(find fixtures/conversations $(REFERENCE_DIR) -name '*.json' | sort)
+	for case in fixtures reference; do \
+	  out=$(CHECKS)/$$case/exports; mkdir -p $$out; \
+	  $(TFC) show $$case --json > $(CHECKS)/$$case/show.json || exit 1; \
+	  for spec in $(SPECS); do \
+	    fmt=$${spec%%:*}; rows=$${spec##*:}; \
+	    $(TFC) export $$case --format $$fmt --rows $$rows --with-metadata --output $$out/$$fmt-$$rows.jsonl || exit 1; \
+	    $(TFC) check $$out/$$fmt-$$rows.jsonl --tokenizer $(CHECKS)/tokenizer --max-tokens 1024 --json > $$out/$$fmt-$$rows.check.json || exit 1; \
+	    $(TFC) export $$case --format $$fmt --rows $$rows --with-metadata --max-tokens 1024 --tokenizer $(CHECKS)/tokenizer \
+	      --skip-invalid --output $$out/$$fmt-$$rows-fitted.jsonl 2> $$out/$$fmt-$$rows-fitted.skipped || exit 1; \
+	  done; \
+	  for fmt in messages sharegpt alpaca; do \
+	    $(TFC) export $$case --format $$fmt --split validation=0.3 --output-dir $$out/$$fmt-split 2> /dev/null || exit 1; \
+	  done; \
+	  $(TFC) check $$case --tokenizer $(CHECKS)/tokenizer --max-tokens 1024 || exit 1; \
+	  $(PYT) tools/check_trainers.py verify $(CHECKS)/$$case $(CHECKS)/tokenizer || exit 1; \
+	  $(PYT) tools/check_trainers.py verify $(CHECKS)/$$case $(CHECKS)/tokenizer --mutations || exit 1; \
 	done
-	$(TFC) export check --format messages --split validation=0.3 --output-dir $(CHECKS)/exports/messages-split
-	$(TFC) check check --format messages
-	$(TRAINERS_VENV)/bin/python tools/check_trainers.py $(CHECKS)/exports
 
 # docs/cli.md from every command's --help (tests/test_docs.py fails when it is stale).
 docs: $(READY)

@@ -65,6 +65,10 @@ LoRA fine-tuning data exported by trainfiles from a brightrun-lora-v4 training f
 | train | train.jsonl |
 | validation | validation.jsonl |
 
+Format: messages: chat messages (role, content), as TRL and OpenAI read them.
+
+Rows: one row per conversation, every reply trained once.
+
 ## Quality
 
 | measure | value |
@@ -115,6 +119,20 @@ def test_header_is_what_the_hub_reads():
             }
         ],
     }
+
+
+def test_license_language_format_and_fitted_rows_are_stated():
+    card = dataset_card(
+        RECORD, {"train": "train-0a1b2c3d.jsonl"}, rows=3, fmt="sharegpt", mode="pair", license="cc-by-4.0", language="en", max_tokens=1024
+    )
+    meta = header(card)
+    assert meta["license"] == "cc-by-4.0" and meta["language"] == ["en"]
+    assert meta["configs"][0]["data_files"] == [{"split": "train", "path": "train-0a1b2c3d.jsonl"}]
+    assert "Format: sharegpt: conversations of from/value turns (LLaMA-Factory, Axolotl).\n" in card
+    assert (
+        "Rows: one row per reply, ending with it, fitted to 1024 tokens with the chat template applied: a longer "
+        "conversation is split into rows ending at a reply, each reply trained by exactly one row.\n"
+    ) in card
 
 
 def test_odd_names_and_paths_stay_valid_yaml_and_markdown():

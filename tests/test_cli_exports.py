@@ -1,5 +1,7 @@
 """Trainer exports, splits, the dataset card and `check`, through the CLI runner."""
 
+import hashlib
+
 import generate
 import orjson
 import pytest
@@ -72,19 +74,28 @@ def test_split_is_by_conversation_and_stable_as_the_file_grows(cli, tmp_path):
     cli("conversations", "scan", FIXTURES / "conversations")
     cli("create", "--name", "dec", *[f"--id={c}" for c in A[:4]])
     result = cli("export", "dec", "--format", "messages", "--split", "validation=0.5", "--output-dir", tmp_path / "v1")
-    sides = {side: lines((tmp_path / "v1" / f"{side}.jsonl").read_bytes()) for side in ("train", "validation")}
-    assert result.stderr == f"train {len(sides['train'])} rows, validation {len(sides['validation'])} rows in {tmp_path / 'v1'}\n"
+    sides = {side: lines(split_file(tmp_path / "v1", side).read_bytes()) for side in ("train", "validation")}
+    names = ", ".join(["README.md", *(split_file(tmp_path / "v1", side).name for side in sides), "dataset_info.json", "axolotl.yaml"])
+    assert result.stderr == f"train {len(sides['train'])} rows, validation {len(sides['validation'])} rows in {tmp_path / 'v1'}: {names}\n"
     assert len(sides["train"]) + len(sides["validation"]) == 4
     cli("add", "dec", *[f"--id={c}" for c in A[4:]])
     cli("export", "dec", "--format", "messages", "--split", "validation=0.5", "--output-dir", tmp_path / "v2", "--with-metadata")
-    grown = {side: lines((tmp_path / "v2" / f"{side}.jsonl").read_bytes()) for side in ("train", "validation")}
+    grown = {side: lines(split_file(tmp_path / "v2", side).read_bytes()) for side in ("train", "validation")}
     ids = {side: {row["metadata"]["conversation_id"] for row in rows} for side, rows in grown.items()}
     assert not ids["train"] & ids["validation"]
     assert ids["train"] | ids["validation"] == set(A)
     for side in ("train", "validation"):
         assert all(row in grown_row_messages(grown[side]) for row in sides[side])
     card = (tmp_path / "v2" / "README.md").read_text()
-    assert card.startswith("---\n") and "train.jsonl" in card and "validation.jsonl" in card
+    for side in ("train", "validation"):
+        assert f'path: "{split_file(tmp_path / "v2", side).name}"' in card
+
+
+def split_file(folder, side):
+    """The one split file of a side, named by its content."""
+    (path,) = folder.glob(f"{side}-*.jsonl")
+    assert path.name == f"{side}-{hashlib.sha256(path.read_bytes()).hexdigest()[:8]}.jsonl"
+    return path
 
 
 def grown_row_messages(rows):
@@ -104,7 +115,7 @@ def test_check_passes_clean_data_and_reports_loss_tokens_per_mode(cli, reference
     assert report["tokenizer"] == "estimate: ceil(chars/4)"
     by_mode = report["loss_tokens_by_mode"]
     assert set(by_mode) == {"conversation", "pair"} and by_mode["pair"] > 2 * by_mode["conversation"]
-    human = [line.rstrip() for line in cli("check", "ref", "--format", "alpaca").stdout.splitlines()]
+    human = [line.rstrip() for line in cli("check", "ref", "--format", "alpaca", "--max-tokens", "8192").stdout.splitlines()]
     assert human[:2] == ["format          alpaca", "rows            7"]
     assert "result          ok" in human
 

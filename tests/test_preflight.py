@@ -8,6 +8,7 @@ import pytest
 
 from trainfiles import preflight, render
 from trainfiles.errors import InvalidInput, NotFound
+from trainfiles.tokenizing import Tokens
 
 SYSTEM = {"role": "system", "content": "Be kind."}
 
@@ -91,7 +92,12 @@ def test_other_formats_and_odd_shapes_are_reported_not_raised(fmt, row, expected
 
 def test_clean_rows_exact_report():
     rows = [GOOD, chat(("user", "x" * 40), ("assistant", "y" * 41))]
-    assert preflight.check(rows, "messages", max_tokens=20) == {
+    # The plain template renders "<|role|>\n" + content + "<|end|>\n" per message: GOOD is
+    # 27 + 25 + 35 = 87 characters, 22 estimated tokens (one per 4 characters, from 0); its
+    # reply and <|end|> are characters 66-85: the tokens starting at 68, 72, ..., 84, 5.
+    # Row 2 is 27 + 57 + 63 = 147 characters, 37 tokens; its loss is characters 98-145,
+    # tokens 25-36 (12), of which 25-29 are before 30.
+    assert preflight.check(rows, "messages", max_tokens=30) == {
         "format": "messages",
         "rows": 2,
         "ok": True,
@@ -100,13 +106,35 @@ def test_clean_rows_exact_report():
             "over_max_tokens": {"count": 1, "rows": [2]},
             "duplicate_rows": {"count": 0, "rows": []},
             "duplicate_replies": {"count": 0, "rows": []},
+            "history_mismatch": {"count": 0, "rows": []},
         },
-        "max_tokens": 20,
-        # ceil(chars/4) per message: 2 + 2 + 4 = 8 and 2 + 10 + 11 = 23
-        "tokens": {"min": 8, "mean": 15.5, "p50": 8, "p90": 23, "max": 23},
-        "loss_tokens": {"total": 15, "unique": 15, "repeated": 0},
+        "max_tokens": 30,
+        "tokens": {"min": 22, "mean": 29.5, "p50": 22, "p90": 37, "max": 37},
+        "loss_tokens": {"total": 17, "unique": 17, "repeated": 0},
+        "length_cost": {
+            "truncating": {"kept": 10, "lost": 7, "rows_left_without_loss": 0},
+            "dropping": {"kept": 5, "lost": 12, "rows_dropped": 1},
+            "fitted": {"kept": 5, "lost": 12, "replies_too_long": 1},
+        },
         "tokenizer": "estimate: ceil(chars/4)",
     }
+
+
+def test_truncation_that_leaves_a_row_without_loss_is_counted():
+    row = chat(("user", "x" * 200), ("assistant", "Fine"))
+    cost = preflight.check([row], "messages", max_tokens=40)["length_cost"]
+    # 27 + 217 + 26 = 270 characters: 68 tokens, the reply's 3 at 65-67, all cut at 40.
+    assert cost["truncating"] == {"kept": 0, "lost": 3, "rows_left_without_loss": 1}
+
+
+def test_a_long_conversation_fits_whole_replies():
+    row = chat(("user", "a" * 60), ("assistant", "b" * 60), ("user", "c" * 60), ("assistant", "d" * 60))
+    cost = preflight.check([row], "messages", max_tokens=50)["length_cost"]
+    # 27 + 77 + 82 + 77 + 82 = 345 characters, 87 tokens; each exchange with the system
+    # prompt is 186 characters, 47 tokens: fitting keeps both replies (17 and 16 tokens, as
+    # their characters fall on the 4-character grid of the estimate).
+    assert cost["fitted"] == {"kept": 33, "lost": 0, "replies_too_long": 0}
+    assert cost["dropping"] == {"kept": 0, "lost": 33, "rows_dropped": 1}
 
 
 def test_duplicate_rows_and_repeated_replies_are_warnings():
@@ -116,8 +144,8 @@ def test_duplicate_rows_and_repeated_replies_are_warnings():
     assert report["ok"] is True
     assert report["warnings"]["duplicate_rows"] == {"count": 1, "rows": [2]}
     assert report["warnings"]["duplicate_replies"] == {"count": 2, "rows": [2, 3]}
-    # "Hello, friend" is 4 tokens, trained three times; "Sure" is 1.
-    assert report["loss_tokens"] == {"total": 13, "unique": 5, "repeated": 8}
+    # "Hello, friend<|end|>" is 5 tokens, trained three times; "Sure<|end|>" is 3.
+    assert report["loss_tokens"] == {"total": 18, "unique": 8, "repeated": 10}
 
 
 def test_prompt_completion_loss_is_the_completion_only():
@@ -130,7 +158,24 @@ def test_prompt_completion_loss_is_the_completion_only():
         ],
         "completion": [{"role": "assistant", "content": "Sure"}],
     }
-    assert preflight.check([row], "prompt-completion")["loss_tokens"] == {"total": 1, "unique": 1, "repeated": 0}
+    # "Sure<|end|>": 11 characters, 3 tokens; "Hello there" is context.
+    assert preflight.check([row], "prompt-completion")["loss_tokens"] == {"total": 3, "unique": 3, "repeated": 0}
+
+
+def test_replies_with_weight_0_carry_no_loss():
+    row = chat(("user", "Hi there"), ("assistant", "Hello, friend"), ("user", "More"), ("assistant", "Sure"))
+    row["messages"][2]["weight"] = 0
+    assert preflight.check([row], "messages")["loss_tokens"] == {"total": 3, "unique": 3, "repeated": 0}
+
+
+def test_metadata_does_not_hide_duplicates():
+    rows = [{**GOOD, "metadata": {"pair_ids": [n]}} for n in range(3)]
+    assert preflight.check(rows, "messages")["warnings"]["duplicate_rows"] == {"count": 2, "rows": [2, 3]}
+
+
+def test_history_mismatches_are_warnings():
+    report = preflight.check([GOOD, GOOD], "messages", history_mismatches=[2])
+    assert report["warnings"]["history_mismatch"] == {"count": 1, "rows": [2]}
 
 
 def test_row_numbers_list_the_first_five():
@@ -163,14 +208,14 @@ def test_rows_are_streamed_not_kept():
 
 def test_missing_tokenizer_file(tmp_path):
     with pytest.raises(NotFound, match="tokenizer.json"):
-        preflight.check([GOOD], "messages", tokenizer_path=str(tmp_path))
+        Tokens(str(tmp_path))
 
 
 def test_tokenizer_without_the_tokenizers_package(tmp_path, monkeypatch):
     (tmp_path / "tokenizer.json").write_text("{}")
     monkeypatch.setitem(sys.modules, "tokenizers", None)  # import fails as when not installed
     with pytest.raises(InvalidInput, match="trainers"):
-        preflight.check([GOOD], "messages", tokenizer_path=str(tmp_path))
+        Tokens(str(tmp_path))
 
 
 def test_counts_with_a_real_tokenizer(tmp_path):
@@ -179,13 +224,15 @@ def test_counts_with_a_real_tokenizer(tmp_path):
     tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
     tokenizer.save(str(tmp_path / "tokenizer.json"))
-    report = preflight.check([GOOD], "messages", tokenizer_path=str(tmp_path / "tokenizer.json"))
+    report = preflight.check([GOOD], "messages", tokens=Tokens(str(tmp_path / "tokenizer.json")))
     assert report["tokenizer"] == str(tmp_path / "tokenizer.json")
-    assert report["tokens"]["max"] == 3 + 2 + 3  # "Be kind ." "Hi there" "Hello , friend"
-    assert report["loss_tokens"]["total"] == 3
+    # Words and runs of punctuation of the plain template: "<| system |> Be kind .<| end |>",
+    # "<| user |> Hi there <| end |>", "<| assistant |> Hello , friend <| end |>".
+    assert report["tokens"]["max"] == 8 + 8 + 9
+    assert report["loss_tokens"]["total"] == 6  # Hello , friend <| end |>
     with pytest.raises(InvalidInput, match="not a tokenizer"):
         (tmp_path / "bad.json").write_text("{}")
-        preflight.check([GOOD], "messages", tokenizer_path=str(tmp_path / "bad.json"))
+        Tokens(str(tmp_path / "bad.json"))
 
 
 def test_render_names_the_problems_found():
@@ -193,4 +240,10 @@ def test_render_names_the_problems_found():
     text = render.check_report(report)
     assert "same user message twice in a row" in text and "rows over the token limit (1)" in text
     assert "errors found" in text
+    assert "0 of 13 (0.0%), 3 rows dropped" in text  # the cost of the limit, for a dropping trainer
     assert "empty or whitespace-only content" not in text  # categories that did not occur stay out
+
+
+def test_warnings_never_read_as_a_plain_ok():
+    text = render.check_report(preflight.check([GOOD] * 600, "messages"))
+    assert "result          ok, with warnings (duplicate_rows, duplicate_replies)\n" in text

@@ -131,7 +131,7 @@ def test_rows_read_back_as_the_same_messages():
 
 def test_prompt_completion_trains_only_the_completion():
     parsed = [parse(row, "prompt-completion") for row in rows(synthetic(), "prompt-completion")]
-    assert [p.trained_from for p in parsed] == [2, 4, 2]
+    assert [p.trained for p in parsed] == [[2], [4], [2]]
 
 
 def test_metadata_on_every_row_with_the_same_keys():

@@ -25,14 +25,49 @@ SIZES = (
 DIMENSIONS = (("personas", "persona"), ("emotional_arcs", "emotional arc"), ("training_topics", "training topic"))
 
 
-def dataset_card(record: dict, files: dict[str, str], *, rows: int) -> str:
+FORMATS = {
+    "messages": "messages: chat messages (role, content), as TRL and OpenAI read them",
+    "prompt-completion": "prompt-completion: chat messages as prompt, the reply as completion (TRL)",
+    "sharegpt": "sharegpt: conversations of from/value turns (LLaMA-Factory, Axolotl)",
+    "alpaca": "alpaca: instruction, input, output, system and history (LLaMA-Factory)",
+}
+MODES = {
+    "conversation": "one row per conversation, every reply trained once",
+    "pair": "one row per reply, ending with it",
+}
+
+
+def dataset_card(
+    record: dict,
+    files: dict[str, str],
+    *,
+    rows: int,
+    fmt: str = "messages",
+    mode: str = "conversation",
+    license: str | None = None,
+    language: str | None = None,
+    max_tokens: int | None = None,
+) -> str:
     """README.md for `record` (a training file record) whose export is `files`.
 
     `files` maps a split name to its path relative to the card, in split order (e.g.
     {"train": "train.jsonl", "validation": "validation.jsonl"}); list only splits that have
-    rows, since `datasets` refuses to load an empty one. `rows` is their total row count.
+    rows, since `datasets` refuses to load an empty one. `rows` is their total row count;
+    `fmt` and `mode` the trainer format and row mode; `license` (a Hub license id) and
+    `language` (ISO 639-1) are written when given; `max_tokens` when rows were fitted.
     """
-    return "\n".join([*_header(record["name"], files, rows), *_body(record, files, rows)])
+    header = _header(record["name"], files, rows, license, language)
+    return "\n".join([*header, *_body(record, files, rows, _layout(fmt, mode, max_tokens))])
+
+
+def _layout(fmt: str, mode: str, max_tokens: int | None) -> list[str]:
+    lines = [f"Format: {FORMATS[fmt]}.", "", f"Rows: {MODES[mode]}."]
+    if max_tokens is not None:
+        lines[-1] = (
+            f"Rows: {MODES[mode]}, fitted to {max_tokens} tokens with the chat template applied: a longer "
+            "conversation is split into rows ending at a reply, each reply trained by exactly one row."
+        )
+    return [*lines, ""]
 
 
 def size_category(rows: int) -> str:
@@ -40,16 +75,19 @@ def size_category(rows: int) -> str:
     return next((label for bound, label in SIZES if rows < bound), "n>1T")
 
 
-def _header(name: str, files: dict[str, str], rows: int) -> list[str]:
-    lines = ["---", f"pretty_name: {_quoted(name)}", "task_categories:", "- text-generation"]
+def _header(name: str, files: dict[str, str], rows: int, license: str | None, language: str | None) -> list[str]:
+    lines = ["---", f"pretty_name: {quoted(name)}"]
+    lines += [f"license: {quoted(license)}"] if license else []
+    lines += ["language:", f"- {quoted(language)}"] if language else []
+    lines += ["task_categories:", "- text-generation"]
     lines += ["size_categories:", f"- {size_category(rows)}", "tags:", *(f"- {tag}" for tag in TAGS)]
     lines += ["configs:", "- config_name: default", "  data_files:"]
     for split, path in files.items():
-        lines += [f"  - split: {_quoted(split)}", f"    path: {_quoted(path)}"]
+        lines += [f"  - split: {quoted(split)}", f"    path: {quoted(path)}"]
     return [*lines, "---", ""]
 
 
-def _body(record: dict, files: dict[str, str], rows: int) -> list[str]:
+def _body(record: dict, files: dict[str, str], rows: int, layout: list[str]) -> list[str]:
     conversations = record["conversation_count"]
     reviewed = record["human_reviewed_count"]
     share = f" ({100 * reviewed / conversations:.2f}%)" if conversations else ""
@@ -63,6 +101,7 @@ def _body(record: dict, files: dict[str, str], rows: int) -> list[str]:
         "",
         *_table(("split", "file"), files.items()),
         "",
+        *layout,
         "## Quality",
         "",
         *_table(
@@ -99,6 +138,7 @@ def _line(values) -> str:
     return "| " + " | ".join(" ".join(str(v).split()).replace("|", "\\|") for v in values) + " |"
 
 
-def _quoted(text: str) -> str:
+def quoted(text: str) -> str:
+    """A YAML scalar for any text."""
     # A JSON string is a valid YAML double-quoted scalar: safe for any name or path.
     return orjson.dumps(text).decode()

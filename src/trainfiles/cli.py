@@ -513,6 +513,16 @@ def _write_stdout(chunks, guarded: bool, what: str) -> None:
     sys.stdout.buffer.flush()
 
 
+TokenizerOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="TOKENIZER",
+        help="A tokenizer.json, a folder holding one, or a model id in the local Hugging Face cache; "
+        "its chat template is applied (else a plain one). Default (check): an estimate, chars/4.",
+    ),
+]
+
+
 @_command(app)
 def export(
     ctx: typer.Context,
@@ -543,7 +553,7 @@ def export(
     ] = False,
     split: Annotated[
         str | None,
-        typer.Option(metavar="validation=FRACTION", help="Write train.jsonl, validation.jsonl and README.md to --output-dir."),
+        typer.Option(metavar="validation=FRACTION", help="Write the split files, a README.md card and trainer recipes to --output-dir."),
     ] = None,
     output_dir: Annotated[str | None, typer.Option(metavar="DIR", help="Folder for a --split export.")] = None,
     url: Annotated[bool, typer.Option("--url", help="Print a time-limited download URL instead (remote stores).")] = False,
@@ -556,10 +566,23 @@ def export(
             "--version", parser=arguments.whole(1), metavar="N", help="Export version N (see `trainfiles log`), byte for byte; default: the latest."
         ),
     ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            parser=arguments.whole(1),
+            metavar="N",
+            help="Fit rows to N tokens (chat template applied): long conversations become several rows, every reply trained once, whole.",
+        ),
+    ] = None,
+    tokenizer: TokenizerOption = None,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="With --max-tokens: leave out, and list, replies that cannot fit.")] = False,
+    license: Annotated[str | None, typer.Option(metavar="ID", help="License id for the --split dataset card (e.g. cc-by-4.0).")] = None,
+    language: Annotated[str | None, typer.Option(metavar="CODE", help="Language for the --split dataset card (e.g. en).")] = None,
 ):
     """Export a training file: its stored JSON or JSONL, rows for a trainer, or a dataset card.
 
     Splits are by conversation and stable: adding conversations never moves one across.
+    A split folder also gets LLaMA-Factory's dataset_info.json and an Axolotl axolotl.yaml.
 
     Example: trainfiles export dec-batch --format messages --split validation=0.1 --output-dir data/
     """
@@ -579,54 +602,79 @@ def export(
     if (rows or with_metadata) and fmt not in TRAINER_FORMATS:
         raise typer.BadParameter("--rows and --with-metadata apply to trainer formats: " + ", ".join(TRAINER_FORMATS))
     _check_rows(fmt, rows)
+    if (max_tokens is None) != (tokenizer is None) or (max_tokens and fmt not in TRAINER_FORMATS):
+        raise typer.BadParameter("--max-tokens and --tokenizer go together, with a trainer format")
+    if skip_invalid and max_tokens is None:
+        raise typer.BadParameter("--skip-invalid applies to --max-tokens")
+    if (license or language) and fraction is None:
+        raise typer.BadParameter("--license and --language are written to the card of a --split export")
     if url:
         print(exports.sign(ctx.obj, file, fmt, expires, version))
         return
+    fit, skipped = exports.fitting(max_tokens, tokenizer, skip_invalid) if max_tokens else (None, [])
     if fraction is not None:
-        counts = exports.split(ctx.obj, file, fmt, rows, with_metadata, fraction, output_dir, version)
-        _warn(f"train {counts['train']} rows, validation {counts['validation']} rows in {output_dir}")
-        return
-    if stored:
-        chunks = exports.stored(ctx.obj, file, fmt, header=not no_header, number=version)
-    elif fmt == "card":
-        chunks = iter([exports.card(ctx.obj, file).encode()])
+        done = exports.split(ctx.obj, file, fmt, rows, with_metadata, fraction, output_dir, version, fit, license, language)
+        counts = done["rows"]
+        _warn(f"train {counts['train']} rows, validation {counts['validation']} rows in {output_dir}: {', '.join(done['files'])}")
     else:
-        chunks = exports.encode(exports.trainer_rows(ctx.obj, file, fmt, rows, with_metadata, version))
-    if output in (None, "-"):
-        _write_stdout(chunks, guarded=output is None, what="Markdown" if fmt == "card" else "JSON")
-    else:
-        from .storage import write_atomic
+        if stored:
+            chunks = exports.stored(ctx.obj, file, fmt, header=not no_header, number=version)
+        elif fmt == "card":
+            chunks = iter([exports.card(ctx.obj, file).encode()])
+        else:
+            chunks = exports.encode(exports.trainer_rows(ctx.obj, file, fmt, rows, with_metadata, version, fit))
+        if output in (None, "-"):
+            _write_stdout(chunks, guarded=output is None, what="Markdown" if fmt == "card" else "JSON")
+        else:
+            from .storage import write_atomic
 
-        write_atomic(output, chunks, create_folder=False)
+            write_atomic(output, chunks, create_folder=False)
+    for reply in skipped:
+        _warn(f"left out: conversation {reply['conversation_id']} pair {reply['pair_id']} ({reply['tokens']} tokens > {max_tokens})")
 
 
 @_command(app)
 def check(
     ctx: typer.Context,
-    file: FileArg,
-    format: Annotated[str, _choice("--format", TRAINER_FORMATS, "FORMAT", "The trainer format to check.")] = "messages",
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="PATH", help="A training file's name, id or unique id prefix, or an export: a JSONL file or a split folder."
+        ),
+    ],
+    format: Annotated[
+        str | None,
+        _choice(
+            "--format",
+            TRAINER_FORMATS,
+            "FORMAT",
+            "The trainer format to check (a training file: default messages; an export: told by its rows).",
+        ),
+    ] = None,
     rows: Rows = None,
     max_tokens: Annotated[
         int,
         typer.Option(
-            parser=arguments.whole(1), metavar="N", help="Rows longer than this are reported (TRL truncates at max_length, 1024 by default)."
+            parser=arguments.whole(1),
+            metavar="N",
+            help="The context length: rows over it, and the loss TRL (truncates) and Axolotl (drops) would lose.",
         ),
     ] = 1024,
-    tokenizer: Annotated[
-        str | None,
-        typer.Option(metavar="PATH", help="A tokenizer.json (or a folder holding one) for exact counts; default: an estimate, chars/4."),
-    ] = None,
+    tokenizer: TokenizerOption = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 3 on warnings too: duplicate rows, rows over --max-tokens, replies that differ from the history.")] = False,
     json: JsonFlag = False,
 ):
-    """Check a training file before training: errors, duplicates, token lengths, loss tokens.
+    """Check a training file or an export before training: errors, duplicates, token lengths,
+    loss tokens, and what a context length of --max-tokens costs.
 
-    Exits 3 when it finds any error (warnings, such as rows over --max-tokens, do not count).
+    Exits 3 when it finds any error (and with --strict any warning).
 
     Example: trainfiles check dec-batch --format messages --tokenizer ./tokenizer.json --json
     """
     from . import exports
+    from .preflight import warned
 
-    _check_rows(format, rows)
+    _check_rows(format or "messages", rows)
     report = exports.check(ctx.obj, file, format, rows, max_tokens, tokenizer)
     if json:
         _json(report)
@@ -634,9 +682,11 @@ def check(
         from .render import check_report
 
         sys.stdout.write(check_report(report))
-    if not report["ok"]:
-        found = ", ".join(f"{name} in {e['count']} rows" for name, e in report["errors"].items() if e["count"])
-        _warn(f"Error: {file} is not ready to train: {found}")
+    found = [f"{name} in {e['count']} rows" for name, e in report["errors"].items() if e["count"]]
+    if strict:
+        found += [f"{name} in {count} rows" for name, count in warned(report).items()]
+    if found:
+        _warn(f"Error: {file} is not ready to train: {', '.join(found)}")
         raise typer.Exit(3)
 
 

@@ -6,16 +6,24 @@ memory stays flat however large the file grows.
 """
 
 import hashlib
+import re
+import tempfile
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import orjson
 
-from . import changes, commits, outputs, preflight, storage, trainer_formats
+from . import changes, commits, outputs, preflight, recipes, storage, trainer_formats
 from .card import dataset_card
 from .catalog import Catalog
 from .errors import Conflict, InvalidInput, NotFound
 from .settings import Settings
+from .tokenizing import Tokens
 from .training_files import find, open_catalog, record
+
+# Split files: `<side>-<sha256 of the content, 8 hex>.jsonl`, so a folder exported again
+# names new files and `datasets` caches nothing stale; the bare names are those of 0.1.
+_SPLIT_FILE = re.compile(r"(train|validation)(-[0-9a-f]{8})?\.jsonl")
 
 
 def _version(settings: Settings, ref: str, number: int | None) -> tuple[Catalog, dict, dict]:
@@ -74,23 +82,52 @@ def sign(settings: Settings, ref: str, fmt: str, expires: int, number: int | Non
     return storage.sign(url, expires)
 
 
+def fitting(max_tokens: int, tokenizer: str, skip_invalid: bool) -> tuple[trainer_formats.Fitting, list[dict]]:
+    """Rows fitted to `max_tokens` as `tokenizer` counts them, and the list (filled as rows
+    stream) of replies left out as too long; without `skip_invalid` one raises InvalidInput."""
+    tokens = Tokens(tokenizer)
+    skipped: list[dict] = []
+
+    def too_long(conversation_id: str, pair_id: object, length: int) -> None:
+        if not skip_invalid:
+            raise InvalidInput(
+                f"conversation {conversation_id} pair {pair_id}: the reply needs {length} tokens with its user "
+                f"message and the system prompt, over --max-tokens {max_tokens} (--skip-invalid leaves it out)"
+            )
+        skipped.append({"conversation_id": conversation_id, "pair_id": pair_id, "tokens": length})
+
+    return trainer_formats.Fitting(tokens.length, max_tokens, too_long), skipped
+
+
 def trainer_rows(
-    settings: Settings, ref: str, fmt: str, mode: str | None, with_metadata: bool, number: int | None = None
+    settings: Settings,
+    ref: str,
+    fmt: str,
+    mode: str | None,
+    with_metadata: bool,
+    number: int | None = None,
+    fit: trainer_formats.Fitting | None = None,
 ) -> Iterator[tuple[str, dict]]:
     """(conversation id, row) in a trainer format, read line by line from the stored JSONL."""
     catalog, _, version = _version(settings, ref, number)
-    return _trainer_rows(settings, catalog, version, fmt, mode, with_metadata)
+    return _trainer_rows(settings, catalog, version, fmt, mode, with_metadata, fit)
 
 
 def _trainer_rows(
-    settings: Settings, catalog: Catalog, version: dict, fmt: str, mode: str | None, with_metadata: bool
+    settings: Settings,
+    catalog: Catalog,
+    version: dict,
+    fmt: str,
+    mode: str | None,
+    with_metadata: bool,
+    fit: trainer_formats.Fitting | None = None,
 ) -> Iterator[tuple[str, dict]]:
     metadata = None
     if with_metadata:
         members = commits.read(settings.store, [version["sequence"]])[0]["members"]
         metadata = {m["conversation_id"]: {"quality_score": m["quality_score"]} for m in members}
     try:
-        return trainer_formats.rows_by_conversation(_v4_rows(settings, version), fmt, mode, metadata)
+        return trainer_formats.rows_by_conversation(_v4_rows(settings, version), fmt, mode, metadata, fit)
     except ValueError as e:
         raise InvalidInput(str(e)) from None
 
@@ -116,26 +153,69 @@ def split(
     fraction: float,
     output_dir: str,
     number: int | None = None,
+    fit: trainer_formats.Fitting | None = None,
+    license: str | None = None,
+    language: str | None = None,
 ) -> dict:
-    """Write train.jsonl, validation.jsonl and a README.md card to `output_dir`; return row counts.
+    """Write the split files, a README.md card and the trainers' recipes to `output_dir`;
+    return the files written per side and their row counts.
 
     A conversation's side is a fixed function of its id, so adding conversations to the
-    file never moves an existing one to the other side.
+    file never moves an existing one to the other side. Files are named by their content
+    (`train-<sha8>.jsonl`); an empty side gets no file; split files of an earlier export
+    in the folder are removed once the new ones and the card are written.
     """
-    counts = {"train": 0, "validation": 0}
+    sides = ("train", "validation")
+    counts = dict.fromkeys(sides, 0)
     catalog, row, version = _version(settings, ref, number)
-    rows = _trainer_rows(settings, catalog, version, fmt, mode, with_metadata)
-    with storage.atomic_writers(
-        {side: storage.join(output_dir, f"{side}.jsonl") for side in counts}
-    ) as writers:
+    rows = _trainer_rows(settings, catalog, version, fmt, mode, with_metadata, fit)
+    with tempfile.TemporaryDirectory(prefix="trainfiles-split-") as tmp:
+        spools = {side: open(Path(tmp) / side, "w+b") for side in sides}
+        hashes = {side: hashlib.sha256() for side in sides}
         for cid, trainer_row in rows:
             side = trainer_formats.split_of(cid, fraction)
-            writers[side](orjson.dumps(trainer_row, option=orjson.OPT_APPEND_NEWLINE))
+            line = orjson.dumps(trainer_row, option=orjson.OPT_APPEND_NEWLINE)
+            spools[side].write(line)
+            hashes[side].update(line)
             counts[side] += 1
-        files = {side: f"{side}.jsonl" for side, n in counts.items() if n}
-        card = dataset_card(record(settings, row), files, rows=sum(counts.values())).encode()
-    storage.write_atomic(storage.join(output_dir, "README.md"), card)
-    return counts
+        files = {side: f"{side}-{hashes[side].hexdigest()[:8]}.jsonl" for side in sides if counts[side]}
+        for side, name in files.items():
+            spools[side].seek(0)
+            storage.write_atomic(storage.join(output_dir, name), iter(lambda f=spools[side]: f.read(1 << 20), b""))
+        for spool in spools.values():
+            spool.close()
+    chosen = trainer_formats.MODES[fmt][0] if mode is None else mode
+    card = dataset_card(
+        record(settings, row),
+        files,
+        rows=sum(counts.values()),
+        fmt=fmt,
+        mode=chosen,
+        license=license,
+        language=language,
+        max_tokens=fit.max_tokens if fit else None,
+    )
+    storage.write_atomic(storage.join(output_dir, "README.md"), card.encode())
+    written = ["README.md", *files.values()]
+    for name, content in (
+        ("dataset_info.json", recipes.dataset_info(row["name"], fmt, files)),
+        ("axolotl.yaml", recipes.axolotl(fmt, files, weighted=fit is not None)),
+    ):
+        if content is not None:
+            storage.write_atomic(storage.join(output_dir, name), content)
+            written.append(name)
+        else:
+            storage.remove(storage.join(output_dir, name))
+    _remove_stale(output_dir, set(files.values()))
+    return {"files": written, "rows": counts}
+
+
+def _remove_stale(output_dir: str, keep: set[str]) -> None:
+    """Split files of earlier exports directly in `output_dir` (nothing else is touched)."""
+    for entry in storage.listing(output_dir):
+        name = entry["url"].rstrip("/").rpartition("/")[2]
+        if name not in keep and _SPLIT_FILE.fullmatch(name) and entry["url"] == storage.join(output_dir, name):
+            storage.remove(entry["url"])
 
 
 def card(settings: Settings, ref: str) -> str:
@@ -146,18 +226,76 @@ def card(settings: Settings, ref: str) -> str:
 
 
 def check(
-    settings: Settings, ref: str, fmt: str, mode: str | None, max_tokens: int, tokenizer: str | None
+    settings: Settings,
+    target: str,
+    fmt: str | None,
+    mode: str | None,
+    max_tokens: int,
+    tokenizer: str | None,
 ) -> dict:
-    """The pre-training report on the file exported in `fmt`, with loss tokens for every row mode."""
+    """The pre-training report on a training file exported in `fmt` (with loss tokens and the
+    cost of `max_tokens` for every row mode), or on an export: a JSONL file or a folder of
+    them (a split export) whose rows are checked in file name order, `fmt` told by the rows.
+    A training file of that name or id wins over a path."""
+    tokens = Tokens(tokenizer)
+    path = Path(target)
+    if path.exists() and not _is_training_file(settings, target):
+        if mode is not None:
+            raise InvalidInput(f"--rows applies to a training file: the rows of {path} are checked as written")
+        return _check_export(path, fmt, max_tokens, tokens)
+    fmt = fmt or "messages"
     modes = trainer_formats.MODES.get(fmt)
     if modes is None:
         raise InvalidInput(f"cannot check format {fmt!r}: choose one of {', '.join(trainer_formats.FORMATS)}")
     chosen = mode or modes[0]
-    catalog, _, version = _version(settings, ref, None)
+    catalog, _, version = _version(settings, target, None)
     reports = {}
     for each in dict.fromkeys((chosen, *modes)):
-        rows = (row for _, row in _trainer_rows(settings, catalog, version, fmt, each, False))
-        reports[each] = preflight.check(rows, fmt, max_tokens=max_tokens, tokenizer_path=tokenizer)
-    report = {"file": ref, "rows_mode": chosen, **reports[chosen]}
+        mismatched = trainer_formats.history_mismatches(_v4_rows(settings, version))
+        numbers: list[int] = []
+        rows = _marking(_trainer_rows(settings, catalog, version, fmt, each, True), mismatched, numbers)
+        reports[each] = preflight.check(rows, fmt, max_tokens=max_tokens, tokens=tokens, history_mismatches=numbers)
+    report = {"file": target, "rows_mode": chosen, **reports[chosen]}
     report["loss_tokens_by_mode"] = {each: r["loss_tokens"]["total"] for each, r in reports.items()}
+    report["length_cost_by_mode"] = {each: r["length_cost"] for each, r in reports.items()}
     return report
+
+
+def _is_training_file(settings: Settings, ref: str) -> bool:
+    try:
+        find(open_catalog(settings), ref)
+    except NotFound:
+        return False
+    return True
+
+
+def _marking(rows: Iterable[tuple[str, dict]], pair_ids: set, numbers: list[int]) -> Iterator[dict]:
+    """Rows without their metadata; the numbers of those training one of `pair_ids` go to `numbers`."""
+    for number, (_, row) in enumerate(rows, 1):
+        if pair_ids & set(row.pop("metadata")["pair_ids"]):
+            numbers.append(number)
+        yield row
+
+
+def _check_export(path: Path, fmt: str | None, max_tokens: int, tokens: Tokens) -> dict:
+    files = sorted(p for p in path.glob("*.jsonl")) if path.is_dir() else [path]
+    if not files:
+        raise NotFound(f"no .jsonl file in {path}")
+    first = next(_export_rows(files[:1]), None)
+    found = trainer_formats.format_of(first) if first is not None else fmt or "messages"
+    if fmt is not None and fmt != found:
+        raise InvalidInput(f"{path} holds {found} rows, not {fmt}")
+    report = preflight.check(_export_rows(files), found, max_tokens=max_tokens, tokens=tokens)
+    return {"file": str(path), "files": [str(f) for f in files], **report}
+
+
+def _export_rows(files: list[Path]) -> Iterator[dict]:
+    for file in files:
+        with file.open("rb") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield orjson.loads(line)
+                except orjson.JSONDecodeError as e:
+                    raise InvalidInput(f"{file} line {number}: not JSON: {e}") from None

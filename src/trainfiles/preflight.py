@@ -1,26 +1,33 @@
 """Pre-flight check of trainer rows: the problems a trainer would choke on or silently learn.
 
-Streams: per row it keeps a token count and hashes (for duplicates), never the row. Pure
-apart from loading a tokenizer from a local path when one is given.
+Streams: per row it keeps a token count and hashes (for duplicates), never the row.
 
-Token counts are content tokens (a chat template adds a few per message). Without a
-tokenizer they are estimated as ceil(chars / 4), the usual rule of thumb for English with
-BPE tokenizers. Loss tokens are the assistant messages a trainer puts loss on: every
-assistant message (TRL `assistant_only_loss`, Axolotl and LLaMA-Factory defaults), except in
-prompt-completion rows where only the completion is trained (`completion_only_loss`).
+Token counts are of the row with the chat template applied (`tokenizing.Tokens`; without a
+tokenizer, estimated as one token per 4 characters). Loss tokens are those of the assistant
+messages a trainer puts loss on: every assistant message (TRL `assistant_only_loss`, Axolotl
+and LLaMA-Factory defaults) but those with `weight: 0`, and in prompt-completion rows only
+the completion (`completion_only_loss`).
+
+The cost of a context length of `max_tokens`, in loss tokens and rows:
+- `truncating`: a trainer that cuts every row after `max_tokens` tokens (TRL's `max_length`,
+  `truncation_mode="keep_start"`), then drops the rows left with no loss;
+- `dropping`: a trainer that drops every row longer than `max_tokens` (Axolotl's
+  `sequence_len` with `excess_length_strategy: drop`, its default);
+- `fitted`: `export --max-tokens`, which trains every reply once, whole, in rows that fit,
+  and leaves out only a reply that cannot fit with its own user message alone.
 """
 
 import hashlib
 import math
 from array import array
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Iterable
 
 import orjson
-from .errors import InvalidInput, NotFound
+
+from . import fitting
+from .tokenizing import Tokens
 from .trainer_formats import parse
 
-ESTIMATE = "estimate: ceil(chars/4)"
 ERRORS = {
     "no_assistant_reply": "row does not end with an assistant reply",
     "empty_content": "empty or whitespace-only content",
@@ -33,6 +40,7 @@ WARNINGS = {
     "over_max_tokens": "rows over the token limit",
     "duplicate_rows": "exact duplicate rows",
     "duplicate_replies": "trained replies already trained in an earlier row",
+    "history_mismatch": "history replies that differ from the reply trained for that turn",
 }
 FIRST_ROWS = 5  # row numbers listed per category
 
@@ -53,41 +61,63 @@ class _Hits:
         return {"count": self.count, "rows": self.rows}
 
 
-def check(rows: Iterable[dict], fmt: str, *, max_tokens: int = 1024, tokenizer_path: str | None = None) -> dict:
+def check(
+    rows: Iterable[dict],
+    fmt: str,
+    *,
+    max_tokens: int = 1024,
+    tokens: Tokens | None = None,
+    history_mismatches: Iterable[int] = (),
+) -> dict:
     """A JSON-ready report on trainer rows in `fmt`; `ok` is false when any error was found.
 
-    `tokenizer_path` is a `tokenizer.json` or a folder holding one; without it tokens are
-    estimated. Row numbers are 1-based positions in `rows` (lines of a header-less export).
+    `tokens` renders and counts rows (default: the estimate). `history_mismatches` are
+    numbers of rows whose history differs from the replies trained (found on the source
+    rows, see `trainer_formats.history_mismatches`). Row numbers are 1-based positions in
+    `rows` (lines of a header-less export).
     """
-    count = _token_counter(tokenizer_path)
+    tokens = tokens or Tokens(None)
     errors = {category: _Hits() for category in ERRORS}
     warnings = {category: _Hits() for category in WARNINGS}
     seen_rows: set[bytes] = set()
     seen_replies: set[bytes] = set()
     lengths = array("q")
     loss = {"total": 0, "unique": 0, "repeated": 0}
+    cost = {
+        "truncating": {"kept": 0, "lost": 0, "rows_left_without_loss": 0},
+        "dropping": {"kept": 0, "lost": 0, "rows_dropped": 0},
+        "fitted": {"kept": 0, "lost": 0, "replies_too_long": 0},
+    }
     for number, row in enumerate(rows, 1):
-        messages, trained_from = parse(row, fmt)
+        messages, trained = parse(row, fmt)
         for category in problems(messages):
             errors[category].add(number)
-        tokens = [count(message["content"]) for message in messages]
-        lengths.append(sum(tokens))
-        if lengths[-1] > max_tokens:
+        length, positions = tokens.encode(messages, trained)
+        lengths.append(length)
+        over = length > max_tokens
+        if over:
             warnings["over_max_tokens"].add(number)
-        if not _first_time(seen_rows, orjson.dumps(row, option=orjson.OPT_SORT_KEYS)):
+        if not _first_time(seen_rows, _identity(row)):
             warnings["duplicate_rows"].add(number)
+        row_loss = sum(len(p) for p in positions.values())
+        kept = sum(1 for p in positions.values() for position in p if position < max_tokens)
+        _tally(cost["truncating"], kept, row_loss - kept, "rows_left_without_loss", row_loss > 0 and kept == 0)
+        _tally(cost["dropping"], 0 if over else row_loss, row_loss if over else 0, "rows_dropped", over)
+        too_long = {reply.index for reply in _too_long(messages, trained, tokens, max_tokens)} if over else set()
         repeated = False
-        for index in range(trained_from, len(messages)):
-            if messages[index]["role"] != "assistant":
-                continue
-            loss["total"] += tokens[index]
+        for index in trained:
+            loss["total"] += len(positions[index])
             if _first_time(seen_replies, _text(messages[index]["content"]).encode()):
-                loss["unique"] += tokens[index]
+                loss["unique"] += len(positions[index])
+                fits = index not in too_long
+                _tally(cost["fitted"], len(positions[index]) * fits, len(positions[index]) * (not fits), "replies_too_long", not fits)
             else:
-                loss["repeated"] += tokens[index]
+                loss["repeated"] += len(positions[index])
                 repeated = True
         if repeated:
             warnings["duplicate_replies"].add(number)
+    for number in history_mismatches:  # read after the rows: it may be filled as they stream
+        warnings["history_mismatch"].add(number)
     return {
         "format": fmt,
         "rows": len(lengths),
@@ -97,8 +127,27 @@ def check(rows: Iterable[dict], fmt: str, *, max_tokens: int = 1024, tokenizer_p
         "max_tokens": max_tokens,
         "tokens": _statistics(lengths),
         "loss_tokens": loss,
-        "tokenizer": tokenizer_path or ESTIMATE,
+        "length_cost": cost,
+        "tokenizer": tokens.name,
     }
+
+
+def _identity(row: object) -> bytes:
+    """What makes two rows duplicates: everything but the `metadata` trainfiles adds."""
+    if isinstance(row, dict) and "metadata" in row:
+        row = {key: value for key, value in row.items() if key != "metadata"}
+    return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+
+
+def _tally(entry: dict, kept: int, lost: int, counter: str, counted: bool) -> None:
+    entry["kept"] += kept
+    entry["lost"] += lost
+    entry[counter] += int(counted)
+
+
+def _too_long(messages: list[dict], trained: list[int], tokens: Tokens, max_tokens: int) -> list[fitting.TooLong]:
+    """The trained replies of an over-long row that no fitted row could hold."""
+    return fitting.fit(messages, trained, tokens.length, max_tokens, one_reply_per_row=True)[1]
 
 
 def problems(messages: list[dict]) -> set[str]:
@@ -128,24 +177,9 @@ def problems(messages: list[dict]) -> set[str]:
     return found
 
 
-def _token_counter(tokenizer_path: str | None) -> Callable[[object], int]:
-    if tokenizer_path is None:
-        return lambda content: math.ceil(len(_text(content)) / 4)
-    path = Path(tokenizer_path)
-    path = path / "tokenizer.json" if path.is_dir() else path
-    if not path.is_file():
-        raise NotFound(f"tokenizer not found: {path}")
-    try:
-        from tokenizers import Tokenizer  # optional: only real token counts need it
-    except ImportError:
-        raise InvalidInput(
-            "counting with a tokenizer needs the tokenizers package: pip install 'trainfiles[trainers]'"
-        ) from None
-    try:
-        tokenizer = Tokenizer.from_file(str(path))
-    except Exception as e:  # tokenizers raises a bare Exception for an unreadable file
-        raise InvalidInput(f"not a tokenizer file: {path}: {e}") from None
-    return lambda content: len(tokenizer.encode(_text(content), add_special_tokens=False).ids)
+def warned(report: dict) -> dict[str, int]:
+    """The warning categories that occurred, with their counts."""
+    return {category: hits["count"] for category, hits in report["warnings"].items() if hits["count"]}
 
 
 def _statistics(lengths: array) -> dict:

@@ -225,10 +225,13 @@ def conversation_summary(rec: dict) -> str:
 
 
 def check_report(report: dict) -> str:
-    """`check`: a summary, then the errors and warnings that occurred, one table each."""
-    from .preflight import ERRORS, WARNINGS
+    """`check`: a summary, what the context length costs, then the errors and warnings that
+    occurred, one table each."""
+    from .preflight import ERRORS, WARNINGS, warned
 
     tokens, loss = report["tokens"], report["loss_tokens"]
+    warnings = warned(report)
+    result = "errors found" if not report["ok"] else f"ok, with warnings ({', '.join(warnings)})" if warnings else "ok"
     text = fields(
         [
             ("format", report["format"]),
@@ -236,9 +239,10 @@ def check_report(report: dict) -> str:
             ("tokenizer", report["tokenizer"]),
             ("tokens per row", " ".join(f"{key} {tokens[key]}" for key in ("min", "mean", "p50", "p90", "max"))),
             ("loss tokens", f"{loss['total']} ({loss['unique']} unique, {loss['repeated']} repeated)"),
-            ("result", "ok" if report["ok"] else "errors found"),
+            ("result", result),
         ]
     )
+    text += f"\nloss tokens kept at {report['max_tokens']} tokens per row\n" + _length_cost(report)
     for title, labels in (("errors", ERRORS), ("warnings", WARNINGS)):
         found = [
             [labels[category] + (f" ({report['max_tokens']})" if category == "over_max_tokens" else ""), str(hits["count"]), ", ".join(map(str, hits["rows"]))]
@@ -248,6 +252,26 @@ def check_report(report: dict) -> str:
         if found:
             text += f"\n{title}\n" + aligned(["problem", "rows", "first rows"], found, right=frozenset({1}))
     return text
+
+
+def _length_cost(report: dict) -> str:
+    """Loss tokens kept per row mode by each way of handling rows over the length."""
+    by_mode = report.get("length_cost_by_mode") or {report.get("rows_mode") or "as exported": report["length_cost"]}
+    rows = [
+        [
+            mode,
+            f"{_share(cost['truncating'])}, {cost['truncating']['rows_left_without_loss']} rows left with no loss",
+            f"{_share(cost['dropping'])}, {cost['dropping']['rows_dropped']} rows dropped",
+            f"{_share(cost['fitted'])}, {cost['fitted']['replies_too_long']} replies too long",
+        ]
+        for mode, cost in by_mode.items()
+    ]
+    return aligned(["rows", "truncated (TRL max_length)", "dropped (Axolotl sequence_len)", "export --max-tokens"], rows)
+
+
+def _share(entry: dict) -> str:
+    total = entry["kept"] + entry["lost"]
+    return f"{entry['kept']} of {total} ({100 * entry['kept'] / total:.1f}%)" if total else "0 of 0"
 
 
 VERSION_COLUMNS = ["version", "when", "by", "operation", "changed", "conversations", "pairs", "json sha256", "jsonl sha256"]

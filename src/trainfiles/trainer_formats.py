@@ -14,14 +14,24 @@ current user message once (the platform's history already ends with it) and the 
   replies in its history are trained again; prompt-completion has only this mode because
   its completion holds exactly the one reply.
 
+With a `Fitting` (a context length and a way to measure a row), every row is fitted to it
+(`fitting.fit`): a dialogue too long becomes several rows ending at a reply, and each reply is
+trained by exactly one row. A context reply (before the replies a row trains) carries
+`"weight": 0` in messages and sharegpt rows, a trained one `"weight": 1` (OpenAI's
+convention; Axolotl's `message_field_training: weight`). prompt-completion, sharegpt and
+alpaca rows train only their last reply, so they get one row per reply: a completion (TRL),
+or the last turn as LLaMA-Factory trains it with `mask_history: true` (it ignores weights).
+
 Odd data never raises: the row is written as it is (a history that does not end with the
 current input gets it appended; consecutive same roles stay) and `preflight` reports it.
 """
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import groupby
 from typing import NamedTuple
+
+from . import fitting
 
 FORMATS = ("messages", "prompt-completion", "sharegpt", "alpaca")
 ROW_MODES = ("conversation", "pair")
@@ -32,9 +42,11 @@ MODES = {
     "sharegpt": ROW_MODES,
     "alpaca": ROW_MODES,
 }
-# ShareGPT speakers. The system prompt is a leading `from: system` turn: LLaMA-Factory reads
-# it with its default `system_tag` and Axolotl's chat_template maps the `system` role by
-# default, so neither needs a column mapping (a `system` column needs one in LLaMA-Factory).
+# Formats whose fitted rows train only their last reply (no per-message weight for some
+# trainer that reads them: TRL's completion, LLaMA-Factory's mask_history).
+LAST_REPLY_ONLY = ("prompt-completion", "sharegpt", "alpaca")
+# ShareGPT speakers. The system prompt is a leading `from: system` turn; the recipes
+# (`recipes.py`) give LLaMA-Factory and Axolotl the mappings they need to read it.
 SHAREGPT_ROLES = {"system": "system", "user": "human", "assistant": "gpt"}
 _SHAREGPT_SPEAKERS = {speaker: role for role, speaker in SHAREGPT_ROLES.items()}
 
@@ -43,7 +55,18 @@ class Parsed(NamedTuple):
     """A trainer row read back as chat messages (system first when present)."""
 
     messages: list[dict]
-    trained_from: int  # index of the first message the trainer may put loss on
+    trained: list[int]  # indices of the messages a trainer puts loss on
+
+
+class Fitting(NamedTuple):
+    """Fit rows to `max_tokens` as `length` measures them (the chat template applied).
+
+    `too_long(conversation_id, pair_id, tokens)` is told of each reply that cannot fit, which
+    is left out; it may raise instead."""
+
+    length: Callable[[list[dict]], int]
+    max_tokens: int
+    too_long: Callable[[str, object, int], None]
 
 
 def rows(
@@ -51,14 +74,15 @@ def rows(
     fmt: str,
     mode: str | None = None,
     metadata: Mapping[str, dict] | None = None,
+    fit: Fitting | None = None,
 ) -> Iterator[dict]:
     """Trainer rows in `fmt`, one per conversation or per reply (`mode`, None: the format's default).
 
     `metadata` (conversation id -> {"quality_score": ...}) adds a `metadata` object to every
-    row; None leaves it out. The v4 `_meta` header line gives no row. Raises ValueError at
-    once for an unknown format or mode.
+    row; None leaves it out. `fit` fits rows to a context length. The v4 `_meta` header
+    line gives no row. Raises ValueError at once for an unknown format or mode.
     """
-    return (row for _, row in rows_by_conversation(v4_rows, fmt, mode, metadata))
+    return (row for _, row in rows_by_conversation(v4_rows, fmt, mode, metadata, fit))
 
 
 def rows_by_conversation(
@@ -66,10 +90,12 @@ def rows_by_conversation(
     fmt: str,
     mode: str | None = None,
     metadata: Mapping[str, dict] | None = None,
+    fit: Fitting | None = None,
 ) -> Iterator[tuple[str, dict]]:
-    """Like `rows`, with each row's conversation id: `(conversation_id, row)`, e.g. to split."""
+    """Like `rows`, with each row's conversation id: `(conversation_id, row)`, e.g. to split;
+    fitted to a context length with `fit`."""
     mode = _checked_mode(fmt, mode)
-    return _generate(v4_rows, _BUILDERS[fmt], mode, metadata)
+    return _generate(v4_rows, fmt, mode, metadata, fit)
 
 
 def split_of(conversation_id: str, validation_fraction: float) -> str:
@@ -86,21 +112,57 @@ def parse(row: object, fmt: str) -> Parsed:
     """A trainer row in `fmt` read back as chat messages, whatever shape it has."""
     row = row if isinstance(row, Mapping) else {}
     if fmt == "messages":
-        return Parsed(_messages(row.get("messages")), 0)
+        return _trained(_messages(row.get("messages")), row.get("messages"), 0)
     if fmt == "prompt-completion":
         prompt = _messages(row.get("prompt"))
-        return Parsed(prompt + _messages(row.get("completion")), len(prompt))
+        return _trained(prompt + _messages(row.get("completion")), None, len(prompt))
     if fmt == "sharegpt":
         turns = _messages(row.get("conversations"), "from", "value")
-        return Parsed([_message(_SHAREGPT_SPEAKERS.get(m["role"], m["role"]), m["content"]) for m in turns], 0)
+        said = [_message(_SHAREGPT_SPEAKERS.get(m["role"], m["role"]), m["content"]) for m in turns]
+        return _trained(said, row.get("conversations"), 0)
     if fmt == "alpaca":
         messages = [] if row.get("system") is None else [_message("system", row["system"])]
         history = row.get("history")
         for exchange in history if isinstance(history, list) else ():
             user, reply = exchange if isinstance(exchange, list) and len(exchange) == 2 else (exchange, None)
             messages += [_message("user", user), _message("assistant", reply)]
-        return Parsed(messages + [_message("user", _query(row)), _message("assistant", row.get("output"))], 0)
+        return _trained(messages + [_message("user", _query(row)), _message("assistant", row.get("output"))], None, 0)
     raise ValueError(_unknown_format(fmt))
+
+
+def _trained(messages: list[dict], items: object, first: int) -> Parsed:
+    """The assistant messages from `first` on, except those whose item has `weight: 0`."""
+    weights = [item.get("weight") if isinstance(item, Mapping) else None for item in items] if isinstance(items, list) else []
+    untrained = {index for index, weight in enumerate(weights) if weight == 0}
+    return Parsed(
+        messages,
+        [i for i in range(first, len(messages)) if messages[i]["role"] == "assistant" and i not in untrained],
+    )
+
+
+def format_of(row: object) -> str:
+    """The trainer format a row is in, told by its keys (OpenAI chat rows are messages rows)."""
+    keys = set(row) if isinstance(row, Mapping) else set()
+    for fmt, needed in (("prompt-completion", {"prompt", "completion"}), ("sharegpt", {"conversations"}), ("alpaca", {"instruction", "output"})):
+        if needed <= keys:
+            return fmt
+    return "messages"
+
+
+def history_mismatches(v4_rows: Iterable[dict]) -> set:
+    """Ids of pairs whose history holds an assistant turn that differs from the reply trained
+    for that turn (the earlier pair's target_response): the history's draft is what a row
+    built on it trains or shows as context."""
+    found = set()
+    for _, group in groupby(v4_rows, key=lambda row: row.get("conversation_id")):
+        targets: list[object] = []
+        for row in group:
+            said = [m["content"] for m in _messages(row.get("conversation_history")) if m["role"] == "assistant"]
+            if any(a != b for a, b in zip(said, targets)):
+                found.add(row.get("id"))
+            if row.get("target_response") is not None:
+                targets.append(row["target_response"])
+    return found
 
 
 def _dialogue(v4_row: Mapping) -> list[dict]:
@@ -130,15 +192,32 @@ def _unknown_format(fmt: str) -> str:
     return f"unknown trainer format {fmt!r}: choose one of {', '.join(FORMATS)}"
 
 
-def _generate(v4_rows, build, mode, metadata) -> Iterator[tuple[str, dict]]:
+def _generate(v4_rows, fmt, mode, metadata, fit: Fitting | None) -> Iterator[tuple[str, dict]]:
+    build = _BUILDERS[fmt]
     for conversation_id, group in groupby(v4_rows, key=lambda row: row.get("conversation_id")):
         # Null targets are user turns (the v4 JSONL already leaves them out).
         pairs = [row for row in group if row.get("target_response") is not None]
         for covered, messages in _examples(pairs, mode):
-            row = build(messages)
-            if metadata is not None:
-                row["metadata"] = _metadata(conversation_id, covered, metadata)
-            yield conversation_id, row
+            if fit is None:
+                examples = [(covered, messages, None)]
+            else:
+                examples = _fitted(conversation_id, covered, messages, fit, fmt in LAST_REPLY_ONLY)
+            for trains, row_messages, trained in examples:
+                row = build(row_messages, trained)
+                if metadata is not None:
+                    row["metadata"] = _metadata(conversation_id, trains, metadata)
+                yield conversation_id, row
+
+
+def _fitted(conversation_id, covered, messages, fit: Fitting, last_only: bool):
+    """(pairs trained, messages, indices trained) per fitted row of one example."""
+    # The example trains the replies of the pairs it covers: its last len(covered) replies.
+    replies = [i for i, m in enumerate(messages) if m["role"] == "assistant"][-len(covered) :]
+    pair_of = dict(zip(replies, covered))
+    windows, too_long = fitting.fit(messages, replies, fit.length, fit.max_tokens, one_reply_per_row=last_only)
+    for reply in too_long:
+        fit.too_long(conversation_id, pair_of[reply.index].get("id"), reply.tokens)
+    return [([pair_of[i] for i in w.source], w.messages, w.trained) for w in windows]
 
 
 def _examples(pairs: list[dict], mode: str) -> Iterator[tuple[list[dict], list[dict]]]:
@@ -157,22 +236,33 @@ def _examples(pairs: list[dict], mode: str) -> Iterator[tuple[list[dict], list[d
             covered = []
 
 
-def _messages_row(messages: list[dict]) -> dict:
-    return {"messages": messages}
+def _messages_row(messages: list[dict], trained: list[int] | None) -> dict:
+    return {"messages": _weighted(messages, trained)}
 
 
-def _prompt_completion_row(messages: list[dict]) -> dict:
+def _weighted(messages: list[dict], trained: list[int] | None) -> list[dict]:
+    """Fitted rows: `weight` 1 on the replies the row trains, 0 on context replies."""
+    if trained is None:
+        return messages
+    return [
+        {**m, "weight": int(index in trained)} if m["role"] == "assistant" else m for index, m in enumerate(messages)
+    ]
+
+
+def _prompt_completion_row(messages: list[dict], trained: list[int] | None) -> dict:
     # TRL's conversational prompt-completion: completion_only_loss trains the completion only.
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
-def _sharegpt_row(messages: list[dict]) -> dict:
-    return {
-        "conversations": [{"from": SHAREGPT_ROLES.get(m["role"], m["role"]), "value": m["content"]} for m in messages]
-    }
+def _sharegpt_row(messages: list[dict], trained: list[int] | None) -> dict:
+    turns = []
+    for m in _weighted(messages, trained):
+        turn = {"from": SHAREGPT_ROLES.get(m["role"], m["role"]), "value": m["content"]}
+        turns.append(turn if "weight" not in m else {**turn, "weight": m["weight"]})
+    return {"conversations": turns}
 
 
-def _alpaca_row(messages: list[dict]) -> dict:
+def _alpaca_row(messages: list[dict], trained: list[int] | None) -> dict:
     """LLaMA-Factory's alpaca: the last exchange as instruction/output, the earlier ones as history."""
     system = messages[0]["content"] if messages[0]["role"] == "system" else ""
     body = messages[1:] if messages[0]["role"] == "system" else messages
