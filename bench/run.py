@@ -134,7 +134,7 @@ def populate_catalog(folder: Path, ids: list[str], versions: bool) -> None:
 
 
 TARGETS = {
-    "create from 80": "< 0.5 s",
+    "create from 80": "< 0.3 s",
     "create from 1000": "< 1.5 s, faster than plain",
     "list, 1000 files in catalog": "< 0.3 s",
     "list --json, 1000 files": "< 0.3 s",

@@ -40,15 +40,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     biggest = max(args.sizes)
-    ids = generated(SOURCE, range(10_001, 10_001 + biggest + 1000), target_kb=50)
+    ids = generated(SOURCE, range(10_001, 10_001 + biggest + 1080), target_kb=50)
     rows = []
     for n in args.sizes:
         work = OUT / f"scale-{n}"
         shutil.rmtree(work, ignore_errors=True)
-        (work / "src").mkdir(parents=True)
-        for cid in ids[:n]:  # a folder of exactly n files to scan, linked, not copied
-            (work / "src" / cid).mkdir()
-            (work / "src" / cid / "enriched.json").hardlink_to(SOURCE / cid / "enriched.json")
+        _link(ids[:n], work / "src")  # a folder of exactly n files to scan
         (work / "ids.txt").write_text("\n".join(ids[:n]) + "\n")
 
         def fresh_catalog(i: int, work=work) -> None:
@@ -72,11 +69,13 @@ def main() -> None:
         for i in range(args.repeat):
             shutil.rmtree(work / f"floor-{i}", ignore_errors=True)
         if n == 10_000:
-            for added in (80, 1000):
+            _link(ids[n : n + 1080], work / "extra")  # registered, untimed, for the adds
+            subprocess.run([*tf(work), "conversations", "scan", str(work / "extra")], check=True, stdout=subprocess.DEVNULL)
+            for added, start in ((80, n), (1000, n + 80)):  # different conversations each time
                 extra = work / f"add-{added}.txt"
-                extra.write_text("\n".join(ids[n : n + added]) + "\n")
+                extra.write_text("\n".join(ids[start : start + added]) + "\n")
                 whole = work / f"whole-{added}.txt"
-                whole.write_text("\n".join(ids[: n + added]) + "\n")
+                whole.write_text("\n".join(ids[:n] + ids[start : start + added]) + "\n")
                 add = alternate(
                     args.repeat,
                     lambda i, extra=extra, work=work, n=n: [*tf(work), "add", f"c{n}-{i}", "--ids-file", str(extra)],
@@ -86,6 +85,13 @@ def main() -> None:
                 rows.append((f"add {added} to {n} (floor: re-create)", *add, "<= 0.2x" if added == 80 else "<= 0.3x"))
         shutil.rmtree(work, ignore_errors=True)
     report(rows, args.repeat)
+
+
+def _link(ids: list[str], folder: Path) -> None:
+    """A folder of these sources, linked, not copied."""
+    for cid in ids:
+        (folder / cid).mkdir(parents=True)
+        (folder / cid / "enriched.json").hardlink_to(SOURCE / cid / "enriched.json")
 
 
 def report(rows, repeat: int) -> None:

@@ -278,6 +278,17 @@ class Catalog:
     def all_versions(self) -> list[dict]:
         return [_version(row) for row in self.db.query("select * from versions order by sequence")]
 
+    def trust(self, signatures: dict[str, tuple[int, int, int]]) -> None:
+        """Remember outputs this machine has just written and hashed: key -> (size, mtime_ns, inode)."""
+        with self.write():
+            self.db["trusted_outputs"].upsert_all(
+                [{"key": key, "size": s, "mtime_ns": m, "inode": i} for key, (s, m, i) in signatures.items()], pk="key"
+            )
+
+    def trusted(self, key: str) -> tuple[int, int, int] | None:
+        rows = list(self.db.query("select size, mtime_ns, inode from trusted_outputs where key = ?", [key]))
+        return (rows[0]["size"], rows[0]["mtime_ns"], rows[0]["inode"]) if rows else None
+
     # Catalogs made before the store held versions (m001): their files, once
 
     def legacy_files(self) -> list[dict]:

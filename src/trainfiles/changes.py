@@ -26,7 +26,7 @@ class Draft:
     operation: str
     file: dict
     members: list[dict]
-    outputs: dict
+    outputs: "outputs.Composition | dict"
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     restored_from: int | None = None
@@ -88,6 +88,9 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
     for written in staged:
         if written is not record["outputs"]:
             commits.unstage(store, written)
+    if any(written is record["outputs"] for written in staged):  # hashed as we wrote them
+        signatures = {o["key"]: storage.signature(storage.join(store, o["key"])) for o in record["outputs"].values()}
+        catalog.trust({key: sig for key, sig in signatures.items() if sig})
     index.refresh_download_copies(store, record)
     index.record_own(catalog, record)
     return record
@@ -113,9 +116,16 @@ def composition(file: dict, members: list[dict], body: list) -> outputs.Composit
     )
 
 
-def parent(store: str, row: dict, drop: frozenset[str] = frozenset()) -> outputs.Parent:
-    """The conversations of a file's latest version, to copy into its next one."""
-    return outputs.Parent(store, outputs_of(row), drop)
+def parent(store: str, catalog: Catalog, row: dict, drop: frozenset[str] = frozenset()) -> outputs.Parent:
+    """The conversations of a file's latest version, to copy into its next one. Outputs this
+    machine wrote and nothing has touched since are copied without hashing them again."""
+    found = outputs_of(row)
+    trusted = frozenset(
+        kind
+        for kind, output in found.items()
+        if (sig := storage.signature(storage.join(store, output["key"]))) and sig == catalog.trusted(output["key"])
+    )
+    return outputs.Parent(store, found, drop, trusted)
 
 
 def file_fields(row: dict, profile: dict | None = None) -> dict:
@@ -148,8 +158,8 @@ def from_sources(record: dict, spool: outputs.Spool) -> outputs.Composition:
             spool.append(builder.conversation_entry(member, enriched.parse(data)))
     if changed:
         raise NotFound(
-            f"version {record['version']}'s outputs were deleted by gc and cannot be built again: "
-            "sources changed since: " + ", ".join(changed)
+            f"version {record['version']}'s outputs were deleted by gc and cannot be built again: sources changed since: ",
+            changed,
         )
     spool.finish()
     return composition(record["file"], members, [spool])

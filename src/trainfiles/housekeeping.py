@@ -75,7 +75,7 @@ def gc(settings: Settings, keep: int | None, dry_run: bool, min_age: float) -> d
         for obj in garbage:
             storage.remove(obj["url"])
         if storage.is_local(settings.store):
-            _remove_empty_version_folders(root)
+            _remove_empty_folders(root)
     uploads = storage.unfinished_uploads(settings.store, cutoff, abort=not dry_run)
     return {
         "dry_run": dry_run,
@@ -85,8 +85,9 @@ def gc(settings: Settings, keep: int | None, dry_run: bool, min_age: float) -> d
     }
 
 
-def _remove_empty_version_folders(root: str) -> None:
-    for folder, subfolders, files in os.walk(root, topdown=False):
-        if not files and not subfolders and "versions" in os.path.relpath(folder, root).split(os.sep):
-            with contextlib.suppress(OSError):
+def _remove_empty_folders(root: str) -> None:
+    """Folders left empty below the store's root (a killed command's staging or spool)."""
+    for folder, _, _ in os.walk(root, topdown=False):
+        if folder != root:
+            with contextlib.suppress(OSError):  # one that holds something stays
                 os.rmdir(folder)

@@ -226,3 +226,11 @@ def m003_index_of_the_store(db: Database) -> None:
 
     # Which store the index mirrors, and the last commit of its log applied here.
     db["index_state"].create({"id": int, "store": str, "last_sequence": int}, pk="id")
+
+
+@migrations()
+def m004_trusted_outputs(db: Database) -> None:
+    # Outputs this machine wrote, with their size, modification time and inode then: an add
+    # copies a parent whose signature still matches without hashing it again (as git trusts
+    # its index). `verify`, `export` and `check` always hash.
+    db["trusted_outputs"].create({"key": str, "size": int, "mtime_ns": int, "inode": int}, pk="key")

@@ -88,6 +88,7 @@ class Parent:
     store: str
     outputs: dict  # the version's commit `outputs`: {kind: {"key", "size", "sha256"}}
     drop: frozenset[str] = frozenset()  # conversation ids left out
+    trusted: frozenset[str] = frozenset()  # kinds this machine wrote and nothing has touched since
 
     def url(self, kind: str) -> str:
         return storage.join(self.store, self.outputs[kind]["key"])
@@ -186,10 +187,10 @@ class _Verified:
 
     def __init__(self, parent: Parent, kind: str):
         self.url, self.sha256 = parent.url(kind), parent.outputs[kind]["sha256"]
-        self.h = hashlib.sha256()
+        self.h = None if kind in parent.trusted else hashlib.sha256()
 
     def _check(self) -> None:
-        if self.h.hexdigest() != self.sha256:
+        if self.h is not None and self.h.hexdigest() != self.sha256:
             raise Conflict(
                 f"{self.url} differs from its commit (sha256 {self.h.hexdigest()[:12]}, "
                 f"expected {self.sha256[:12]}): run `trainfiles verify`"
@@ -197,13 +198,15 @@ class _Verified:
 
     def chunks(self) -> Iterator[bytes]:
         for chunk in storage.chunks(self.url):
-            self.h.update(chunk)
+            if self.h is not None:
+                self.h.update(chunk)
             yield chunk
         self._check()
 
     def lines(self) -> Iterator[bytes]:
         for line in storage.lines(self.url):
-            self.h.update(line)
+            if self.h is not None:
+                self.h.update(line)
             yield line
         self._check()
 

@@ -689,6 +689,18 @@ def listing(url: str) -> list[dict]:
     return out
 
 
+def signature(url: str) -> tuple[int, int, int] | None:
+    """A local file's size, modification time (ns) and inode: what changes when anything
+    writes it. None for objects in a store (and missing files)."""
+    if not is_local(url):
+        return None
+    try:
+        info = os.stat(join(url))
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns, info.st_ino
+
+
 def exists(url: str) -> bool:
     fs, path = resolve(url)
     try:

@@ -86,7 +86,7 @@ def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) 
             # The file's conversations copied as bytes, then the new ones: it costs what it adds.
             file = {**changes.file_fields(current), "last_updated": now}
             members = catalog.members(current["id"]) + _stamped(gathered.members, now, settings.user)
-            composition = changes.composition(file, members, [changes.parent(settings.store, current), spool])
+            composition = changes.composition(file, members, [changes.parent(settings.store, catalog, current), spool])
             return Draft("add", file, members, composition, added=[m["conversation_id"] for m in gathered.members])
 
         changes.commit(settings, catalog, row["id"], check, build)
@@ -112,7 +112,7 @@ def remove(settings: Settings, ref: str, ids: list[str]) -> dict:
         gone = frozenset(ids)
         file = {**changes.file_fields(current), "last_updated": now}
         members = [m for m in catalog.members(current["id"]) if m["conversation_id"] not in gone]
-        composition = changes.composition(file, members, [changes.parent(settings.store, current, drop=gone)])
+        composition = changes.composition(file, members, [changes.parent(settings.store, catalog, current, drop=gone)])
         return Draft("remove", file, members, composition, removed=list(ids))
 
     changes.commit(settings, catalog, row["id"], check, build)
@@ -215,7 +215,7 @@ def restore(settings: Settings, ref: str, number: int) -> dict:
 def _rewritten(operation: str, store: str, catalog: Catalog, current: dict, file: dict) -> Draft:
     """A draft with the same conversations (copied as bytes) under new file fields."""
     members = catalog.members(current["id"])
-    return Draft(operation, file, members, changes.composition(file, members, [changes.parent(store, current)]))
+    return Draft(operation, file, members, changes.composition(file, members, [changes.parent(store, catalog, current)]))
 
 
 def _outputs_kept(store: str, record: dict) -> bool:
