@@ -4,7 +4,6 @@ import shutil
 
 import generate
 import orjson
-import pytest
 
 from conftest import FIXTURES, REFERENCE, snapshot, write_json
 from trainfiles.conversations import NO_ID

@@ -1,7 +1,5 @@
 """export --max-tokens on the real reference conversations, and check on exports, through the CLI."""
 
-import re
-
 import generate
 import orjson
 import pytest

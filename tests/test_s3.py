@@ -15,7 +15,7 @@ import orjson
 import pytest
 import s3fs
 
-from conftest import BOUND, BUCKETS, FAST, FIXTURES, KEY_ID, REFUSED, SECRET, SOURCES, STORE, snapshot
+from conftest import BOUND, BUCKETS, FIXTURES, KEY_ID, REFUSED, SECRET, SOURCES, STORE, snapshot
 from trainfiles import conversations, storage
 from trainfiles.cli import app
 

@@ -16,7 +16,7 @@ import orjson
 from . import changes, commits, outputs, preflight, recipes, storage, trainer_formats
 from .card import dataset_card
 from .catalog import Catalog
-from .errors import Conflict, InvalidInput, NotFound
+from .errors import InvalidInput, NotFound
 from .settings import Settings
 from .tokenizing import Tokens
 from .training_files import find, open_catalog, record
@@ -46,12 +46,7 @@ def _content(settings: Settings, version: dict, kind: str) -> Iterator[bytes]:
         with outputs.spool(settings.store, record["file_id"]) as spool:
             yield from outputs.content(changes.from_sources(record, spool), kind)
         return
-    h = hashlib.sha256()
-    for chunk in (storage.lines if kind == "jsonl" else storage.chunks)(url):
-        h.update(chunk)
-        yield chunk
-    if h.hexdigest() != version[f"{kind}_sha256"]:
-        raise Conflict(f"{url} differs from its commit (sha256 {h.hexdigest()[:12]}, expected {version[f'{kind}_sha256'][:12]}): run `trainfiles verify`")
+    yield from outputs.verified(url, version[f"{kind}_sha256"], (storage.lines if kind == "jsonl" else storage.chunks)(url))
 
 
 def stored(settings: Settings, ref: str, fmt: str, header: bool, number: int | None = None) -> Iterator[bytes]:

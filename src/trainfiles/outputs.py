@@ -181,40 +181,30 @@ def _runs(piece: "Spool | Parent", kind: str) -> Iterator[Iterator[bytes]]:
         yield (_json_body if kind == "json" else _jsonl_body)(piece)
 
 
-class _Verified:
-    """A stored output streamed in chunks or lines, hashed on the way: when it ends, its
-    sha256 must be the one its commit recorded."""
+def verified(url: str, sha256: str | None, items: Iterator[bytes]) -> Iterator[bytes]:
+    """`items` (an object's chunks or lines, in order), hashed on the way: when they end,
+    their sha256 must be `sha256`, else Conflict naming the object. None: trusted as it is."""
+    h = hashlib.sha256() if sha256 else None
+    for item in items:
+        if h is not None:
+            h.update(item)
+        yield item
+    if h is not None and h.hexdigest() != sha256:
+        raise Conflict(
+            f"{url} differs from its commit (sha256 {h.hexdigest()[:12]}, expected {sha256[:12]}): run `trainfiles verify`"
+        )
 
-    def __init__(self, parent: Parent, kind: str):
-        self.url, self.sha256 = parent.url(kind), parent.outputs[kind]["sha256"]
-        self.h = None if kind in parent.trusted else hashlib.sha256()
 
-    def _check(self) -> None:
-        if self.h is not None and self.h.hexdigest() != self.sha256:
-            raise Conflict(
-                f"{self.url} differs from its commit (sha256 {self.h.hexdigest()[:12]}, "
-                f"expected {self.sha256[:12]}): run `trainfiles verify`"
-            )
-
-    def chunks(self) -> Iterator[bytes]:
-        for chunk in storage.chunks(self.url):
-            if self.h is not None:
-                self.h.update(chunk)
-            yield chunk
-        self._check()
-
-    def lines(self) -> Iterator[bytes]:
-        for line in storage.lines(self.url):
-            if self.h is not None:
-                self.h.update(line)
-            yield line
-        self._check()
+def _parent_stream(parent: Parent, kind: str, read) -> Iterator[bytes]:
+    url = parent.url(kind)
+    expected = None if kind in parent.trusted else parent.outputs[kind]["sha256"]
+    return verified(url, expected, read(url))
 
 
 def _json_body(parent: "Parent") -> Iterator[bytes]:
     """Everything between the parent JSON's head and tail, in large chunks."""
     head, tail, skipping = b"", b"", True
-    for chunk in _Verified(parent, "json").chunks():
+    for chunk in _parent_stream(parent, "json", storage.chunks):
         if skipping:
             head += chunk
             at = head.find(builder.JSON_ENTRIES_START)
@@ -233,7 +223,7 @@ def _json_body(parent: "Parent") -> Iterator[bytes]:
 def _jsonl_body(parent: "Parent") -> Iterator[bytes]:
     """The parent JSONL without its `_meta` line, in large chunks."""
     first = True
-    for chunk in _Verified(parent, "jsonl").chunks():
+    for chunk in _parent_stream(parent, "jsonl", storage.chunks):
         if first:
             chunk, first = chunk[chunk.index(b"\n") + 1 :], False
         yield chunk
@@ -250,7 +240,7 @@ def _filtered_json(parent: "Parent") -> Iterator[Iterator[bytes]]:
     from `    {` to `    }` (deeper lines are indented more, so none inside has either shape)."""
     entry: list[bytes] = []
     in_body = False
-    for line in _Verified(parent, "json").lines():
+    for line in _parent_stream(parent, "json", storage.lines):
         if not in_body:
             in_body = line == builder.JSON_ENTRIES_START[1:]
         elif line in ENTRY_ENDS:
@@ -269,7 +259,7 @@ def _entry_id(entry: list[bytes]) -> str:
 
 
 def _filtered_jsonl(parent: "Parent") -> Iterator[Iterator[bytes]]:
-    lines = _Verified(parent, "jsonl").lines()
+    lines = _parent_stream(parent, "jsonl", storage.lines)
     next(lines)  # the parent's `_meta` line
     yield (line for line in lines if _row_id(line) not in parent.drop)
 
