@@ -122,6 +122,23 @@ class Catalog:
                 found[row["conversation_id"]] = _conversation(row)
         return found
 
+    def locations(self, ids: list[str]) -> dict[str, tuple[str, str | None]]:
+        """(enrichment status, enriched file path) of the given ids that exist: what a large
+        create needs of every conversation before it reads any (whole records come a window
+        at a time)."""
+        found = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                (cid, (status, path))
+                for cid, status, path in self.db.execute(
+                    f"select conversation_id, enrichment_status, enriched_file_path from conversations where conversation_id in ({marks})",
+                    chunk,
+                )
+            )
+        return found
+
     def list_conversations(self, status: str | None = None, batch: str | None = None) -> list[dict]:
         """Conversation records, filtered by status and batch, in created_at, id order."""
         where, params = [], []

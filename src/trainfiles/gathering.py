@@ -58,6 +58,9 @@ def unknown(catalog: Catalog, ids: list[str]) -> list[str]:
     return [cid for cid in ids if cid not in records]
 
 
+RECORDS_WINDOW = 500
+
+
 def gather(
     catalog: Catalog,
     ids: list[str],
@@ -74,27 +77,30 @@ def gather(
     The first eligible conversation sets the vertical and profile a new file takes. Once
     something is wrong the rest are still read and checked, but no longer rendered.
     """
-    records = catalog.conversations(ids)
-    missing = [cid for cid in ids if cid not in records]
+    located = catalog.locations(ids)
+    missing = [cid for cid in ids if cid not in located]
     problems: dict[str, tuple[str, type[TrainfilesError]]] = {}
-    readable = []
+    readable, paths = [], []
     for cid in ids:
-        rec = records.get(cid)
-        if rec is None:
+        if cid not in located:
             continue
-        if rec["enrichment_status"] != "completed":
-            problems[cid] = (f"status is {rec['enrichment_status']}, not completed", InvalidInput)
-        elif not rec["enriched_file_path"]:
+        status, path = located[cid]
+        if status != "completed":
+            problems[cid] = (f"status is {status}, not completed", InvalidInput)
+        elif not path:
             problems[cid] = ("no enriched_file_path", InvalidInput)
         else:
             readable.append(cid)
+            paths.append(path)
+    del located
     members = []
     check_profile = not explicit_profile
+    records: dict[str, dict] = {}  # whole records, a window at a time: a file may hold 100,000
     try:
         with bar("Reading conversations", len(readable)) as advance, _no_collection_pauses():
-            contents = storage.read_each([records[cid]["enriched_file_path"] for cid in readable], advance)
-            for cid, (data, digest) in zip(readable, contents):
-                path = records[cid]["enriched_file_path"]
+            for i, (cid, path, (data, digest)) in enumerate(zip(readable, paths, storage.read_each(paths, advance))):
+                if cid not in records:
+                    records = catalog.conversations(readable[i : i + RECORDS_WINDOW])
                 if isinstance(data, NotFound):
                     problems[cid] = (str(data), NotFound)
                     continue
