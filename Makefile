@@ -33,6 +33,8 @@ demo: $(READY)
 	$(TF) add demo-file --batch $(BATCH_B) --skip-invalid
 	$(TF) list
 	$(TF) show demo-file
+	$(TF) log demo-file
+	$(TF) verify --sources
 	$(TF) export demo-file --format json --output $(DEMO)/demo-file.json
 	$(TF) export demo-file --format jsonl --output $(DEMO)/demo-file.jsonl
 	@echo "demo: catalog, store and exports are in $(DEMO)/"

@@ -2,9 +2,9 @@
 
 Each output is a head, a body of conversations and a tail (builder.py). A body is built from
 pieces, in order: conversations rendered as they were read (spooled to local files, never
-held in memory), runs of the parent version's conversations copied as bytes (never parsed),
-or whole bytes. Staging writes head, pieces and tail under the version's key and hashes
-them on the way; a parent whose bytes differ from its commit stops the write.
+held in memory), and the parent version's conversations copied as bytes (never parsed).
+Staging writes head, pieces and tail under the version's key and hashes them on the way; a
+parent whose bytes differ from its commit stops the write.
 """
 
 import contextlib
@@ -13,6 +13,8 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+
+import orjson
 
 from . import builder, commits, storage
 from .ahead import ahead
@@ -96,8 +98,6 @@ class Parent:
     def rows(self) -> int:
         """The JSONL rows this piece gives: the parent's count from its `_meta` line (one
         small read), less the rows of dropped conversations (counted in a pass of its own)."""
-        import orjson
-
         if not self.drop:
             return orjson.loads(storage.first_line(self.url("jsonl")))["_meta"]["total_pairs"]
         jsonl = storage.lines(self.url("jsonl"))
