@@ -292,9 +292,6 @@ class Catalog:
         rows = list(self.db.query("select * from versions where file_id = ? and version = ?", [file_id, number]))
         return _version(rows[0]) if rows else None
 
-    def all_versions(self) -> list[dict]:
-        return [_version(row) for row in self.db.query("select * from versions order by sequence")]
-
     def trust(self, signatures: dict[str, tuple[int, int, int]]) -> None:
         """Remember outputs this machine has just written and hashed: key -> (size, mtime_ns, inode)."""
         with self.write():

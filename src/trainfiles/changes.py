@@ -73,7 +73,7 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
             record["outputs"] = outputs.stage(store, file_id, record["version"], draft.outputs)
             staged.append(record["outputs"])
         elif isinstance(draft.outputs.get("json"), bytes):
-            record["outputs"] = stage(store, file_id, record["version"], draft.outputs)
+            record["outputs"] = commits.stage(store, file_id, record["version"], draft.outputs)
             staged.append(record["outputs"])
         return record
 
@@ -94,11 +94,6 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
     index.refresh_download_copies(store, record)
     index.record_own(catalog, record)
     return record
-
-
-def stage(store: str, file_id: str, version: int, outputs: dict[str, bytes]) -> dict[str, dict]:
-    digests = dict(zip(commits.KINDS, storage.sha256_many([outputs[kind] for kind in commits.KINDS])))
-    return commits.stage(store, file_id, version, outputs, digests)
 
 
 def composition(file: dict, members: list[dict], body: list) -> outputs.Composition:

@@ -76,15 +76,16 @@ def marker_key(file_id: str) -> str:
     return f"{file_id}/current.json"
 
 
-def stage(store: str, file_id: str, version: int, outputs: dict[str, bytes], digests: dict[str, str]) -> dict[str, dict]:
-    """Step 1: write each output under a key of its own; returns the commit's `outputs`."""
+def stage(store: str, file_id: str, version: int, outputs: dict[str, bytes]) -> dict[str, dict]:
+    """Step 1, for outputs held whole (a migrated file's): write each under a key of its own;
+    returns the commit's `outputs`. Streamed outputs are staged by outputs.stage."""
     staged = {}
     folder = output_folder(file_id, version)
     try:
         for kind in KINDS:
             key = f"{folder}/training.{kind}"
             storage.write_atomic(storage.join(store, key), outputs[kind])
-            staged[kind] = {"key": key, "size": len(outputs[kind]), "sha256": digests[kind]}
+            staged[kind] = {"key": key, "size": len(outputs[kind]), "sha256": storage.sha256(outputs[kind])}
     except BaseException:
         unstage(store, staged)
         storage.remove_empty_folder(storage.join(store, folder))

@@ -860,15 +860,6 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_many(blobs: Sequence[bytes]) -> Iterator[str]:
-    """The sha256 of each blob, in order, computed on another thread: hashlib releases the
-    GIL, so the caller's parsing goes on meanwhile."""
-    pool = ThreadPoolExecutor(max_workers=1)
-    digests = pool.map(sha256, blobs)
-    pool.shutdown(wait=False)
-    return digests
-
-
 def sign(url: str, expires: int) -> str:
     """A presigned URL that fetches `url` for `expires` seconds."""
     fs, path = resolve(url)
