@@ -50,26 +50,63 @@ def conversation_entry(member: dict, doc: dict) -> dict:
     return {"conversation_metadata": meta, "training_pairs": doc["training_pairs"]}
 
 
-def statistics(members: list[dict]) -> dict:
-    """Exact statistics over members' recorded values (never approximated from tiers)."""
-    scores = [m["quality_score"] for m in members if m.get("quality_score") is not None]
-    reviewed = sum(1 for m in members if m.get("human_reviewed"))
-    return {
-        "total_conversations": len(members),
-        "total_training_pairs": sum(m["training_pairs"] for m in members),
-        "quality_summary": {
-            "avg_quality_score": round2(sum(scores) / len(scores)) if scores else None,
-            "min_quality_score": round2(min(scores)) if scores else None,
-            "max_quality_score": round2(max(scores)) if scores else None,
-            "human_reviewed_count": reviewed,
-            "human_reviewed_percentage": round2(100 * reviewed / len(members)) if members else 0,
-        },
-        "scaffolding_distribution": {
-            "personas": _counts(m.get("persona_key") for m in members),
-            "emotional_arcs": _counts(m.get("emotional_arc_key") for m in members),
-            "training_topics": _counts(m.get("topic_key") for m in members),
-        },
-    }
+class Tally:
+    """Statistics taken one member at a time, so a file of any size is never held whole.
+
+    Exact: scores are summed in file order from zero, as `sum()` on Python 3.11 does, and
+    never approximated from tiers. `result()` is format-v4's statistics object.
+    """
+
+    def __init__(self) -> None:
+        self.count = self.pairs = self.reviewed = self.scored = 0
+        self.score_sum = 0
+        self.low: float | None = None
+        self.high: float | None = None
+        self.personas: dict[str, int] = {}
+        self.arcs: dict[str, int] = {}
+        self.topics: dict[str, int] = {}
+
+    def add(self, member: dict) -> None:
+        self.count += 1
+        self.pairs += member["training_pairs"]
+        score = member.get("quality_score")
+        if score is not None:
+            self.scored += 1
+            self.score_sum += score
+            self.low = score if self.low is None else min(self.low, score)
+            self.high = score if self.high is None else max(self.high, score)
+        if member.get("human_reviewed"):
+            self.reviewed += 1
+        for counts, key in ((self.personas, "persona_key"), (self.arcs, "emotional_arc_key"), (self.topics, "topic_key")):
+            if value := member.get(key):
+                counts[value] = counts.get(value, 0) + 1
+
+    def result(self) -> dict:
+        scored = self.scored
+        return {
+            "total_conversations": self.count,
+            "total_training_pairs": self.pairs,
+            "quality_summary": {
+                "avg_quality_score": round2(self.score_sum / scored) if scored else None,
+                "min_quality_score": round2(self.low) if scored else None,
+                "max_quality_score": round2(self.high) if scored else None,
+                "human_reviewed_count": self.reviewed,
+                "human_reviewed_percentage": round2(100 * self.reviewed / self.count) if self.count else 0,
+            },
+            "scaffolding_distribution": {
+                "personas": dict(self.personas),
+                "emotional_arcs": dict(self.arcs),
+                "training_topics": dict(self.topics),
+            },
+        }
+
+
+def statistics(members: Iterable[dict]) -> dict:
+    """Exact statistics over members' recorded values, in one pass."""
+    tally = Tally()
+    for member in members:
+        tally.add(member)
+    return tally.result()
 
 
 def metadata(*, name: str, created: str, updated: str, target_model: str | None, vertical: str, stats: dict) -> dict:
@@ -170,11 +207,3 @@ def render_jsonl(doc: dict) -> bytes:
     rows = [jsonl_entry(c) for c in doc["conversations"]]
     head = jsonl_head(doc["training_file_metadata"]["file_name"], sum(n for _, n in rows))
     return b"".join([head, *(lines for lines, _ in rows)])
-
-
-def _counts(keys: Iterable[str | None]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for key in keys:
-        if key:
-            counts[key] = counts.get(key, 0) + 1
-    return counts

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import StorageUnavailable
+from .members import after as members_after
 from .migrations import migrations, sqlite_utils
 
 CONVERSATION_FIELDS = (
@@ -235,11 +236,11 @@ class Catalog:
             else:
                 self.db.execute("delete from members where file_id = ?", [file_id])
                 start = 0
-            self._insert_members(file_id, start, r["members"][start:])
+            self._insert_members(file_id, start, members_after(r["members"], start))
         self.db["versions"].insert_all((_version_row(r) for r in records), ignore=True)
         self.db.execute("update index_state set last_sequence = ? where id = 1", [records[-1]["sequence"]])
 
-    def _insert_members(self, file_id: str, start: int, members: list[dict]) -> None:
+    def _insert_members(self, file_id: str, start: int, members: Iterable[dict]) -> None:
         # executemany, not insert_all: a file of 10,000 conversations is rewritten by every
         # command that indexes a new version of it, and sqlite-utils' per-value work was most
         # of an add's time.
@@ -271,12 +272,18 @@ class Catalog:
     def file_count(self) -> int:
         return self.db.execute("select count(*) from files").fetchone()[0]
 
-    def members(self, file_id: str) -> list[dict]:
+    def members(self, file_id: str) -> Iterator[dict]:
         """A training file's members in file order, as its commits record them."""
-        return [
-            member_row(row)
-            for row in self.db.query("select * from members where file_id = ? order by position", [file_id])
-        ]
+        return (member_row(row) for row in self.db.query("select * from members where file_id = ? order by position", [file_id]))
+
+    def members_among(self, file_id: str, ids: list[str]) -> set[str]:
+        """Those of `ids` that are members of the file (costs what `ids` holds, not the file)."""
+        found = set()
+        for start in range(0, len(ids), 500):  # SQLite's limit on parameters is 999 at worst
+            batch = ids[start : start + 500]
+            sql = f"select conversation_id from members where file_id = ? and conversation_id in ({', '.join('?' * len(batch))})"
+            found.update(row[0] for row in self.db.execute(sql, [file_id, *batch]))
+        return found
 
     def member_ids(self, file_id: str) -> list[str]:
         return [

@@ -14,6 +14,7 @@ import orjson
 from . import builder, clock, commits, enriched, index, outputs, storage
 from .catalog import Catalog, outputs_of
 from .errors import NotFound
+from .members import Members
 from .settings import Settings
 
 
@@ -25,7 +26,7 @@ class Draft:
 
     operation: str
     file: dict
-    members: list[dict]
+    members: Members
     outputs: "outputs.Composition | dict"
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
@@ -65,8 +66,8 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
             "removed": draft.removed,
             "restored_from": draft.restored_from,
             "file": draft.file,
-            "statistics": builder.statistics(draft.members),
-            "members": draft.members,  # each a member_row already: not copied, a large file holds many
+            "statistics": draft.members.statistics(),
+            "members": draft.members,  # streamed into the record from its spool
             "outputs": draft.outputs,
         }
         if isinstance(draft.outputs, outputs.Composition):
@@ -96,7 +97,7 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
     return record
 
 
-def composition(file: dict, members: list[dict], body: list) -> outputs.Composition:
+def composition(file: dict, members: Members, body: list) -> outputs.Composition:
     """What to stage for a state: its file fields, members, and the body's pieces."""
     meta = builder.metadata(
         name=file["name"],
@@ -104,7 +105,7 @@ def composition(file: dict, members: list[dict], body: list) -> outputs.Composit
         updated=file["last_updated"],
         target_model=file["target_model"],
         vertical=file["vertical"],
-        stats=builder.statistics(members),
+        stats=members.statistics(),
     )
     return outputs.Composition(
         builder.json_head(meta, file["consultant_profile"]), lambda rows: builder.jsonl_head(file["name"], rows), body
@@ -142,9 +143,9 @@ def file_fields(row: dict, profile: dict | None = None) -> dict:
 def from_sources(record: dict, spool: outputs.Spool) -> outputs.Composition:
     """A version built again from its sources, byte for byte, when their sha256 still match
     the commit; NotFound naming every source that changed or went missing."""
-    members = record["members"]
+    members = Members(record["members"])
     changed = []
-    for member, (data, digest) in zip(members, storage.read_each([m["source_path"] for m in members])):
+    for member, (data, digest) in zip(record["members"], storage.read_each([m["source_path"] for m in record["members"]])):
         if isinstance(data, NotFound):
             changed.append(f"{member['conversation_id']} ({member['source_path']} is missing)")
         elif digest != member["source_sha256"]:

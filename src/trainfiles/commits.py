@@ -17,13 +17,14 @@ that no record names is garbage for `gc`.
 """
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import orjson
 
 from . import storage
-from .faults import crash_point
 from .errors import InvalidInput, StorageUnavailable
+from .faults import crash_point
+from .members import Members
 
 FORMAT = "trainfiles.commit/1"
 LOG = "_log"
@@ -109,7 +110,22 @@ def publish(store: str, record: dict) -> bool:
     """Step 2: publish the record at its sequence number; False if another writer has it."""
     record["format"] = FORMAT
     url = storage.join(log_folder(store), commit_name(record["sequence"]))
-    return storage.put_if_absent(url, orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+    return storage.put_if_absent(url, record_json(record))
+
+
+def record_json(record: dict) -> Iterator[bytes]:
+    """The record as orjson writes it, in chunks: members this process gathered are copied
+    from their spool, line by line, never held together."""
+    members = record["members"]
+    if not isinstance(members, Members):
+        yield orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        return
+    keys = list(record)
+    at = keys.index("members")
+    yield orjson.dumps({k: record[k] for k in keys[:at]})[:-1] + b',"members":'
+    yield from members.json()
+    rest = {k: record[k] for k in keys[at + 1 :]}
+    yield (b"," + orjson.dumps(rest)[1:] if rest else b"}") + b"\n"
 
 
 def commit(store: str, sequence: int, attempt: Callable[[dict | None], dict], landed: Callable[[], int]) -> dict:

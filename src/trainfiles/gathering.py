@@ -10,6 +10,7 @@ import orjson
 from . import builder, enriched, prefixes, storage
 from .catalog import Catalog
 from .errors import InvalidInput, NotFound, StorageUnavailable, TrainfilesError, named
+from .members import Members
 from .outputs import Spool
 from .progress import bar
 from .selection import require_unique
@@ -28,7 +29,7 @@ class Gathered:
     """What one command read: the eligible conversations' member values in request order
     (their entries went to the spool as they came), and what was left out."""
 
-    members: list[dict]
+    members: Members
     skipped: list[dict]
     profile: dict
     vertical: str
@@ -93,7 +94,7 @@ def gather(
             readable.append(cid)
             paths.append(path)
     del located
-    members = []
+    members = Members()
     check_profile = not explicit_profile
     records: dict[str, dict] = {}  # whole records, a window at a time: a file may hold 100,000
     try:
@@ -160,8 +161,7 @@ def _no_collection_pauses() -> Iterator[None]:
 
 def _member(rec: dict, doc: dict, path: str, digest: str) -> dict:
     """A member as its commit records it (catalog.MEMBER_FIELDS, in order): values derived
-    from the document, except where a manifest set them; who added it comes at commit time.
-    One dict per conversation, never copied: a large file holds many."""
+    from the document, except where a manifest set them; who added it comes at commit time."""
     derived = enriched.derive(doc)
 
     def value(key: str):

@@ -10,6 +10,7 @@ import orjson
 from . import changes, commits, storage
 from .catalog import Catalog, member_row
 from .changes import Draft
+from .members import Members
 from .outputs import spool
 from .settings import Settings
 
@@ -51,6 +52,6 @@ def _publish(settings: Settings, catalog: Catalog, row: dict) -> None:
             outputs = changes.from_sources({"version": 1, "file": file, "members": members}, rebuilt)
 
         def build(current: dict | None, now: str) -> Draft:
-            return Draft("migrate", file, members, outputs, added=[m["conversation_id"] for m in members])
+            return Draft("migrate", file, Members(members), outputs, added=[m["conversation_id"] for m in members])
 
         changes.commit(settings, catalog, row["id"], lambda current: None, build)

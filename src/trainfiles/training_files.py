@@ -7,6 +7,8 @@ or is refused publishes nothing.
 """
 
 import uuid
+from collections.abc import Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 
 import orjson
@@ -16,6 +18,7 @@ from .catalog import RECORD_FIELDS, Catalog, outputs_of
 from .changes import Draft
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, named
 from .gathering import Selection
+from .members import Members
 from .settings import Settings
 from .text import refuse_hidden_characters
 
@@ -62,9 +65,9 @@ def _commit_new(settings, catalog, file_id, name, description, target_model, gat
             "last_updated": now,
             "consultant_profile": gathered.profile,
         }
-        members = _stamped(gathered.members, now, settings.user)
+        members = Members(_stamped(gathered.members, now, settings.user))
         composition = changes.composition(file, members, [spool])
-        return Draft("create", file, members, composition, added=[m["conversation_id"] for m in members])
+        return Draft("create", file, members, composition, added=_ids(gathered.members))
 
     changes.commit(settings, catalog, file_id, lambda current: _name_free(catalog, name, file_id), build)
 
@@ -85,9 +88,9 @@ def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) 
         def build(current: dict, now: str) -> Draft:
             # The file's conversations copied as bytes, then the new ones: it costs what it adds.
             file = {**changes.file_fields(current), "last_updated": now}
-            members = catalog.members(current["id"]) + _stamped(gathered.members, now, settings.user)
+            members = Members(chain(catalog.members(current["id"]), _stamped(gathered.members, now, settings.user)))
             composition = changes.composition(file, members, [changes.parent(settings.store, catalog, current), spool])
-            return Draft("add", file, members, composition, added=[m["conversation_id"] for m in gathered.members])
+            return Draft("add", file, members, composition, added=_ids(gathered.members))
 
         changes.commit(settings, catalog, row["id"], check, build)
     return _with_skipped(_record(settings, catalog, row["id"]), gathered, skip_invalid)
@@ -101,17 +104,17 @@ def remove(settings: Settings, ref: str, ids: list[str]) -> dict:
 
     def check(current: dict | None) -> None:
         _writable(current, settings.user)
-        present = set(catalog.member_ids(current["id"]))
+        present = catalog.members_among(current["id"], ids)
         missing = [cid for cid in ids if cid not in present]
         if missing:
             raise NotFound(f"not in training file {current['name']!r}: ", missing)
-        if len(present) == len(ids):
+        if current["conversation_count"] == len(ids):
             raise InvalidInput(f"removing every conversation would leave {current['name']!r} empty: archive it instead")
 
     def build(current: dict, now: str) -> Draft:
         gone = frozenset(ids)
         file = {**changes.file_fields(current), "last_updated": now}
-        members = [m for m in catalog.members(current["id"]) if m["conversation_id"] not in gone]
+        members = Members(m for m in catalog.members(current["id"]) if m["conversation_id"] not in gone)
         composition = changes.composition(file, members, [changes.parent(settings.store, catalog, current, drop=gone)])
         return Draft("remove", file, members, composition, removed=list(ids))
 
@@ -138,7 +141,7 @@ def _set_status(settings: Settings, ref: str, status: str) -> dict:
         def build(current: dict, now: str) -> Draft:
             file = {**changes.file_fields(current), "status": status}
             operation = "archive" if status == "archived" else "unarchive"
-            return Draft(operation, file, catalog.members(current["id"]), outputs_of(current))
+            return Draft(operation, file, Members(catalog.members(current["id"])), outputs_of(current))
 
         changes.commit(settings, catalog, row["id"], lambda current: _creator(current, settings.user), build)
     return _record(settings, catalog, row["id"])
@@ -178,7 +181,7 @@ def describe(settings: Settings, ref: str, description: str | None, target_model
         def build(current: dict, now: str) -> Draft:
             file = {**changes.file_fields(current), **wanted}
             if file["target_model"] == current["target_model"]:  # not in the outputs: keep them
-                return Draft("describe", file, catalog.members(current["id"]), outputs_of(current))
+                return Draft("describe", file, Members(catalog.members(current["id"])), outputs_of(current))
             return _rewritten("describe", settings.store, catalog, current, {**file, "last_updated": now})
 
         changes.commit(settings, catalog, row["id"], lambda current: _writable(current, settings.user), build)
@@ -205,7 +208,7 @@ def restore(settings: Settings, ref: str, number: int) -> dict:
 
             def build(current: dict, now: str) -> Draft:
                 file = {**target["file"], "status": "active"}
-                return Draft("restore", file, target["members"], target["outputs"] if kept else built, restored_from=number)
+                return Draft("restore", file, Members(target["members"]), target["outputs"] if kept else built, restored_from=number)
 
             check(row)
             changes.commit(settings, catalog, row["id"], check, build)
@@ -214,7 +217,7 @@ def restore(settings: Settings, ref: str, number: int) -> dict:
 
 def _rewritten(operation: str, store: str, catalog: Catalog, current: dict, file: dict) -> Draft:
     """A draft with the same conversations (copied as bytes) under new file fields."""
-    members = catalog.members(current["id"])
+    members = Members(catalog.members(current["id"]))
     return Draft(operation, file, members, changes.composition(file, members, [changes.parent(store, catalog, current)]))
 
 
@@ -222,15 +225,19 @@ def _outputs_kept(store: str, record: dict) -> bool:
     return all(storage.exists(storage.join(store, record["outputs"][kind]["key"])) for kind in commits.KINDS)
 
 
-def _stamped(members: list[dict], now: str, user: str) -> list[dict]:
-    """The new members, marked as added now by `user` (in place: they are not copied)."""
+def _stamped(members: Iterable[dict], now: str, user: str) -> Iterator[dict]:
+    """The new members, marked as added now by `user`."""
     for m in members:
         m["added_at"], m["added_by"] = now, user
-    return members
+        yield m
+
+
+def _ids(members: Iterable[dict]) -> list[str]:
+    return [m["conversation_id"] for m in members]
 
 
 def _absent(catalog: Catalog, row: dict, ids: list[str]) -> None:
-    present = set(catalog.member_ids(row["id"]))
+    present = catalog.members_among(row["id"], ids)
     already = [cid for cid in ids if cid in present]
     if already:
         unknown = gathering.unknown(catalog, [cid for cid in ids if cid not in present])
