@@ -13,6 +13,7 @@ import pytest
 
 from conftest import FIXTURES, SOURCES, STORE
 from trainfiles import builder
+from trainfiles.members import Members
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]
 
@@ -314,3 +315,30 @@ def test_a_store_emptied_under_the_same_name_is_indexed_again(cli, tmp_path):
     assert [v["version"] for v in cli.json("log", "new")] == [1]
     assert sorted(p.name for p in (tmp_path / "store" / "_log").iterdir()) == [f"{1:020d}.json"]
     assert cli.json("--catalog", tmp_path / "other.db", "list") == [made]
+
+
+def test_commit_records_are_what_orjson_writes_for_them(cli, tmp_path):
+    # Members are streamed into a record from their spool; the record must read back as the
+    # same bytes orjson writes for the whole object, with statistics over exactly its members.
+    cli("conversations", "scan", FIXTURES / "conversations")
+    cli("create", "--name", "dec", "--id", A[0], "--id", A[1])
+    cli("add", "dec", "--id", A[2], "--id", A[3])
+    cli("remove", "dec", "--id", A[0])
+    cli("archive", "dec")
+    raws = [p.read_bytes() for p in sorted((tmp_path / "store" / "_log").iterdir())]
+    records = [orjson.loads(raw) for raw in raws]
+    assert [raw == orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for raw, r in zip(raws, records)] == [True] * 4
+    assert [[m["conversation_id"] for m in r["members"]] for r in records] == [A[:2], A[:4], A[1:4], A[1:4]]
+    assert [r["statistics"] == builder.statistics(r["members"]) for r in records] == [True] * 4
+    assert [m["added_at"] for m in records[1]["members"]] == ["2025-12-01T00:00:00Z"] * 2 + ["2025-12-01T00:00:01Z"] * 2
+    assert {m["added_by"] for r in records for m in r["members"]} == {"alice"}
+
+
+def test_members_stream_as_the_json_list_they_are():
+    # Past the 1,000-line batches the spool copies at a time, and empty.
+    rows = [{"conversation_id": f"{i:04d}", "quality_score": i / 7, "training_pairs": i % 5} for i in range(2_345)]
+    for count in (0, 1, 1_000, 2_345):
+        spooled = Members(rows[:count])
+        assert b"".join(spooled.json()) == orjson.dumps(rows[:count])
+        assert (len(spooled), list(spooled.after(count - 1 if count else 0))) == (count, rows[count - 1 : count] if count else [])
+        assert spooled.statistics() == builder.statistics(rows[:count])
