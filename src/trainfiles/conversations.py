@@ -2,7 +2,9 @@
 platform's manifest, listing what the catalog holds."""
 
 import os
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
+from itertools import chain, islice
 
 from . import clock, enriched, prefixes, storage
 from .catalog import Catalog
@@ -16,22 +18,38 @@ NO_ID = "no conversation id (dataset_metadata.dataset_name is not fp_conversatio
 
 def scan(settings: Settings, url: str, batch: str | None) -> dict:
     """Register every enriched file under `url`; report registered, updated and invalid."""
-    urls, invalid = storage.find_json(url)
-    rows, seen = [], {}
+    refused: list[dict] = []
+    urls = _readable(storage.find_json(url), refused)
     # Each file is parsed as it arrives and dropped: memory holds rows, not documents.
-    with bar("Reading conversations", len(urls)) as advance:
-        scanned = _in_processes(urls, advance) if storage.is_local(url) and len(urls) >= PARALLEL_FROM else _in_order(urls, advance)
-        for path, row, reason in scanned:
-            if row and row["conversation_id"] in seen:
-                row, reason = None, f"conversation {row['conversation_id']} is also at {seen[row['conversation_id']]}"
-            if row:
-                seen[row["conversation_id"]] = path
-                if batch:
-                    row["batch_job_id"] = batch
-                rows.append(row)
-            if reason:
-                invalid.append({"path": path, "reason": reason})
+    with bar("Reading conversations", None) as advance:
+        first = list(islice(urls, PARALLEL_FROM))
+        if storage.is_local(url) and len(first) == PARALLEL_FROM:
+            scanned = list(_in_processes(chain(first, urls), advance))
+        else:
+            scanned = list(_in_order(first, advance))
+    scanned.sort(key=lambda found: found[0])  # files were listed as the walk went
+    invalid = sorted(refused, key=lambda r: r["path"])
+    rows, seen = [], {}
+    for path, row, reason in scanned:
+        if row and row["conversation_id"] in seen:
+            row, reason = None, f"conversation {row['conversation_id']} is also at {seen[row['conversation_id']]}"
+        if row:
+            seen[row["conversation_id"]] = path
+            if batch:
+                row["batch_job_id"] = batch
+            rows.append(row)
+        if reason:
+            invalid.append({"path": path, "reason": reason})
     return _save_conversations(settings, rows, invalid)
+
+
+def _readable(found: Iterable[tuple[str, str | None]], refused: list[dict]) -> Iterator[str]:
+    """The files to read; those not to read go to `refused` with the reason."""
+    for url, reason in found:
+        if reason:
+            refused.append({"path": url, "reason": reason})
+        else:
+            yield url
 
 
 PARALLEL_FROM = 500  # files; fewer are not worth starting processes for
@@ -44,19 +62,29 @@ def _in_order(urls: list[str], advance) -> Iterator[tuple[str, dict | None, str 
         yield _scanned(path, data)
 
 
-def _in_processes(urls: list[str], advance) -> Iterator[tuple[str, dict | None, str | None]]:
-    """The same from local files, parsed and checked in one process per core: parsing and
-    validation hold the GIL, so threads would not help. In order, a chunk at a time."""
+def _in_processes(urls: Iterable[str], advance) -> Iterator[tuple[str, dict | None, str | None]]:
+    """The same from local files, parsed and checked in one process per core (parsing and
+    validation hold the GIL, so threads would not help), a chunk at a time as the walk
+    finds them."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     enriched.prepare()  # built once here, inherited by the forked workers
-    chunks = [urls[i : i + CHUNK] for i in range(0, len(urls), CHUNK)]
-    workers = min(len(chunks), os.cpu_count() or 1)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        for results in pool.map(_scan_chunk, chunks):
-            advance(len(results))
-            yield from results
+    pending: deque = deque()
+    urls = iter(urls)
+    with ProcessPoolExecutor(os.cpu_count() or 1, mp_context=multiprocessing.get_context("fork")) as pool:
+        while chunk := list(islice(urls, CHUNK)):
+            pending.append(pool.submit(_scan_chunk, chunk))
+            while pending[0].done():
+                yield from _done(pending.popleft(), advance)
+        while pending:
+            yield from _done(pending.popleft(), advance)
+
+
+def _done(future, advance) -> list[tuple[str, dict | None, str | None]]:
+    results = future.result()
+    advance(len(results))
+    return results
 
 
 def _scan_chunk(urls: list[str]) -> list[tuple[str, dict | None, str | None]]:

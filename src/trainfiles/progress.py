@@ -9,9 +9,10 @@ MIN_ITEMS = 50
 
 
 @contextlib.contextmanager
-def bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """Yield `advance(n)`; draws a transient bar when stderr is a terminal and total is large."""
-    if total < MIN_ITEMS or not sys.stderr.isatty():
+def bar(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """Yield `advance(n)`; draws a transient bar when stderr is a terminal and the total is
+    large or not known yet (None: work found as it is done)."""
+    if (total is not None and total < MIN_ITEMS) or not sys.stderr.isatty():
         yield lambda n: None
         return
     from rich.console import Console

@@ -164,6 +164,10 @@ def read_many(urls: Sequence[str], progress: Progress | None = None) -> list[byt
     groups: dict[str | None, tuple[Any, list[int]]] = {}
     for i, url in enumerate(urls):
         protocol = split_protocol(url)[0]
+        if protocol is None:  # a plain path: read in order, without fsspec
+            results[i] = _read_path(url)
+            progress(1)
+            continue
         if protocol not in groups:  # one filesystem per protocol: resolving each URL costs 0.1 ms
             groups[protocol] = (resolve(url)[0], [])
         groups[protocol][1].append(i)
@@ -173,6 +177,32 @@ def read_many(urls: Sequence[str], progress: Progress | None = None) -> list[byt
         for i, data in zip(indexes, read(fs, jobs, progress)):
             results[i] = data
     return results
+
+
+def _read_path(path: str) -> bytes | NotFound:
+    """A local source's bytes, or NotFound. Opened without blocking (a FIFO must not hang
+    us), then refused unless the open file is a regular one no larger than a source may be;
+    checked on what was opened, so nothing swapped in after a check is read. An open, an
+    fstat and a read: a fifth of what fsspec's cat_file cost per 50 KB file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except Exception as e:
+        return _missing_or_raise(path, e)
+    try:
+        info = os.fstat(fd)
+        if reason := "not a regular file" if not stat.S_ISREG(info.st_mode) else _too_large(info.st_size):
+            raise InvalidInput(f"{path}: {reason}")
+        parts, size = [], 0
+        while part := os.read(fd, max(info.st_size + 1 - size, CHUNK)):  # to the end, should it have grown
+            parts.append(part)
+            size += len(part)
+            if reason := _too_large(size):
+                raise InvalidInput(f"{path}: {reason}")
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+    except OSError as e:
+        return _missing_or_raise(path, e)
+    finally:
+        os.close(fd)
 
 
 def read_each(
@@ -225,7 +255,7 @@ def _read_async(fs, jobs: list[tuple[str, str]], progress: Progress) -> list[byt
 
 
 def _read_threads(fs, jobs: list[tuple[str, str]], progress: Progress) -> list[bytes | NotFound]:
-    """Threads for a synchronous remote filesystem; local files in order.
+    """Threads for a synchronous remote filesystem; `file://` URLs in order.
 
     On local disk the threads only contend for the GIL: 1,000 page-cached 50 KB files took
     0.10 s with 2 to 8 threads and 0.026 s in order (measured on this 2-core machine).
@@ -233,33 +263,26 @@ def _read_threads(fs, jobs: list[tuple[str, str]], progress: Progress) -> list[b
 
     from fsspec.implementations.local import LocalFileSystem
 
-    local = isinstance(fs, LocalFileSystem)
-
     def one(job: tuple[str, str]) -> bytes | NotFound:
         url, path = job
         try:
-            if local:
-                check_source(url)
             data = fs.cat_file(path)
         except Exception as e:
             data = _missing_or_raise(url, e)
         progress(1)
         return data
 
-    if local:
-        return [one(job) for job in jobs]
+    if isinstance(fs, LocalFileSystem):
+        found = []
+        for _, path in jobs:
+            found.append(_read_path(path))
+            progress(1)
+        return found
     with ThreadPoolExecutor(max_workers=8) as pool:
         return list(pool.map(one, jobs))
 
 
 MAX_SOURCE_BYTES = 64 << 20
-
-
-def check_source(path: str) -> None:
-    """Refuse a local source that reading whole would hang on (a FIFO), never finish
-    (`/dev/zero`) or exhaust memory with; a missing one is left to the read to report."""
-    if reason := _source_problem(path):
-        raise InvalidInput(f"{path}: {reason}")
 
 
 def _source_problem(path: str) -> str | None:
@@ -293,13 +316,10 @@ def _missing_or_raise(url: str, exc: Exception) -> NotFound:
 
 def read(url: str) -> bytes:
     """The whole content of one source object."""
-    fs, path = resolve(url)
-    try:
-        if is_local(url):
-            check_source(url)
-        return fs.cat_file(path)
-    except Exception as e:
-        raise failure(url, e) from e
+    data = read_many([url])[0]
+    if isinstance(data, NotFound):
+        raise data
+    return data
 
 
 def head(url: str, size: int) -> bytes:
@@ -817,51 +837,61 @@ def removing_new_folders(url: str, always: bool = False) -> Iterator[None]:
         remove()
 
 
-def find_json(url: str) -> tuple[list[str], list[dict]]:
-    """URLs of every `.json` file under `url` (or `url` itself if it is a file), sorted, and
-    `{"path", "reason"}` for those not to read: a path that is not UTF-8, not a regular
-    file (a FIFO would hang the scan), a symlink leading out of `url`, or larger than a
-    source may be.
+def find_json(url: str) -> Iterator[tuple[str, str | None]]:
+    """Every `.json` file under `url` (or `url` itself if it is a file) as (URL, None), or
+    (URL, reason) for one not to read: a path that is not UTF-8, not a regular file (a FIFO
+    would hang the scan), a symlink leading out of `url`, or larger than a source may be.
 
-    One recursive listing, however many folders: `find` is a single paginated request on S3.
+    A local folder is walked with one `scandir` per folder and files come as they are
+    found, in no set order, so reading can start before the walk ends; other stores are
+    one recursive listing (`find` is a single paginated request on S3), sorted.
     """
     fs, path = resolve(url)
     local = is_local(url)
+    found = 0
     try:
-        found = _local_files(path) if local else fs.find(path, detail=True)
+        if local:
+            root = os.path.realpath(path)
+            for p, entry in _local_files(path):
+                found += 1
+                yield _classified(p, p, _unscannable_local(p, entry, root))
+        else:
+            listed = fs.find(path, detail=True)
+            if list(listed) != [path]:  # a folder: keep its JSON files
+                listed = {p: info for p, info in listed.items() if p.endswith(".json")}
+            for p, info in sorted(listed.items()):
+                found += 1
+                yield _classified(p, _url(fs, url, p), _unscannable(info))
+    except TrainfilesError:
+        raise
     except Exception as e:
         raise failure(url, e) from e
-    if list(found) != [path]:  # a folder: keep its JSON files
-        found = {p: info for p, info in found.items() if p.endswith(".json")}
     if not found and not fs.isdir(path):
         raise NotFound(f"nothing to scan at {url}")
-    root = os.path.realpath(path) if local else None
-    urls, refused = [], []
-    for p, info in sorted(found.items()):
-        if not encodes(p):  # bytes the OS could not decode: no catalog can hold the path
-            refused.append({"path": printable(_url(fs, url, p)), "reason": "the path is not valid UTF-8"})
-        elif reason := (_unscannable_local(p, info, root) if local else _unscannable(info)):
-            refused.append({"path": _url(fs, url, p), "reason": reason})
-        else:
-            urls.append(_url(fs, url, p))
-    return urls, refused
 
 
-def _local_files(path: str) -> dict[str, os.DirEntry | None]:
-    """Every file under a local folder (or the file itself), by path: one `scandir` per
-    folder, whose entries already know their type. Links to folders are not followed."""
+def _classified(path: str, url: str, reason: str | None) -> tuple[str, str | None]:
+    if not encodes(path):  # bytes the OS could not decode: no catalog can hold the path
+        return printable(url), "the path is not valid UTF-8"
+    return url, reason
+
+
+def _local_files(path: str) -> Iterator[tuple[str, os.DirEntry | None]]:
+    """The JSON files under a local folder (or the file itself, whatever its name), with
+    their directory entries, which already know their type. Links to folders are not
+    followed."""
     if not os.path.isdir(path):
-        return {path: None} if os.path.lexists(path) else {}
-    found: dict[str, os.DirEntry | None] = {}
+        if os.path.lexists(path):
+            yield path, None
+        return
     folders = [path]
     while folders:
         with os.scandir(folders.pop()) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
                     folders.append(entry.path)
-                else:
-                    found[entry.path] = entry
-    return found
+                elif entry.name.endswith(".json"):
+                    yield entry.path, entry
 
 
 def _unscannable_local(path: str, entry: os.DirEntry | None, root: str) -> str | None:
