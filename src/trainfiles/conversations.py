@@ -102,7 +102,7 @@ def _scanned_row(path: str, data: bytes) -> tuple[dict | None, str | None]:
     doc = None
     try:
         doc = enriched.parse(data)
-        enriched.check(doc)
+        derived = enriched.check(doc)
         enriched.check_depth(data, doc)
     except enriched.Ineligible as e:
         cid = enriched.conversation_id(doc, path)
@@ -123,7 +123,7 @@ def _scanned_row(path: str, data: bytes) -> tuple[dict | None, str | None]:
         "enrichment_status": "completed",
         "enriched_file_path": path,
         "invalid_reason": None,
-        **enriched.derive(doc),
+        **derived,
     }, None
 
 

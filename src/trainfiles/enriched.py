@@ -83,8 +83,9 @@ def parse(data: bytes) -> Any:
         raise Ineligible([f"not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"]) from None
 
 
-def check(doc: Any) -> None:
-    """Raise Ineligible naming every rule of format-v4 section 1 that `doc` breaks."""
+def check(doc: Any) -> dict:
+    """Raise Ineligible naming every rule of format-v4 section 1 that `doc` breaks; else the
+    record values derived from it (format-v4 section 2)."""
     if not isinstance(doc, dict):
         raise Ineligible([f"$: expected a JSON object, found {_kind(doc)}"])
     if "turns" in doc and "training_pairs" not in doc:
@@ -117,7 +118,8 @@ def check(doc: Any) -> None:
         reasons.append("$.training_pairs: no pair has a target_response")
     meta = doc.get("dataset_metadata")
     created = meta.get("created_date") if isinstance(meta, dict) else None
-    if created not in (None, "") and not _timestamp(created):
+    created_at = _timestamp(created) if created not in (None, "") else None
+    if created not in (None, "") and not created_at:
         shown = orjson.dumps(created).decode()
         reasons.append(
             "$.dataset_metadata.created_date: expected a date YYYY-MM-DD or an ISO 8601 date-time, "
@@ -135,6 +137,7 @@ def check(doc: Any) -> None:
             )
     if reasons:
         raise Ineligible(reasons)
+    return _derived(pairs, scaffolding, created_at)
 
 
 _SCAFFOLDING_KEYS = (
@@ -208,20 +211,18 @@ def conversation_id(doc: Any, path: str) -> str | None:
     return None
 
 
-def derive(doc: dict) -> dict:
-    """Record values derived from an eligible document (format-v4 section 2)."""
-    pairs = doc["training_pairs"]
+def _derived(pairs: list[dict], scaffolding: dict, created_at: str | None) -> dict:
     scores = [s for p in pairs if _number(s := p["training_metadata"].get("quality_score"))]
     quality = round2(sum(scores) / len(scores)) if scores else None
-    replies = [p for p in pairs if p["target_response"] is not None]
-    scaffolding = scaffolding_of(doc)
     return {
         "persona_key": scaffolding["persona_key"] or None,
         "emotional_arc_key": scaffolding["emotional_arc_key"] or None,
         "topic_key": scaffolding["training_topic_key"] or None,
         "quality_score": quality,
-        "human_reviewed": all(p["training_metadata"].get("human_reviewed") is True for p in replies),
-        "created_at": normalize(doc["dataset_metadata"]["created_date"]) if doc["dataset_metadata"].get("created_date") else None,
+        "human_reviewed": all(
+            p["training_metadata"].get("human_reviewed") is True for p in pairs if p["target_response"] is not None
+        ),
+        "created_at": created_at,
         "tier": tier(quality),
     }
 
@@ -268,11 +269,12 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _timestamp(value: Any) -> bool:
+def _timestamp(value: Any) -> str | None:
+    """`value` normalized, or None if it is no timestamp."""
     try:
-        return isinstance(value, str) and bool(normalize(value))
+        return normalize(value) if isinstance(value, str) else None
     except ValueError:
-        return False
+        return None
 
 
 def _str(value: Any) -> str:

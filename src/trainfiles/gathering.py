@@ -107,7 +107,7 @@ def gather(
                     continue
                 try:
                     doc = enriched.parse(data)
-                    enriched.check(doc)
+                    derived = enriched.check(doc)
                 except enriched.Ineligible as e:
                     problems[cid] = (f"{path}: " + named(e.reasons, "; "), InvalidInput)
                     continue
@@ -120,7 +120,7 @@ def gather(
                 elif check_profile and doc["consultant_profile"] != profile:
                     problems[cid] = ("consultant_profile differs from the file's", InvalidInput)
                 else:
-                    member = _member(records[cid], doc, path, digest)
+                    member = _member(records[cid], doc, derived, path, digest)
                     try:
                         if skip_invalid or not problems:
                             spool.append(builder.conversation_entry(member, doc))
@@ -159,10 +159,9 @@ def _no_collection_pauses() -> Iterator[None]:
             gc.enable()
 
 
-def _member(rec: dict, doc: dict, path: str, digest: str) -> dict:
+def _member(rec: dict, doc: dict, derived: dict, path: str, digest: str) -> dict:
     """A member as its commit records it (catalog.MEMBER_FIELDS, in order): values derived
     from the document, except where a manifest set them; who added it comes at commit time."""
-    derived = enriched.derive(doc)
 
     def value(key: str):
         return rec[key] if key in rec["manifest_fields"] else derived[key]

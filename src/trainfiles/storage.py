@@ -192,12 +192,14 @@ def _read_path(path: str) -> bytes | NotFound:
         info = os.fstat(fd)
         if reason := "not a regular file" if not stat.S_ISREG(info.st_mode) else _too_large(info.st_size):
             raise InvalidInput(f"{path}: {reason}")
-        parts, size = [], 0
-        while part := os.read(fd, max(info.st_size + 1 - size, CHUNK)):  # to the end, should it have grown
+        parts, size, expected = [], 0, info.st_size
+        while part := os.read(fd, max(expected + 1 - size, CHUNK)):  # to the end, should it have grown
             parts.append(part)
             size += len(part)
             if reason := _too_large(size):
                 raise InvalidInput(f"{path}: {reason}")
+            if size <= expected:  # a regular file read short: its end, no need to ask again
+                break
         return parts[0] if len(parts) == 1 else b"".join(parts)
     except OSError as e:
         return _missing_or_raise(path, e)
