@@ -131,7 +131,8 @@ def test_license_language_format_and_fitted_rows_are_stated():
     assert "Format: sharegpt: conversations of from/value turns (LLaMA-Factory, Axolotl).\n" in card
     assert (
         "Rows: one row per reply, ending with it, fitted to 1024 tokens with the chat template applied: a longer "
-        "conversation is split into rows ending at a reply, each reply trained by exactly one row.\n"
+        "conversation is split into rows ending at a reply, each reply trained by exactly one row; a reply too long "
+        "with its whole user message has a row of its own with that message cut from its start.\n"
     ) in card
 
 

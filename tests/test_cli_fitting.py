@@ -1,5 +1,8 @@
 """export --max-tokens on the real reference conversations, and check on exports, through the CLI."""
 
+import re
+from typing import NamedTuple
+
 import generate
 import orjson
 import pytest
@@ -16,7 +19,8 @@ SPECS = [(fmt, mode) for fmt in trainer_formats.FORMATS for mode in trainer_form
 
 @pytest.fixture(scope="module")
 def bpe(tmp_path_factory):
-    """A byte-level BPE trained on the reference conversations (as tools/check_trainers.py does)."""
+    """A small byte-level BPE trained on the reference conversations: fast, and with fewer merges
+    than a model's tokenizer, so rows are long enough at 1,024 tokens for fitting to cut and leave out."""
     texts = []
     for path in sorted((REFERENCE / "enriched").glob("*.json")):
         for pair in orjson.loads(path.read_bytes())["training_pairs"]:
@@ -47,16 +51,29 @@ def trained(rows, fmt) -> list[str]:
     return out
 
 
-def minimal_windows(rec, tokens) -> list[tuple[str, str, int]]:
-    """(conversation, pair, tokens) of each reply with only the system prompt and its user message."""
-    return [
-        (row["conversation_id"], row["id"], tokens.length([
-            {"role": "system", "content": row["system_prompt"]},
-            {"role": "user", "content": row["current_user_input"]},
-            {"role": "assistant", "content": row["target_response"]},
-        ]))
-        for row in stored_rows(rec)[1:]
-    ]
+class Fit(NamedTuple):
+    """A reply of the reference file with only the system prompt and its user message."""
+
+    conversation: str
+    pair: str
+    system: str
+    user: str
+    reply: str
+    tokens: int  # with the whole user message
+    shortest: int  # with only its last word
+
+
+def row_of(system, user, reply) -> list[dict]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+
+
+def minimal_windows(rec, tokens) -> list[Fit]:
+    out = []
+    for row in stored_rows(rec)[1:]:
+        system, user, reply = row["system_prompt"], row["current_user_input"], row["target_response"]
+        last = re.search(r"\S+\s*$", user).group()
+        out.append(Fit(row["conversation_id"], row["id"], system, user, reply, tokens.length(row_of(system, user, reply)), tokens.length(row_of(system, last, reply))))
+    return out
 
 
 @pytest.mark.parametrize(("fmt", "mode"), SPECS)
@@ -72,24 +89,40 @@ def test_fitted_rows_fit_and_train_every_reply_once_whole(cli, reference_file, b
 
 
 def test_a_reply_that_cannot_fit_is_an_error_naming_it(cli, reference_file, bpe):
-    conversation, pair, length = next(w for w in minimal_windows(reference_file, Tokens(str(bpe))) if w[2] > 1024)
+    first = next(w for w in minimal_windows(reference_file, Tokens(str(bpe))) if w.shortest > 1024)
     result = cli("export", "ref", "--format", "messages", "--max-tokens", 1024, "--tokenizer", bpe, "-o", "out.jsonl", code=3)
     assert result.stderr == (
-        f"Error: conversation {conversation} pair {pair}: the reply needs {length} tokens with its user message "
-        "and the system prompt, over --max-tokens 1024 (--skip-invalid leaves it out)\n"
+        f"Error: conversation {first.conversation} pair {first.pair}: the reply needs {first.shortest} tokens with the "
+        "system prompt and only the last word of its user message, over --max-tokens 1024 (--skip-invalid leaves it out)\n"
     )
 
 
 @pytest.mark.parametrize(("fmt", "mode"), SPECS)
-def test_skip_invalid_leaves_out_and_lists_only_what_cannot_fit(cli, reference_file, bpe, fmt, mode, tmp_path):
+def test_skip_invalid_leaves_out_what_cannot_fit_and_trims_user_messages(cli, reference_file, bpe, fmt, mode, tmp_path):
     tokens = Tokens(str(bpe))
-    too_long = [w for w in minimal_windows(reference_file, tokens) if w[2] > 1024]
-    result = cli("export", "ref", "--format", fmt, "--rows", mode, "--max-tokens", 1024, "--tokenizer", bpe, "--skip-invalid")
-    assert result.stderr == "".join(f"left out: conversation {c} pair {p} ({n} tokens > 1024)\n" for c, p, n in too_long)
-    left_out = {p for _, p, _ in too_long}
-    kept = [row["target_response"] for row in stored_rows(reference_file)[1:] if row["id"] not in left_out]
+    windows = minimal_windows(reference_file, tokens)
+    too_long = [w for w in windows if w.shortest > 1024]
+    trimmed = [w for w in windows if w.tokens > 1024 >= w.shortest]
+    assert (len(too_long), len(trimmed)) == (3, 3)
+    result = cli("export", "ref", "--format", fmt, "--rows", mode, "--max-tokens", 1024, "--tokenizer", bpe, "--skip-invalid", "--with-metadata")
     out = lines(result.stdout_bytes)
-    assert trained(out, fmt) == kept and len(too_long) == 6
+    # Each trimmed reply: a row of its own, the reply whole after the longest tail of its user
+    # message, at a word boundary, that fits (one word more would not).
+    listed = []
+    for w in trimmed:
+        (row,) = [r for r in out if r["metadata"]["pair_ids"] == [w.pair]]
+        messages = trainer_formats.parse(row, fmt).messages
+        tail = messages[1]["content"]
+        cut = len(w.user) - len(tail)
+        assert messages == row_of(w.system, tail, w.reply) and w.user[cut:] == tail
+        assert 0 < cut and w.user[cut - 1].isspace() and not tail[0].isspace()
+        longer = re.search(r"\S+\s+$", w.user[:cut]).group() + tail
+        assert tokens.length(messages) <= 1024 < tokens.length(row_of(w.system, longer, w.reply))
+        listed.append(f"trimmed: conversation {w.conversation} pair {w.pair} ({w.tokens} tokens > 1024): its user message cut to its last {len(tail.split())} of {len(w.user.split())} words\n")
+    assert result.stderr == "".join(f"left out: conversation {w.conversation} pair {w.pair} ({w.shortest} tokens > 1024)\n" for w in too_long) + "".join(listed)
+    left_out = {w.pair for w in too_long}
+    kept = [row["target_response"] for row in stored_rows(reference_file)[1:] if row["id"] not in left_out]
+    assert trained(out, fmt) == kept
     # The fitted export, checked as a file: nothing over the limit, nothing a trainer would lose.
     (tmp_path / "fitted.jsonl").write_bytes(result.stdout_bytes)
     report = cli.json("check", tmp_path / "fitted.jsonl", "--tokenizer", bpe, "--max-tokens", 1024)
@@ -101,6 +134,8 @@ def test_skip_invalid_leaves_out_and_lists_only_what_cannot_fit(cli, reference_f
 
 
 def test_check_tells_what_each_trainer_would_lose(cli, reference_file, bpe):
+    tokens = Tokens(str(bpe))
+    windows = minimal_windows(reference_file, tokens)
     report = cli.json("check", "ref", "--tokenizer", bpe, "--max-tokens", 1024)
     by_mode = report["length_cost_by_mode"]
     assert set(by_mode) == {"conversation", "pair"}
@@ -109,9 +144,11 @@ def test_check_tells_what_each_trainer_would_lose(cli, reference_file, bpe):
         assert cost["truncating"]["kept"] + cost["truncating"]["lost"] == total
         assert cost["dropping"]["kept"] + cost["dropping"]["lost"] == total
         assert 0 < cost["truncating"]["kept"] < total and cost["dropping"]["rows_dropped"] > 0
-        assert cost["fitted"]["replies_too_long"] == 6
+        assert cost["fitted"]["replies_too_long"] == 3 and cost["fitted"]["user_turns_trimmed"] == 3
+        too_long = sum(len(tokens.encode(row_of(w.system, w.user, w.reply), [2]).loss[2]) for w in windows if w.shortest > 1024)
+        assert (cost["fitted"]["kept"], cost["fitted"]["lost"]) == (report["loss_tokens"]["unique"] - too_long, too_long)
     human = cli("check", "ref", "--tokenizer", bpe, "--max-tokens", 1024).stdout
-    assert "truncated (TRL max_length)" in human and "6 replies too long" in human
+    assert "truncated (TRL max_length)" in human and "3 replies too long, 3 user turns trimmed" in human
 
 
 def test_check_an_export_file_or_split_folder(cli, reference_file, tmp_path):

@@ -3,7 +3,7 @@
 import pytest
 
 from trainfiles import trainer_formats
-from trainfiles.fitting import TooLong, Window, fit
+from trainfiles.fitting import TooLong, Trim, Window, fit
 
 
 def msg(role, content):
@@ -55,6 +55,46 @@ def test_a_reply_that_cannot_fit_is_reported_and_the_others_still_trained():
     assert windows == [Window([S, U2, A2], [2], [4])]
 
 
+# A reply too long with its whole user message: that message cut from its start.
+QUESTION = msg("user", "one two  three\nfour five")  # 24 characters, 5 words
+REPLY = msg("assistant", "r" * 20)
+
+
+def test_a_reply_is_kept_whole_with_its_user_message_cut_at_a_word_boundary():
+    # Whole: 10 + 24 + 20 = 54. "three\nfour five" (15) gives 45, over 44; "four five" 39.
+    windows, too_long = fit([S, QUESTION, REPLY], [2], length, 44)
+    assert too_long == []
+    assert windows == [Window([S, msg("user", "four five"), REPLY], [2], [2], Trim(2, 5, 54))]
+
+
+def test_the_cut_keeps_the_longest_tail_that_fits():
+    windows, _ = fit([S, QUESTION, REPLY], [2], length, 45)
+    assert windows == [Window([S, msg("user", "three\nfour five"), REPLY], [2], [2], Trim(3, 5, 54))]
+    # Leading whitespace goes first: the whole text from its first word.
+    spaced = msg("user", "  one two")
+    assert fit([S, spaced, REPLY], [2], length, 37)[0] == [Window([S, msg("user", "one two"), REPLY], [2], [2], Trim(2, 2, 39))]
+
+
+def test_a_trimmed_reply_has_a_row_of_its_own_and_the_next_reply_its_context():
+    dialogue = [S, U1, A1, QUESTION, REPLY, U3, A3]  # 10 + 30 + 44 + 30
+    windows, too_long = fit(dialogue, [2, 4, 6], length, 44)
+    assert too_long == []
+    assert windows == [
+        Window([S, U1, A1], [2], [2]),
+        Window([S, msg("user", "four five"), REPLY], [2], [4], Trim(2, 5, 54)),
+        Window([S, U3, A3], [2], [6]),
+    ]
+
+
+def test_a_reply_too_long_even_with_the_last_word_of_its_user_message_is_too_long():
+    # The shortest row: 10 + len("five") + 30 = 44.
+    windows, too_long = fit([S, QUESTION, msg("assistant", "r" * 30), U2, A2], [2, 4], length, 43)
+    assert too_long == [TooLong(2, 44)]
+    assert windows == [Window([S, U2, A2], [2], [4])]
+    # A one-word user message has no cut: the row's length as it is.
+    assert fit([S, msg("user", "x" * 30), REPLY], [2], length, 59)[1] == [TooLong(2, 60)]
+
+
 # Through the formats: the synthetic conversation of test_trainer_formats, two replies.
 SYSTEM = "Be kind."
 CID = "c1"
@@ -79,7 +119,10 @@ def fitting(max_tokens, calls=None):
     def too_long(cid, pair_id, tokens):
         calls.append((cid, pair_id, tokens))
 
-    return trainer_formats.Fitting(length, max_tokens, too_long)
+    def trimmed(cid, pair_id, trim):
+        calls.append((cid, pair_id, trim))
+
+    return trainer_formats.Fitting(length, max_tokens, too_long, trimmed)
 
 
 def rows(fmt, mode, max_tokens, calls=None):
@@ -135,3 +178,12 @@ def test_a_reply_too_long_is_told_with_its_conversation_and_pair():
     calls = []
     out = rows("prompt-completion", "pair", 60, calls)
     assert calls == [(CID, "p1", 68), (CID, "p2", 68)] and out == []
+
+
+def test_a_trimmed_user_message_is_told_with_its_conversation_and_pair():
+    pairs = v4([([], "why is the sky blue at noon", "B" * 30)])  # 8 + 27 + 30 = 65
+    calls = []
+    out = list(trainer_formats.rows(pairs, "alpaca", "pair", fit=fitting(56, calls)))
+    # "at noon": 8 + 7 + 30 = 45; "blue at noon" 50; "sky blue at noon" 54; "the sky ..." 58.
+    assert out == [{"instruction": "sky blue at noon", "input": "", "output": "B" * 30, "system": SYSTEM, "history": []}]
+    assert calls == [(CID, "p1", Trim(4, 7, 65))]

@@ -114,7 +114,7 @@ def test_clean_rows_exact_report():
         "length_cost": {
             "truncating": {"kept": 10, "lost": 7, "rows_left_without_loss": 0},
             "dropping": {"kept": 5, "lost": 12, "rows_dropped": 1},
-            "fitted": {"kept": 5, "lost": 12, "replies_too_long": 1},
+            "fitted": {"kept": 5, "lost": 12, "replies_too_long": 1, "user_turns_trimmed": 0},
         },
         "tokenizer": "estimate: ceil(chars/4)",
     }
@@ -133,8 +133,17 @@ def test_a_long_conversation_fits_whole_replies():
     # 27 + 77 + 82 + 77 + 82 = 345 characters, 87 tokens; each exchange with the system
     # prompt is 186 characters, 47 tokens: fitting keeps both replies (17 and 16 tokens, as
     # their characters fall on the 4-character grid of the estimate).
-    assert cost["fitted"] == {"kept": 33, "lost": 0, "replies_too_long": 0}
+    assert cost["fitted"] == {"kept": 33, "lost": 0, "replies_too_long": 0, "user_turns_trimmed": 0}
     assert cost["dropping"] == {"kept": 0, "lost": 33, "rows_dropped": 1}
+
+
+def test_a_reply_too_long_with_its_whole_user_message_is_kept_with_it_trimmed():
+    row = chat(("user", " ".join(["word"] * 30)), ("assistant", "y" * 41))
+    cost = preflight.check([row], "messages", max_tokens=30)["length_cost"]
+    # 27 + 166 + 63 = 256 characters, 64 tokens; with only "word" 27 + 21 + 63 = 111, 28
+    # tokens. The reply and <|end|> are characters 207-254: the 12 tokens from 208 to 252.
+    assert cost["fitted"] == {"kept": 12, "lost": 0, "replies_too_long": 0, "user_turns_trimmed": 1}
+    assert cost["dropping"] == {"kept": 0, "lost": 12, "rows_dropped": 1}
 
 
 def test_duplicate_rows_and_repeated_replies_are_warnings():

@@ -65,7 +65,8 @@ def _layout(fmt: str, mode: str, max_tokens: int | None) -> list[str]:
     if max_tokens is not None:
         lines[-1] = (
             f"Rows: {MODES[mode]}, fitted to {max_tokens} tokens with the chat template applied: a longer "
-            "conversation is split into rows ending at a reply, each reply trained by exactly one row."
+            "conversation is split into rows ending at a reply, each reply trained by exactly one row; a "
+            "reply too long with its whole user message has a row of its own with that message cut from its start."
         )
     return [*lines, ""]
 

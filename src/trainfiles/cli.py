@@ -571,7 +571,8 @@ def export(
         typer.Option(
             parser=arguments.whole(1),
             metavar="N",
-            help="Fit rows to N tokens (chat template applied): long conversations become several rows, every reply trained once, whole.",
+            help="Fit rows to N tokens (chat template applied): long conversations become several rows, every reply trained once, "
+            "whole (a user message cut from its start when its reply needs it, and listed).",
         ),
     ] = None,
     tokenizer: TokenizerOption = None,
@@ -611,7 +612,7 @@ def export(
     if url:
         print(exports.sign(ctx.obj, file, fmt, expires, version))
         return
-    fit, skipped = exports.fitting(max_tokens, tokenizer, skip_invalid) if max_tokens else (None, [])
+    fit, fitted = exports.fitting(max_tokens, tokenizer, skip_invalid) if max_tokens else (None, None)
     if fraction is not None:
         done = exports.split(ctx.obj, file, fmt, rows, with_metadata, fraction, output_dir, version, fit, license, language)
         counts = done["rows"]
@@ -629,8 +630,19 @@ def export(
             from .storage import write_atomic
 
             write_atomic(output, chunks, create_folder=False)
-    for reply in skipped:
+    if fitted is not None:
+        _report_fitting(fitted, max_tokens)
+
+
+def _report_fitting(fitted: dict[str, list[dict]], max_tokens: int) -> None:
+    """On stderr: the replies fitting left out, and those whose user message it cut."""
+    for reply in fitted["left_out"]:
         _warn(f"left out: conversation {reply['conversation_id']} pair {reply['pair_id']} ({reply['tokens']} tokens > {max_tokens})")
+    for reply in fitted["trimmed"]:
+        _warn(
+            f"trimmed: conversation {reply['conversation_id']} pair {reply['pair_id']} ({reply['tokens']} tokens > "
+            f"{max_tokens}): its user message cut to its last {reply['kept_words']} of {reply['words']} words"
+        )
 
 
 @_command(app)

@@ -17,6 +17,7 @@ from . import changes, commits, outputs, preflight, recipes, storage, trainer_fo
 from .card import dataset_card
 from .catalog import Catalog
 from .errors import InvalidInput, NotFound
+from .fitting import Trim
 from .settings import Settings
 from .tokenizing import Tokens
 from .training_files import find, open_catalog, record
@@ -77,21 +78,28 @@ def sign(settings: Settings, ref: str, fmt: str, expires: int, number: int | Non
     return storage.sign(url, expires)
 
 
-def fitting(max_tokens: int, tokenizer: str, skip_invalid: bool) -> tuple[trainer_formats.Fitting, list[dict]]:
-    """Rows fitted to `max_tokens` as `tokenizer` counts them, and the list (filled as rows
-    stream) of replies left out as too long; without `skip_invalid` one raises InvalidInput."""
+def fitting(max_tokens: int, tokenizer: str, skip_invalid: bool) -> tuple[trainer_formats.Fitting, dict[str, list[dict]]]:
+    """Rows fitted to `max_tokens` as `tokenizer` counts them, and what fitting did (filled
+    as rows stream): `left_out`, the replies too long to fit (without `skip_invalid` the
+    first raises InvalidInput), and `trimmed`, those kept with their user message cut."""
     tokens = Tokens(tokenizer)
-    skipped: list[dict] = []
+    report: dict[str, list[dict]] = {"left_out": [], "trimmed": []}
 
     def too_long(conversation_id: str, pair_id: object, length: int) -> None:
         if not skip_invalid:
             raise InvalidInput(
-                f"conversation {conversation_id} pair {pair_id}: the reply needs {length} tokens with its user "
-                f"message and the system prompt, over --max-tokens {max_tokens} (--skip-invalid leaves it out)"
+                f"conversation {conversation_id} pair {pair_id}: the reply needs {length} tokens with the system "
+                f"prompt and only the last word of its user message, over --max-tokens {max_tokens} "
+                "(--skip-invalid leaves it out)"
             )
-        skipped.append({"conversation_id": conversation_id, "pair_id": pair_id, "tokens": length})
+        report["left_out"].append({"conversation_id": conversation_id, "pair_id": pair_id, "tokens": length})
 
-    return trainer_formats.Fitting(tokens.length, max_tokens, too_long), skipped
+    def trimmed(conversation_id: str, pair_id: object, trim: Trim) -> None:
+        report["trimmed"].append(
+            {"conversation_id": conversation_id, "pair_id": pair_id, "tokens": trim.tokens, "kept_words": trim.kept, "words": trim.words}
+        )
+
+    return trainer_formats.Fitting(tokens.length, max_tokens, too_long, trimmed), report
 
 
 def trainer_rows(

@@ -14,7 +14,8 @@ The cost of a context length of `max_tokens`, in loss tokens and rows:
 - `dropping`: a trainer that drops every row longer than `max_tokens` (Axolotl's
   `sequence_len` with `excess_length_strategy: drop`, its default);
 - `fitted`: `export --max-tokens`, which trains every reply once, whole, in rows that fit,
-  and leaves out only a reply that cannot fit with its own user message alone.
+  cuts the user message of a reply too long with it whole (`user_turns_trimmed`), and
+  leaves out only a reply that cannot fit even with the last word of it.
 """
 
 import hashlib
@@ -86,7 +87,7 @@ def check(
     cost = {
         "truncating": {"kept": 0, "lost": 0, "rows_left_without_loss": 0},
         "dropping": {"kept": 0, "lost": 0, "rows_dropped": 0},
-        "fitted": {"kept": 0, "lost": 0, "replies_too_long": 0},
+        "fitted": {"kept": 0, "lost": 0, "replies_too_long": 0, "user_turns_trimmed": 0},
     }
     for number, row in enumerate(rows, 1):
         messages, trained = parse(row, fmt)
@@ -103,7 +104,7 @@ def check(
         kept = sum(1 for p in positions.values() for position in p if position < max_tokens)
         _tally(cost["truncating"], kept, row_loss - kept, "rows_left_without_loss", row_loss > 0 and kept == 0)
         _tally(cost["dropping"], 0 if over else row_loss, row_loss if over else 0, "rows_dropped", over)
-        too_long = {reply.index for reply in _too_long(messages, trained, tokens, max_tokens)} if over else set()
+        too_long, trimmed = _fitted(messages, trained, tokens, max_tokens) if over else (set(), set())
         repeated = False
         for index in trained:
             loss["total"] += len(positions[index])
@@ -111,6 +112,7 @@ def check(
                 loss["unique"] += len(positions[index])
                 fits = index not in too_long
                 _tally(cost["fitted"], len(positions[index]) * fits, len(positions[index]) * (not fits), "replies_too_long", not fits)
+                cost["fitted"]["user_turns_trimmed"] += int(index in trimmed)
             else:
                 loss["repeated"] += len(positions[index])
                 repeated = True
@@ -145,9 +147,11 @@ def _tally(entry: dict, kept: int, lost: int, counter: str, counted: bool) -> No
     entry[counter] += int(counted)
 
 
-def _too_long(messages: list[dict], trained: list[int], tokens: Tokens, max_tokens: int) -> list[fitting.TooLong]:
-    """The trained replies of an over-long row that no fitted row could hold."""
-    return fitting.fit(messages, trained, tokens.length, max_tokens, one_reply_per_row=True)[1]
+def _fitted(messages: list[dict], trained: list[int], tokens: Tokens, max_tokens: int) -> tuple[set[int], set[int]]:
+    """The trained replies of an over-long row that no fitted row could hold, and those a
+    fitted row holds only with their user message cut."""
+    windows, too_long = fitting.fit(messages, trained, tokens.length, max_tokens, one_reply_per_row=True)
+    return {reply.index for reply in too_long}, {w.source[0] for w in windows if w.trim is not None}
 
 
 def problems(messages: list[dict]) -> set[str]:

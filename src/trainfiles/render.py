@@ -262,7 +262,8 @@ def _length_cost(report: dict) -> str:
             mode,
             f"{_share(cost['truncating'])}, {cost['truncating']['rows_left_without_loss']} rows left with no loss",
             f"{_share(cost['dropping'])}, {cost['dropping']['rows_dropped']} rows dropped",
-            f"{_share(cost['fitted'])}, {cost['fitted']['replies_too_long']} replies too long",
+            f"{_share(cost['fitted'])}, {cost['fitted']['replies_too_long']} replies too long, "
+            f"{cost['fitted']['user_turns_trimmed']} user turns trimmed",
         ]
         for mode, cost in by_mode.items()
     ]

@@ -16,7 +16,8 @@ current user message once (the platform's history already ends with it) and the 
 
 With a `Fitting` (a context length and a way to measure a row), every row is fitted to it
 (`fitting.fit`): a dialogue too long becomes several rows ending at a reply, and each reply is
-trained by exactly one row. A context reply (before the replies a row trains) carries
+trained by exactly one row (a reply too long with its whole user message, by a row of its own
+with that message cut from its start). A context reply (before the replies a row trains) carries
 `"weight": 0` in messages and sharegpt rows, a trained one `"weight": 1` (OpenAI's
 convention; Axolotl's `message_field_training: weight`). prompt-completion, sharegpt and
 alpaca rows train only their last reply, so they get one row per reply: a completion (TRL),
@@ -62,11 +63,13 @@ class Fitting(NamedTuple):
     """Fit rows to `max_tokens` as `length` measures them (the chat template applied).
 
     `too_long(conversation_id, pair_id, tokens)` is told of each reply that cannot fit, which
-    is left out; it may raise instead."""
+    is left out; it may raise instead. `trimmed(conversation_id, pair_id, trim)` is told of
+    each reply kept with its user message cut (`fitting.Trim`)."""
 
     length: Callable[[list[dict]], int]
     max_tokens: int
     too_long: Callable[[str, object, int], None]
+    trimmed: Callable[[str, object, fitting.Trim], None]
 
 
 def rows(
@@ -217,6 +220,9 @@ def _fitted(conversation_id, covered, messages, fit: Fitting, last_only: bool):
     windows, too_long = fitting.fit(messages, replies, fit.length, fit.max_tokens, one_reply_per_row=last_only)
     for reply in too_long:
         fit.too_long(conversation_id, pair_of[reply.index].get("id"), reply.tokens)
+    for window in windows:
+        if window.trim is not None:
+            fit.trimmed(conversation_id, pair_of[window.source[0]].get("id"), window.trim)
     return [([pair_of[i] for i in w.source], w.messages, w.trained) for w in windows]
 
 
