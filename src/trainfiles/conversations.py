@@ -69,10 +69,11 @@ def _in_processes(urls: Iterable[str], advance) -> Iterator[tuple[str, dict | No
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    enriched.prepare()  # built once here, inherited by the forked workers
     pending: deque = deque()
     urls = iter(urls)
-    with ProcessPoolExecutor(os.cpu_count() or 1, mp_context=multiprocessing.get_context("fork")) as pool:
+    # Each worker builds the validator as it starts, while this process walks on.
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(os.cpu_count() or 1, mp_context=context, initializer=enriched.prepare) as pool:
         while chunk := list(islice(urls, CHUNK)):
             pending.append(pool.submit(_scan_chunk, chunk))
             while pending[0].done():
