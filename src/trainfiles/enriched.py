@@ -152,6 +152,7 @@ _SCAFFOLDING_KEYS = (
 # and quotes.
 _ESCAPES_AND_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"\\/bfnrtu')
 _STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
+_NOT_OPENING = bytes(b for b in range(256) if b not in b"[{")
 _EMPTY_PAIR = re.compile(rb"\{\}|\[\]")
 
 
@@ -165,10 +166,9 @@ def check_depth(data: bytes, doc: Any) -> None:
     document took five times as long, and runs only to name the path once the depth is
     known to be too much.
     """
-    text = data.translate(None, _ESCAPES_AND_STRUCTURE)
-    if text.count(b"{") + text.count(b"[") <= MAX_DEPTH:  # no more levels than opening brackets
+    if len(data.translate(None, _NOT_OPENING)) <= MAX_DEPTH:  # no more levels than opening brackets
         return
-    text = text.replace(b"\\\\", b"").replace(b'\\"', b"")
+    text = data.translate(None, _ESCAPES_AND_STRUCTURE).replace(b"\\\\", b"").replace(b'\\"', b"")
     brackets, depth = b"".join(text.translate(None, _STRUCTURE).split(b'"')[::2]), 0
     while brackets and depth <= MAX_DEPTH:  # one pass removes one level: the pairs empty before it
         brackets, depth = _EMPTY_PAIR.sub(b"", brackets), depth + 1
