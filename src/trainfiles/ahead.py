@@ -1,4 +1,6 @@
-"""An iterator's items produced on another thread, a bounded number ahead of the consumer.
+"""Work moved to another thread, a bounded number of items away: an iterator's items
+produced ahead of their consumer (`ahead`), or items consumed behind their producer
+(`Behind`).
 
 Reading files, hashing and writing release the GIL: with the producer on one thread and the
 consumer on another, both cores work, and memory holds at most `depth` items.
@@ -6,8 +8,8 @@ consumer on another, both cores work, and memory holds at most `depth` items.
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 _DONE = object()
@@ -45,3 +47,35 @@ def ahead(items: Iterable[T], depth: int) -> Iterator[T]:
             yield item
     finally:
         stop.set()
+
+
+class Behind(Generic[T]):
+    """Items `put` here are handed to `consume` on another thread, in order, at most `depth`
+    behind. The consumer's exception is raised by the next `put` or by `close`, which waits
+    for every item to be consumed."""
+
+    def __init__(self, consume: Callable[[T], None], depth: int):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(consume,), daemon=True)
+        self._thread.start()
+
+    def _run(self, consume: Callable[[T], None]) -> None:
+        while (item := self._queue.get()) is not _DONE:
+            if self._error is None:  # after a failure the rest are dropped, so put never blocks
+                try:
+                    consume(item)
+                except BaseException as e:  # handed to the producer
+                    self._error = e
+
+    def put(self, item: T) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(item)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_DONE)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
