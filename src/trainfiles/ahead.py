@@ -57,8 +57,8 @@ class Behind(Generic[T]):
     def __init__(self, consume: Callable[[T], None], depth: int):
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        # Started by the first item: a process may still fork workers before then.
         self._thread = threading.Thread(target=self._run, args=(consume,), daemon=True)
-        self._thread.start()
 
     def _run(self, consume: Callable[[T], None]) -> None:
         while (item := self._queue.get()) is not _DONE:
@@ -71,6 +71,8 @@ class Behind(Generic[T]):
     def put(self, item: T) -> None:
         if self._error is not None:
             raise self._error
+        if not self._thread.is_alive():
+            self._thread.start()
         self._queue.put(item)
 
     def close(self) -> None:

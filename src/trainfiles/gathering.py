@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from . import builder, enriched, prefixes, storage
+from . import enriched, examining, prefixes, storage
 from .catalog import Catalog
 from .errors import InvalidInput, NotFound, StorageUnavailable, TrainfilesError, named
 from .members import Members
@@ -59,9 +59,6 @@ def unknown(catalog: Catalog, ids: list[str]) -> list[str]:
     return [cid for cid in ids if cid not in records]
 
 
-RECORDS_WINDOW = 500
-
-
 def gather(
     catalog: Catalog,
     ids: list[str],
@@ -72,11 +69,11 @@ def gather(
     vertical: str | None,
     explicit_profile: bool = False,
 ) -> Gathered:
-    """Read and check the named conversations one at a time, rendering each eligible one
-    into `spool`; refuse or skip the ineligible ones, naming every one of them.
+    """Read and check the named conversations, rendering each eligible one into `spool` in
+    request order; refuse or skip the ineligible ones, naming every one of them.
 
     The first eligible conversation sets the vertical and profile a new file takes. Once
-    something is wrong the rest are still read and checked, but no longer rendered.
+    something is wrong the rest are still read and checked, but no longer spooled.
     """
     located = catalog.locations(ids)
     missing = [cid for cid in ids if cid not in located]
@@ -96,38 +93,27 @@ def gather(
     del located
     members = Members()
     check_profile = not explicit_profile
-    records: dict[str, dict] = {}  # whole records, a window at a time: a file may hold 100,000
+    local = not any("://" in path for path in paths)
     try:
         with bar("Reading conversations", len(readable)) as advance, _no_collection_pauses():
-            for i, (cid, path, (data, digest)) in enumerate(zip(readable, paths, storage.read_each(paths, advance))):
-                if cid not in records:
-                    records = catalog.conversations(readable[i : i + RECORDS_WINDOW])
-                if isinstance(data, NotFound):
-                    problems[cid] = (str(data), NotFound)
+            examined = examining.examine_all(_items(catalog, readable, paths), len(readable), local, advance, spool.worker_prefix())
+            for found in examined:
+                cid = found.cid
+                if found.problem:
+                    problems[cid] = found.problem
                     continue
-                try:
-                    doc = enriched.parse(data)
-                    derived = enriched.check(doc)
-                except enriched.Ineligible as e:
-                    problems[cid] = (f"{path}: " + named(e.reasons, "; "), InvalidInput)
-                    continue
-                if vertical is None:
-                    vertical = vertical_of(doc)
-                if profile is None:
-                    profile = doc["consultant_profile"]
-                if vertical_of(doc) != vertical:
-                    problems[cid] = (f"vertical {vertical_of(doc)!r} differs from {vertical!r}", InvalidInput)
-                elif check_profile and doc["consultant_profile"] != profile:
+                vertical = found.vertical if vertical is None else vertical
+                profile = found.profile if profile is None else profile
+                if found.vertical != vertical:
+                    problems[cid] = (f"vertical {found.vertical!r} differs from {vertical!r}", InvalidInput)
+                elif check_profile and found.profile != profile:
                     problems[cid] = ("consultant_profile differs from the file's", InvalidInput)
                 else:
-                    member = _member(records[cid], doc, derived, path, digest)
-                    try:
-                        if skip_invalid or not problems:
-                            spool.append(builder.conversation_entry(member, doc))
-                    except orjson.JSONEncodeError as e:  # changed since its scan, which checks depth
-                        problems[cid] = (f"{path}: cannot be written as JSON ({e})", InvalidInput)
-                        continue
-                    members.append(member)
+                    if (skip_invalid or not problems) and found.placed:
+                        spool.place(found.placed, found.rows)
+                    elif skip_invalid or not problems:
+                        spool.add(found.json_entry, found.jsonl_lines, found.rows)
+                    members.append(found.member)
     except StorageUnavailable as e:
         if missing:  # what is wrong with the request comes first
             raise NotFound("unknown conversation ids: ", missing, suffix=f" (and the sources could not be read: {e})") from e
@@ -146,6 +132,19 @@ def gather(
     return Gathered(members, skipped, profile, vertical)
 
 
+RECORDS_WINDOW = 500
+
+
+def _items(catalog: Catalog, ids: list[str], paths: list[str]) -> Iterator[examining.Item]:
+    """The conversations to examine, with their catalog records fetched a window at a time:
+    a file may hold 100,000."""
+    for start in range(0, len(ids), RECORDS_WINDOW):
+        window = ids[start : start + RECORDS_WINDOW]
+        records = catalog.conversations(window)
+        for cid, path in zip(window, paths[start : start + RECORDS_WINDOW]):
+            yield examining.Item(cid, path, records[cid])
+
+
 @contextlib.contextmanager
 def _no_collection_pauses() -> Iterator[None]:
     """Each document is freed as soon as it is rendered (reference counting); the cyclic
@@ -159,30 +158,6 @@ def _no_collection_pauses() -> Iterator[None]:
             gc.enable()
 
 
-def _member(rec: dict, doc: dict, derived: dict, path: str, digest: str) -> dict:
-    """A member as its commit records it (catalog.MEMBER_FIELDS, in order): values derived
-    from the document, except where a manifest set them; who added it comes at commit time."""
-
-    def value(key: str):
-        return rec[key] if key in rec["manifest_fields"] else derived[key]
-
-    return {
-        "conversation_id": rec["conversation_id"],
-        "source_path": path,
-        "source_sha256": digest,
-        "batch_job_id": rec["batch_job_id"],
-        "created_at": value("created_at"),
-        "quality_score": value("quality_score"),
-        "human_reviewed": value("human_reviewed"),
-        "persona_key": value("persona_key"),
-        "emotional_arc_key": value("emotional_arc_key"),
-        "topic_key": value("topic_key"),
-        "training_pairs": len(doc["training_pairs"]),
-        "added_at": None,
-        "added_by": None,
-    }
-
-
 def load_profile(url: str) -> dict:
     """A consultant profile from a JSON file: the object itself or a document holding one."""
     try:
@@ -194,8 +169,3 @@ def load_profile(url: str) -> dict:
     if not isinstance(profile, dict):
         raise InvalidInput(f"profile {url}: expected a JSON object")
     return profile
-
-
-def vertical_of(doc: dict) -> str:
-    value = doc["dataset_metadata"].get("vertical")
-    return value if isinstance(value, str) else ""

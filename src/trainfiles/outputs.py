@@ -8,11 +8,13 @@ parent whose bytes differ from its commit stops the write.
 """
 
 import contextlib
+import glob
 import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import orjson
 
@@ -23,13 +25,23 @@ from .errors import Conflict
 KINDS = commits.KINDS
 
 
+class Placed(NamedTuple):
+    """A conversation rendered by a worker process into its own spools: where its JSON entry
+    and its JSONL lines are (file, offset, length)."""
+
+    json: tuple[str, int, int]
+    jsonl: tuple[str, int, int]
+
+
 class Spool:
-    """Conversations rendered by this command, in a local temporary file per output."""
+    """Conversations rendered by this command, in a local temporary file per output, or
+    placed by worker processes in spools of their own (`place`) named after these."""
 
     def __init__(self, folder: str | None):
         self.paths, self.files = {}, {}
         self.count = 0
         self.rows = 0
+        self.placed: list[Placed] = []
         try:
             if folder:
                 os.makedirs(folder, exist_ok=True)
@@ -46,9 +58,23 @@ class Spool:
     def append(self, entry: dict) -> None:
         """Render one conversation entry into both spools (both rendered before either is written)."""
         json_entry, (jsonl_lines, rows) = builder.json_entry(entry), builder.jsonl_entry(entry)
+        self.add(json_entry, jsonl_lines, rows)
+
+    def add(self, json_entry: bytes, jsonl_lines: bytes, rows: int) -> None:
+        """One conversation already rendered: its JSON entry and its `rows` JSONL lines."""
         self._writes.put((builder.JSON_SEPARATOR if self.count else b"", json_entry, jsonl_lines))
         self.count += 1
         self.rows += rows
+
+    def place(self, placed: Placed, rows: int) -> None:
+        """One conversation a worker rendered into its own spools (never mixed with `add`)."""
+        self.placed.append(placed)
+        self.count += 1
+        self.rows += rows
+
+    def worker_prefix(self) -> str:
+        """Where worker processes put their spools: beside these, under names `remove` removes."""
+        return self.paths["json"].removesuffix(".json") + "-worker-"
 
     def _write(self, parts: tuple[bytes, bytes, bytes]) -> None:
         separator, json_entry, jsonl_lines = parts
@@ -76,6 +102,10 @@ class Spool:
                 self.files[kind].close()
             with contextlib.suppress(OSError):
                 os.unlink(self.paths[kind])
+        if "json" in self.paths:
+            for path in glob.glob(glob.escape(self.worker_prefix()) + "*"):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
 
 @contextlib.contextmanager
@@ -183,12 +213,49 @@ def _runs(piece: "Spool | Parent", kind: str) -> Iterator[Iterator[bytes]]:
     """The piece's conversations as runs of chunks, each run whole entries: for the JSON,
     the separator goes between runs."""
     if isinstance(piece, Spool):
-        if piece.count:
+        if piece.placed:
+            yield from _placed(piece.placed, kind)
+        elif piece.count:
             yield storage.chunks(piece.paths[kind])
     elif piece.drop:
         yield from (_filtered_json if kind == "json" else _filtered_jsonl)(piece)
     else:
         yield (_json_body if kind == "json" else _jsonl_body)(piece)
+
+
+RUN = 8 << 20  # bytes of placed entries read at a time
+
+
+def _placed(placed: list[Placed], kind: str) -> Iterator[Iterator[bytes]]:
+    """The entries workers placed, in order, one run per stretch of bytes that follow each
+    other in one worker's spool (a worker writes each JSON entry after a separator, so a
+    stretch of JSON entries holds the separators between them)."""
+    gap = len(builder.JSON_SEPARATOR) if kind == "json" else 0
+    files: dict[str, int] = {}
+    try:
+        path, start, end = None, 0, 0
+        for entry in placed:
+            where, offset, length = entry.json if kind == "json" else entry.jsonl
+            if where == path and offset == end + gap and end - start < RUN:
+                end = offset + length
+                continue
+            if path is not None:
+                yield iter([_read(files, path, start, end)])
+            path, start, end = where, offset, offset + length
+        if path is not None:
+            yield iter([_read(files, path, start, end)])
+    finally:
+        for fd in files.values():
+            os.close(fd)
+
+
+def _read(files: dict[str, int], path: str, start: int, end: int) -> bytes:
+    if path not in files:
+        files[path] = os.open(path, os.O_RDONLY)
+    data = os.pread(files[path], end - start, start)
+    if len(data) != end - start:
+        raise Conflict(f"{path}: a worker's spool ends before what it placed there")
+    return data
 
 
 def verified(url: str, sha256: str | None, items: Iterator[bytes]) -> Iterator[bytes]:
