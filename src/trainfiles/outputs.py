@@ -12,6 +12,7 @@ import glob
 import hashlib
 import os
 import tempfile
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -41,7 +42,10 @@ class Spool:
         self.paths, self.files = {}, {}
         self.count = 0
         self.rows = 0
-        self.placed: list[Placed] = []
+        # Where placed entries are, six numbers each (file, offset, length for the JSON
+        # entry, then for the JSONL lines): a file may hold 100,000.
+        self.placed = array("q")
+        self.workers: dict[str, int] = {}  # worker spool path -> its number in `placed`
         try:
             if folder:
                 os.makedirs(folder, exist_ok=True)
@@ -68,7 +72,8 @@ class Spool:
 
     def place(self, placed: Placed, rows: int) -> None:
         """One conversation a worker rendered into its own spools (never mixed with `add`)."""
-        self.placed.append(placed)
+        for path, offset, length in placed:
+            self.placed.extend((self.workers.setdefault(path, len(self.workers)), offset, length))
         self.count += 1
         self.rows += rows
 
@@ -214,7 +219,7 @@ def _runs(piece: "Spool | Parent", kind: str) -> Iterator[Iterator[bytes]]:
     the separator goes between runs."""
     if isinstance(piece, Spool):
         if piece.placed:
-            yield from _placed(piece.placed, kind)
+            yield from _placed(piece, kind)
         elif piece.count:
             yield storage.chunks(piece.paths[kind])
     elif piece.drop:
@@ -226,16 +231,18 @@ def _runs(piece: "Spool | Parent", kind: str) -> Iterator[Iterator[bytes]]:
 RUN = 8 << 20  # bytes of placed entries read at a time
 
 
-def _placed(placed: list[Placed], kind: str) -> Iterator[Iterator[bytes]]:
+def _placed(spool: Spool, kind: str) -> Iterator[Iterator[bytes]]:
     """The entries workers placed, in order, one run per stretch of bytes that follow each
     other in one worker's spool (a worker writes each JSON entry after a separator, so a
     stretch of JSON entries holds the separators between them)."""
     gap = len(builder.JSON_SEPARATOR) if kind == "json" else 0
     files: dict[str, int] = {}
     try:
+        paths = list(spool.workers)
         path, start, end = None, 0, 0
-        for entry in placed:
-            where, offset, length = entry.json if kind == "json" else entry.jsonl
+        numbers = spool.placed
+        for at in range(0 if kind == "json" else 3, len(numbers), 6):
+            where, offset, length = paths[numbers[at]], numbers[at + 1], numbers[at + 2]
             if where == path and offset == end + gap and end - start < RUN:
                 end = offset + length
                 continue
