@@ -199,10 +199,10 @@ def _read_path(path: str) -> bytes | NotFound:
         while part := os.read(fd, expected + 1 - size if size <= expected else CHUNK):
             parts.append(part)
             size += len(part)
-            if reason := _too_large(size):
-                raise InvalidInput(f"{path}: {reason}")
             if size <= expected:  # a regular file read short: its end, no need to ask again
                 break
+            if reason := _too_large(size):  # it has grown since
+                raise InvalidInput(f"{path}: {reason}")
         return parts[0] if len(parts) == 1 else b"".join(parts)
     except OSError as e:
         return _missing_or_raise(path, e)
