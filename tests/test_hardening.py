@@ -481,3 +481,21 @@ def test_depth_is_measured_on_structure_only(levels, text):
             enriched.check_depth(data, doc)
     else:
         enriched.check_depth(data, doc)
+
+
+def test_open_parts_must_be_objects_and_arrays():
+    """Parts of the format whose content is free are still checked for their type, each
+    named by its JSON path."""
+    from trainfiles import enriched
+
+    doc = orjson.loads(next((FIXTURES / "conversations").rglob("enriched.json")).read_bytes())
+    doc["training_pairs"][0]["conversation_history"] = {}
+    doc["training_pairs"][1]["training_metadata"] = "x"
+    doc["consultant_profile"] = [1]
+    with pytest.raises(enriched.Ineligible) as refused:
+        enriched.check(doc)
+    assert refused.value.reasons == [
+        "$.consultant_profile: expected an object, found an array",
+        "$.training_pairs[0].conversation_history: expected an array, found an object",
+        "$.training_pairs[1].training_metadata: expected an object, found a string",
+    ]
