@@ -20,17 +20,22 @@ def modes(tmp_path, monkeypatch):
     """Run `cli(...)` on its own catalog and store, in process or forked (thresholds so low
     that the fixtures take several chunks); the forked runs are counted."""
     forks = []
-    in_processes = examining._in_processes
 
-    def counted(*args):
-        forks.append(1)
-        return in_processes(*args)
+    def counted(function, kind):
+        def run(*args):
+            forks.append(kind)
+            return function(*args)
+
+        return run
+
+    in_processes = {"create": examining._in_processes, "scan": conversations._in_processes}
 
     def run(cli, forked: bool, *args, **kwargs):
         for module, low, chunk in ((conversations, 2, 3), (examining, 2, 3)):
             monkeypatch.setattr(module, "PARALLEL_FROM", low if forked else 10**9)
             monkeypatch.setattr(module, "CHUNK", chunk)
-        monkeypatch.setattr(examining, "_in_processes", counted)
+        monkeypatch.setattr(examining, "_in_processes", counted(in_processes["create"], "create"))
+        monkeypatch.setattr(conversations, "_in_processes", counted(in_processes["scan"], "scan"))
         home = tmp_path / ("forked" if forked else "in-process")
         env = {"TRAINFILES_CATALOG": str(home / "catalog.db"), "TRAINFILES_STORE": str(home / "store")}
         return cli(*args, env=env, **kwargs)
@@ -59,7 +64,7 @@ def test_forked_scan_and_create_match_one_process(cli, modes, tmp_path):
         listed = modes(cli, forked, "conversations", "list", "--json").stdout
         seen[forked] += [made, refused, exports, listed]
     assert seen[True] == seen[False]
-    assert modes.forks == [1, 1]  # the forked runs took the forked path (and the others did not)
+    assert modes.forks == ["scan", "scan", "create", "create"]  # folders of 2 files or more forked, no other
     assert [p.name for p in (tmp_path / "forked" / "store").rglob(".tmp-*")] == []  # workers' spools too
     assert seen[True][1]["conversation_count"] == 11
     assert [s["conversation_id"] for s in seen[True][1]["skipped"]] == [B11, GONE, OTHER_PROFILE, OTHER_VERTICAL, FAILED]

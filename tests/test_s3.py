@@ -76,6 +76,12 @@ def test_scan_and_import_read_sources_from_s3(s3, cli, tmp_path):
     assert rec["conversation_count"] == 8
 
 
+def test_a_scan_of_more_files_than_start_worker_processes_reads_them_all(s3, cli, monkeypatch):
+    # Sources on S3 are read here, whatever their number (only local ones go to workers).
+    monkeypatch.setattr(conversations, "PARALLEL_FROM", 5)
+    assert cli.json("conversations", "scan", f"{SOURCES}/conversations") == {"registered": 13, "updated": 0, "invalid": []}
+
+
 def test_every_command_on_an_s3_store_matches_a_local_store(registered, s3, tmp_path):
     cli = registered
     rec = cli.json("create", "--name", "dec", "--target-model", "llama-3.1-8b", "--id", A[0], "--id", A[1])

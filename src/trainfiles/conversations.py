@@ -6,7 +6,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from itertools import chain, islice
 
-from . import clock, enriched, prefixes, storage
+from . import clock, enriched, prefixes, storage, workers
 from .catalog import Catalog
 from .errors import NotFound, TrainfilesError, named
 from .manifest import parse_manifest
@@ -26,7 +26,7 @@ def scan(settings: Settings, url: str, batch: str | None) -> dict:
         if storage.is_local(url) and len(first) == PARALLEL_FROM:
             scanned = list(_in_processes(chain(first, urls), advance))
         else:
-            scanned = list(_in_order(first, advance))
+            scanned = list(_in_order(list(chain(first, urls)), advance))
     scanned.sort(key=lambda found: found[0])  # files were listed as the walk went
     invalid = sorted(refused, key=lambda r: r["path"])
     rows, seen = [], {}
@@ -66,17 +66,12 @@ def _in_processes(urls: Iterable[str], advance) -> Iterator[tuple[str, dict | No
     """The same from local files, parsed and checked in one process per core (parsing and
     validation hold the GIL, so threads would not help), a chunk at a time as the walk
     finds them."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     pending: deque = deque()
     urls = iter(urls)
-    # Each worker builds the validator as it starts, while this process walks on.
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(os.cpu_count() or 1, mp_context=context, initializer=enriched.prepare) as pool:
+    with workers.pool() as pool:  # each builds the validator as it starts, while this process walks on
         while chunk := list(islice(urls, CHUNK)):
             pending.append(pool.submit(_scan_chunk, chunk))
-            while pending[0].done():
+            while pending and pending[0].done():
                 yield from _done(pending.popleft(), advance)
         while pending:
             yield from _done(pending.popleft(), advance)

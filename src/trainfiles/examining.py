@@ -6,17 +6,16 @@ What comes back for a conversation is all the request needs of it: why it is ine
 or its vertical, profile, member values and both rendered outputs' entries.
 """
 
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from itertools import islice
 from typing import NamedTuple
 
 import orjson
 
-from . import builder, enriched, storage
+from . import builder, enriched, storage, workers
 from .errors import InvalidInput, NotFound, TrainfilesError, named
 from .outputs import Placed
 
@@ -61,14 +60,14 @@ def examine_all(items: Iterable[Item], count: int, local: bool, advance, spools:
 
 
 def _in_processes(items: Iterator[Item], advance, spools: str) -> Iterator[Examined]:
-    workers = os.cpu_count() or 1
     pending: deque[Future] = deque()
-    # Forked before this process starts any thread of its own. Rendered entries stay in the
-    # workers' spools: sent back, they cost this process more than rendering them.
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start, initargs=(spools,)) as pool:
+    in_flight = 2 * workers.cores()
+    # Forked before the spools' writer thread starts (the workers use nothing of what other
+    # threads may hold). Rendered entries stay in the workers' spools: sent back, they cost
+    # this process more than rendering them.
+    with workers.pool(_start, (spools,)) as pool:
         while True:
-            while len(pending) < 2 * workers and (chunk := list(islice(items, CHUNK))):
+            while len(pending) < in_flight and (chunk := list(islice(items, CHUNK))):
                 pending.append(pool.submit(_examine_chunk, chunk))
             if not pending:
                 return
@@ -81,10 +80,12 @@ _spools: dict[str, list] = {}  # a worker's own: kind -> [path, file, bytes writ
 
 
 def _start(prefix: str) -> None:
-    enriched.prepare()
     for kind in ("json", "jsonl"):
         path = f"{prefix}{os.getpid()}.{kind}"
-        _spools[kind] = [path, open(path, "xb"), 0]
+        try:
+            _spools[kind] = [path, open(path, "xb"), 0]
+        except OSError as e:
+            raise storage.failure(path, e) from e
 
 
 def _examine_chunk(items: list[Item]) -> list[Examined]:
@@ -93,8 +94,11 @@ def _examine_chunk(items: list[Item]) -> list[Examined]:
         _placed(examine(item, data, storage.sha256(data) if isinstance(data, bytes) else None))
         for item, data in zip(items, contents)
     ]
-    for _, file, _ in _spools.values():
-        file.flush()
+    for path, file, _ in _spools.values():
+        try:
+            file.flush()
+        except OSError as e:  # a full disk under the spools, most likely
+            raise storage.failure(path, e) from e
     return found
 
 
@@ -108,7 +112,10 @@ def _placed(found: Examined) -> Examined:
     at = {}
     for kind, data in (("json", found.json_entry), ("jsonl", found.jsonl_lines)):
         path, file, offset = _spools[kind]
-        file.write(data)
+        try:
+            file.write(data)
+        except OSError as e:
+            raise storage.failure(path, e) from e
         _spools[kind][2] += len(data)
         at[kind] = (path, offset, len(data))
     return found._replace(json_entry=b"", jsonl_lines=b"", placed=Placed(at["json"], at["jsonl"]))

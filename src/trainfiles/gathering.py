@@ -97,23 +97,26 @@ def gather(
     try:
         with bar("Reading conversations", len(readable)) as advance, _no_collection_pauses():
             examined = examining.examine_all(_items(catalog, readable, paths), len(readable), local, advance, spool.worker_prefix())
-            for found in examined:
-                cid = found.cid
-                if found.problem:
-                    problems[cid] = found.problem
-                    continue
-                vertical = found.vertical if vertical is None else vertical
-                profile = found.profile if profile is None else profile
-                if found.vertical != vertical:
-                    problems[cid] = (f"vertical {found.vertical!r} differs from {vertical!r}", InvalidInput)
-                elif check_profile and found.profile != profile:
-                    problems[cid] = ("consultant_profile differs from the file's", InvalidInput)
-                else:
-                    if (skip_invalid or not problems) and found.placed:
-                        spool.place(found.placed, found.rows)
-                    elif skip_invalid or not problems:
-                        spool.add(found.json_entry, found.jsonl_lines, found.rows)
-                    members.append(found.member)
+            try:
+                for found in examined:
+                    cid = found.cid
+                    if found.problem:
+                        problems[cid] = found.problem
+                        continue
+                    vertical = found.vertical if vertical is None else vertical
+                    profile = found.profile if profile is None else profile
+                    if found.vertical != vertical:
+                        problems[cid] = (f"vertical {found.vertical!r} differs from {vertical!r}", InvalidInput)
+                    elif check_profile and found.profile != profile:
+                        problems[cid] = ("consultant_profile differs from the file's", InvalidInput)
+                    else:
+                        if (skip_invalid or not problems) and found.placed:
+                            spool.place(found.placed, found.rows)
+                        elif skip_invalid or not problems:
+                            spool.add(found.json_entry, found.jsonl_lines, found.rows)
+                        members.append(found.member)
+            finally:  # the workers stop (and their spools are complete) before anything is removed
+                examined.close()
     except StorageUnavailable as e:
         if missing:  # what is wrong with the request comes first
             raise NotFound("unknown conversation ids: ", missing, suffix=f" (and the sources could not be read: {e})") from e

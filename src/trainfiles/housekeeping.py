@@ -47,7 +47,7 @@ def verify(settings: Settings, ref: str | None, sources: bool) -> dict:
                     continue
                 compare(url, expected, f"{row['name']} version {version['version']} {kind}")
         if sources:
-            for member in catalog.members(row["id"]):
+            for member in list(catalog.members(row["id"])):  # no read held open while hashing
                 compare(member["source_path"], member["source_sha256"], f"{row['name']} source of {member['conversation_id']}")
     return {"checked": checked, "pruned": pruned, "mismatches": mismatches, "ok": not mismatches}
 

@@ -5,12 +5,14 @@ Each member is one line of compact JSON, the bytes its commit record holds, so a
 written by copying lines; the statistics are tallied as members are appended.
 """
 
+import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from itertools import islice
 
 import orjson
 
+from . import storage
 from .builder import Tally
 
 
@@ -18,13 +20,18 @@ class Members:
     """Members appended in file order, read back as often as needed."""
 
     def __init__(self, members: Iterable[dict] = ()):
-        # Unnamed (unlinked at once): nothing is left behind, even by a kill.
-        self._file = tempfile.TemporaryFile(prefix="trainfiles-members-")
+        try:  # unnamed (unlinked at once): nothing is left behind, even by a kill
+            self._file = tempfile.TemporaryFile(prefix="trainfiles-members-")
+        except OSError as e:
+            raise storage.failure(tempfile.gettempdir(), e) from e
         self._tally = Tally()
         self.extend(members)
 
     def append(self, member: dict) -> None:
-        self._file.write(orjson.dumps(member, option=orjson.OPT_APPEND_NEWLINE))
+        try:
+            self._file.write(orjson.dumps(member, option=orjson.OPT_APPEND_NEWLINE))
+        except OSError as e:  # a full temporary folder
+            raise storage.failure(tempfile.gettempdir(), e) from e
         self._tally.add(member)
 
     def extend(self, members: Iterable[dict]) -> None:
@@ -39,10 +46,12 @@ class Members:
         return self._tally.result()
 
     def lines(self, start: int = 0) -> Iterator[bytes]:
-        """Each member's JSON (with its newline), from the `start`-th on."""
+        """Each member's JSON (with its newline), from the `start`-th on. Read whole each
+        time; appending again goes on at the end."""
         self._file.flush()
         self._file.seek(0)
-        return islice(self._file, start, None)
+        yield from islice(self._file, start, None)
+        self._file.seek(0, os.SEEK_END)
 
     def __iter__(self) -> Iterator[dict]:
         return self.after(0)

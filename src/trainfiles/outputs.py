@@ -228,7 +228,7 @@ def _runs(piece: "Spool | Parent", kind: str) -> Iterator[Iterator[bytes]]:
         yield (_json_body if kind == "json" else _jsonl_body)(piece)
 
 
-RUN = 8 << 20  # bytes of placed entries read at a time
+RUN = storage.CHUNK  # bytes of placed entries read at a time, at most
 
 
 def _placed(spool: Spool, kind: str) -> Iterator[Iterator[bytes]]:

@@ -186,7 +186,9 @@ def _read_path(path: str) -> bytes | NotFound:
     fstat and a read: a fifth of what fsspec's cat_file cost per 50 KB file."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except Exception as e:
+    except OSError as e:
+        if e.errno == errno.ENXIO:  # a socket
+            raise InvalidInput(f"{path}: not a regular file") from None
         return _missing_or_raise(path, e)
     try:
         info = os.fstat(fd)
@@ -199,7 +201,7 @@ def _read_path(path: str) -> bytes | NotFound:
         while part := os.read(fd, expected + 1 - size if size <= expected else CHUNK):
             parts.append(part)
             size += len(part)
-            if size <= expected:  # a regular file read short: its end, no need to ask again
+            if size == expected:  # all fstat said, and not the byte more asked for: the end
                 break
             if reason := _too_large(size):  # it has grown since
                 raise InvalidInput(f"{path}: {reason}")
