@@ -186,7 +186,7 @@ class Catalog:
         for row in rows:
             old = existing.get(row["conversation_id"])
             if old is None:
-                new.append({**_stored(row), "registered_at": now, "updated_at": now})
+                new.append(row)
             else:
                 changes = _changes(old, row)
                 if changes:
@@ -194,10 +194,11 @@ class Catalog:
                     updated += 1
         # executemany inside the caller's transaction: sqlite-utils' insert_all spent a
         # third of a large scan preparing values it can pass through as they are.
-        columns = [*CONVERSATION_FIELDS, "invalid_reason", "manifest_fields", "registered_at", "updated_at"]
+        columns = [*CONVERSATION_FIELDS, "invalid_reason", "manifest_fields"]
         self.db.conn.executemany(
-            f"insert into conversations ({', '.join(columns)}) values ({', '.join('?' * len(columns))})",
-            ([row.get(c) for c in columns] for row in new),
+            f"insert into conversations ({', '.join(columns)}, registered_at, updated_at) "
+            f"values ({', '.join('?' * (len(columns) + 2))})",
+            ((*map(_stored(row).get, columns), now, now) for row in new),
         )
         self.db["batch_items"].insert_all(
             ({"batch_job_id": row["batch_job_id"], "conversation_id": row["conversation_id"]} for row in rows if row.get("batch_job_id")),
