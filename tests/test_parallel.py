@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from conftest import FIXTURES, write_json
-from trainfiles import conversations, examining
+from trainfiles import conversations, examining, workers
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]
 B9, B10, B11, B12 = (generate.conversation_uuid(s) for s in (9, 10, 11, 12))
@@ -31,9 +31,9 @@ def modes(tmp_path, monkeypatch):
     in_processes = {"create": examining._in_processes, "scan": conversations._in_processes}
 
     def run(cli, forked: bool, *args, **kwargs):
-        for module, low, chunk in ((conversations, 2, 3), (examining, 2, 3)):
-            monkeypatch.setattr(module, "PARALLEL_FROM", low if forked else 10**9)
-            monkeypatch.setattr(module, "CHUNK", chunk)
+        monkeypatch.setattr(workers, "PARALLEL_FROM", 2 if forked else 10**9)
+        for module in (conversations, examining):
+            monkeypatch.setattr(module, "CHUNK", 3)
         monkeypatch.setattr(examining, "_in_processes", counted(in_processes["create"], "create"))
         monkeypatch.setattr(conversations, "_in_processes", counted(in_processes["scan"], "scan"))
         home = tmp_path / ("forked" if forked else "in-process")

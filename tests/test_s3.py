@@ -16,7 +16,7 @@ import pytest
 import s3fs
 
 from conftest import BOUND, BUCKETS, FIXTURES, KEY_ID, REFUSED, SECRET, SOURCES, STORE, snapshot
-from trainfiles import conversations, storage
+from trainfiles import conversations, storage, workers
 from trainfiles.cli import app
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]  # batch A, all completed
@@ -78,7 +78,7 @@ def test_scan_and_import_read_sources_from_s3(s3, cli, tmp_path):
 
 def test_a_scan_of_more_files_than_start_worker_processes_reads_them_all(s3, cli, monkeypatch):
     # Sources on S3 are read here, whatever their number (only local ones go to workers).
-    monkeypatch.setattr(conversations, "PARALLEL_FROM", 5)
+    monkeypatch.setattr(workers, "PARALLEL_FROM", 5)
     assert cli.json("conversations", "scan", f"{SOURCES}/conversations") == {"registered": 13, "updated": 0, "invalid": []}
 
 

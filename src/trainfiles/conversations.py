@@ -22,8 +22,8 @@ def scan(settings: Settings, url: str, batch: str | None) -> dict:
     urls = _readable(storage.find_json(url), refused)
     # Each file is parsed as it arrives and dropped: memory holds rows, not documents.
     with bar("Reading conversations", None) as advance:
-        first = list(islice(urls, PARALLEL_FROM))
-        if storage.is_local(url) and len(first) == PARALLEL_FROM:
+        first = list(islice(urls, workers.PARALLEL_FROM))
+        if storage.is_local(url) and len(first) == workers.PARALLEL_FROM:
             scanned = list(_in_processes(chain(first, urls), advance))
         else:
             scanned = list(_in_order(list(chain(first, urls)), advance))
@@ -52,8 +52,7 @@ def _readable(found: Iterable[tuple[str, str | None]], refused: list[dict]) -> I
             yield url
 
 
-PARALLEL_FROM = 500  # files; fewer are not worth starting processes for
-CHUNK = 256
+CHUNK = 256  # files a worker takes at a time
 
 
 def _in_order(urls: list[str], advance) -> Iterator[tuple[str, dict | None, str | None]]:

@@ -19,7 +19,6 @@ from . import builder, enriched, storage, workers
 from .errors import InvalidInput, NotFound, TrainfilesError, named
 from .outputs import Placed
 
-PARALLEL_FROM = 500  # local files; fewer are not worth starting processes for
 CHUNK = 32  # conversations a worker takes at a time: about 2.5 MB of rendered entries back
 WINDOW = 500  # conversations whose records are held at once on this process
 
@@ -51,7 +50,7 @@ def examine_all(items: Iterable[Item], count: int, local: bool, advance, spools:
     """Every item examined, in order; `count` items, all local files when `local`. Worker
     processes write what they render to spools of their own, named `spools` + pid."""
     items = iter(items)
-    if local and count >= PARALLEL_FROM:
+    if local and count >= workers.PARALLEL_FROM:
         yield from _in_processes(items, advance, spools)
         return
     while window := list(islice(items, WINDOW)):  # sources read ahead on a thread

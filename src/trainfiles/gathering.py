@@ -110,7 +110,7 @@ def gather(
                     elif check_profile and found.profile != profile:
                         problems[cid] = ("consultant_profile differs from the file's", InvalidInput)
                     else:
-                        if (skip_invalid or not problems) and found.placed:
+                        if found.placed and (skip_invalid or not problems):
                             spool.place(found.placed, found.rows)
                         elif skip_invalid or not problems:
                             spool.add(found.json_entry, found.jsonl_lines, found.rows)

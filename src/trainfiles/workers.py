@@ -1,13 +1,17 @@
 """Forked worker processes, one per core, for work that holds the GIL (parsing, checks,
-rendering): how many, and how each starts."""
+rendering): from how many files they are worth it, how many, and how each starts."""
 
-import multiprocessing
 import os
 import signal
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING
 
 from . import enriched
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
+PARALLEL_FROM = 500  # local files; fewer are not worth starting processes for
 
 
 def cores() -> int:
@@ -15,8 +19,11 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def pool(start: Callable[..., None] | None = None, args: tuple = ()) -> ProcessPoolExecutor:
+def pool(start: Callable[..., None] | None = None, args: tuple = ()) -> "ProcessPoolExecutor":
     """A pool of forked workers, one per core; each runs `start(*args)` first."""
+    import multiprocessing  # not on the start-up path of commands that never fork
+    from concurrent.futures import ProcessPoolExecutor
+
     return ProcessPoolExecutor(
         cores(), mp_context=multiprocessing.get_context("fork"), initializer=_started, initargs=(start, args)
     )
