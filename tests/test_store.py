@@ -1,6 +1,7 @@
 """The store as the truth: versions, history, two machines on one store, verify, gc and the
 migration of catalogs made before versions, on a local store and on the live S3 server."""
 
+import errno
 import hashlib
 import shutil
 import sqlite3
@@ -86,6 +87,28 @@ def test_every_version_exports_byte_for_byte(cli, place):
     assert human[2].split()[:6] == ["1", "2025-12-01T00:00:00Z", "alice", "create", "+2", "2"]
     assert human[5].split()[:6] == ["4", "2025-12-01T00:00:03Z", "alice", "remove", "-2", "3"]
     assert human[6].split()[:6] == ["5", "2025-12-01T00:00:04Z", "alice", "restore", "=", "v2"]
+
+
+@pytest.mark.parametrize("refusal", [errno.EXDEV, errno.ENOSYS])
+def test_an_add_copies_its_parent_where_the_kernel_will_not(cli, tmp_path, monkeypatch, refusal):
+    """An add copies its parent's conversations file to file in the kernel; where the kernel
+    refuses (another filesystem, another system), through memory, to the same bytes."""
+    cli("conversations", "scan", str(FIXTURES / "conversations"))
+    cli("create", "--name", "dec", "--id", A[0], "--id", A[1])
+    refused = []
+
+    def refuse(*args):
+        refused.append(args)
+        raise OSError(refusal, "refused")
+
+    monkeypatch.setattr("os.copy_file_range", refuse)
+    cli("add", "dec", "--id", A[2])
+    assert len(refused) == 2  # the JSON's conversations and the JSONL's rows, both refused
+    json_out, jsonl_out = exported(cli, "dec")
+    doc = orjson.loads(json_out)
+    assert [c["conversation_metadata"]["conversation_id"] for c in doc["conversations"]] == A[:3]
+    assert (builder.render_json(doc), builder.render_jsonl(doc)) == (json_out, jsonl_out)
+    assert cli.json("verify")["ok"] is True
 
 
 def test_names_descriptions_and_status_are_versions_too(cli, place):

@@ -14,6 +14,7 @@ import os
 import tempfile
 from array import array
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -164,8 +165,6 @@ def stage(store: str, file_id: str, version: int, composition: Composition) -> d
     """Write both outputs under a new folder of the version; returns the commit's `outputs`.
 
     Nothing is left behind by a failure (the folder is the writer's own)."""
-    from concurrent.futures import ThreadPoolExecutor, wait
-
     folder = commits.output_folder(file_id, version)
     keys = {kind: f"{folder}/training.{kind}" for kind in KINDS}
     # Both outputs at once: reading, hashing and writing release the GIL, so each takes a core.
@@ -184,12 +183,19 @@ def stage(store: str, file_id: str, version: int, composition: Composition) -> d
 def _write(url: str, key: str, kind: str, composition: Composition) -> dict:
     h = hashlib.sha256()
     size = 0
-    with storage.atomic_writers({kind: url}) as writers:
+    with storage.atomic_writers({kind: url}) as writers, ThreadPoolExecutor(max_workers=1) as hasher:
         # The parent's bytes are read and checked on one thread, hashed and written on this one.
         for chunk in ahead(content(composition, kind), depth=8):
-            h.update(chunk)
-            writers[kind](chunk)
-            size += len(chunk)
+            if isinstance(chunk, storage.FileRange):
+                # Copied by the kernel while another thread hashes the same bytes.
+                hashed = hasher.submit(storage.hash_range, chunk, h)
+                writers[kind](chunk)
+                hashed.result()
+                size += chunk.end - chunk.start
+            else:
+                h.update(chunk)
+                writers[kind](chunk)
+                size += len(chunk)
     return {"key": key, "size": size, "sha256": h.hexdigest()}
 
 
@@ -285,8 +291,12 @@ def _parent_stream(parent: Parent, kind: str, read) -> Iterator[bytes]:
     return verified(url, expected, read(url))
 
 
-def _json_body(parent: "Parent") -> Iterator[bytes]:
-    """Everything between the parent JSON's head and tail, in large chunks."""
+def _json_body(parent: "Parent") -> Iterator[bytes | storage.FileRange]:
+    """Everything between the parent JSON's head and tail, in large chunks (a range of the
+    file when it is local and trusted)."""
+    if "json" in parent.trusted:
+        yield _trusted_range(parent, "json")
+        return
     head, tail, skipping = b"", b"", True
     for chunk in _parent_stream(parent, "json", storage.chunks):
         if skipping:
@@ -304,13 +314,36 @@ def _json_body(parent: "Parent") -> Iterator[bytes]:
         raise Conflict(f"{parent.url('json')} does not end as a training JSON does")
 
 
-def _jsonl_body(parent: "Parent") -> Iterator[bytes]:
-    """The parent JSONL without its `_meta` line, in large chunks."""
+def _jsonl_body(parent: "Parent") -> Iterator[bytes | storage.FileRange]:
+    """The parent JSONL without its `_meta` line, in large chunks (a range of the file when
+    it is local and trusted)."""
+    if "jsonl" in parent.trusted:
+        yield _trusted_range(parent, "jsonl")
+        return
     first = True
     for chunk in _parent_stream(parent, "jsonl", storage.chunks):
         if first:
             chunk, first = chunk[chunk.index(b"\n") + 1 :], False
         yield chunk
+
+
+def _trusted_range(parent: "Parent", kind: str) -> storage.FileRange:
+    """Where the conversations are in an output this machine wrote (a local file): after
+    the head's last line, before the JSON's tail."""
+    path = storage.join(parent.url(kind))
+    mark, tail = (builder.JSON_ENTRIES_START, builder.JSON_TAIL) if kind == "json" else (b"\n", b"")
+    end = parent.outputs[kind]["size"] - len(tail)
+    try:
+        with open(path, "rb") as f:
+            head = b""
+            while (at := head.find(mark)) < 0 and (chunk := f.read(64 << 10)):
+                head += chunk
+            ends_well = os.pread(f.fileno(), len(tail), end) == tail
+    except OSError as e:
+        raise storage.failure(path, e) from e
+    if at < 0 or not ends_well:
+        raise Conflict(f"{parent.url(kind)} is not shaped as a training file's {kind} output")
+    return storage.FileRange(path, at + len(mark), end)
 
 
 ENTRY_START = b"    {\n"
