@@ -468,7 +468,7 @@ def _nested(levels: int, text: str):
 
 
 @pytest.mark.parametrize("levels", [99, 100, 101, 140])
-@pytest.mark.parametrize("text", ["]", "[", '\\"]}', "\\\\", '"]]}}', "plain"])
+@pytest.mark.parametrize("text", ["]", "[", '\\"]}', "\\\\", '"]]}}', "plain", "", '"', "[\\\\"])
 def test_depth_is_measured_on_structure_only(levels, text):
     """Brackets, quotes and backslashes inside strings neither add depth nor hide it (a
     hostile file could cancel its real nesting with `"]"` strings)."""

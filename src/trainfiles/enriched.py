@@ -152,11 +152,11 @@ _SCAFFOLDING_KEYS = (
 
 # What a depth count keeps of a document: brackets, quotes, and backslashes with every
 # character that may follow one in JSON (so an escaped quote stays one); then only brackets
-# and quotes.
+# (as parentheses: the document parsed, so they pair as they should) and quotes.
 _ESCAPES_AND_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"\\/bfnrtu')
 _STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
 _NOT_OPENING = bytes(b for b in range(256) if b not in b"[{")
-_EMPTY_PAIR = re.compile(rb"\{\}|\[\]")
+_AS_PARENTHESES = bytes.maketrans(b"[]{}", b"()()")
 
 
 def check_depth(data: bytes, doc: Any) -> None:
@@ -171,10 +171,18 @@ def check_depth(data: bytes, doc: Any) -> None:
     """
     if len(data.translate(None, _NOT_OPENING)) <= MAX_DEPTH:  # no more levels than opening brackets
         return
-    text = data.translate(None, _ESCAPES_AND_STRUCTURE).replace(b"\\\\", b"").replace(b'\\"', b"")
-    brackets, depth = b"".join(text.translate(None, _STRUCTURE).split(b'"')[::2]), 0
+    text = data.translate(None, _ESCAPES_AND_STRUCTURE)
+    for escaped in (b"\\\\", b'\\"'):  # looked for first: most documents have neither
+        if escaped in text:
+            text = text.replace(escaped, b"")
+    # Most strings hold no bracket and leave two quotes side by side: removed at once. Two
+    # side by side that close one string and open the next merge the two, which keeps the
+    # brackets outside strings as they were.
+    brackets, depth = text.translate(_AS_PARENTHESES, _STRUCTURE).replace(b'""', b""), 0
+    if b'"' in brackets:
+        brackets = b"".join(brackets.split(b'"')[::2])
     while brackets and depth <= MAX_DEPTH:  # one pass removes one level: the pairs empty before it
-        brackets, depth = _EMPTY_PAIR.sub(b"", brackets), depth + 1
+        brackets, depth = brackets.replace(b"()", b""), depth + 1
     if depth > MAX_DEPTH and (deep := too_deep(doc)):
         raise Ineligible([f"{deep}: nested deeper than {MAX_DEPTH} levels"])
 
