@@ -3,15 +3,18 @@ platform's manifest, listing what the catalog holds."""
 
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import cache
 from itertools import chain, islice
+from typing import TYPE_CHECKING
 
 from . import clock, enriched, prefixes, storage, workers
-from .catalog import Catalog
 from .errors import NotFound, TrainfilesError, named
-from .manifest import parse_manifest
 from .progress import bar
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .catalog import Catalog
 
 NO_ID = "no conversation id (dataset_metadata.dataset_name is not fp_conversation_<uuid>, nor is the folder a UUID)"
 
@@ -20,11 +23,12 @@ def scan(settings: Settings, url: str, batch: str | None) -> dict:
     """Register every enriched file under `url`; report registered, updated and invalid."""
     refused: list[dict] = []
     urls = _readable(storage.find_json(url), refused)
+    catalog = cache(lambda: _catalog(settings))  # opened once: while workers parse, or to save
     # Each file is parsed as it arrives and dropped: memory holds rows, not documents.
     with bar("Reading conversations", None) as advance:
         first = list(islice(urls, workers.PARALLEL_FROM))
         if storage.is_local(url) and len(first) == workers.PARALLEL_FROM:
-            scanned = list(_in_processes(chain(first, urls), advance))
+            scanned = list(_in_processes(chain(first, urls), advance, catalog))
         else:
             scanned = list(_in_order(list(chain(first, urls)), advance))
     scanned.sort(key=lambda found: found[0])  # files were listed as the walk went
@@ -40,7 +44,7 @@ def scan(settings: Settings, url: str, batch: str | None) -> dict:
             rows.append(row)
         if reason:
             invalid.append({"path": path, "reason": reason})
-    return _save_conversations(settings, rows, invalid)
+    return _save_conversations(catalog(), rows, invalid)
 
 
 def _readable(found: Iterable[tuple[str, str | None]], refused: list[dict]) -> Iterator[str]:
@@ -52,7 +56,7 @@ def _readable(found: Iterable[tuple[str, str | None]], refused: list[dict]) -> I
             yield url
 
 
-CHUNK = 256  # files a worker takes at a time
+CHUNK = 512  # files a worker takes at a time
 
 
 def _in_order(urls: list[str], advance) -> Iterator[tuple[str, dict | None, str | None]]:
@@ -61,10 +65,10 @@ def _in_order(urls: list[str], advance) -> Iterator[tuple[str, dict | None, str 
         yield _scanned(path, data)
 
 
-def _in_processes(urls: Iterable[str], advance) -> Iterator[tuple[str, dict | None, str | None]]:
+def _in_processes(urls: Iterable[str], advance, meanwhile: Callable[[], object]) -> Iterator[tuple[str, dict | None, str | None]]:
     """The same from local files, parsed and checked in one process per core (parsing and
     validation hold the GIL, so threads would not help), a chunk at a time as the walk
-    finds them."""
+    finds them; `meanwhile` runs here once the walk has ended, while they parse on."""
     pending: deque = deque()
     urls = iter(urls)
     with workers.pool() as pool:  # each builds the validator as it starts, while this process walks on
@@ -72,6 +76,7 @@ def _in_processes(urls: Iterable[str], advance) -> Iterator[tuple[str, dict | No
             pending.append(pool.submit(_scan_chunk, chunk))
             while pending and pending[0].done():
                 yield from _done(pending.popleft(), advance)
+        meanwhile()
         while pending:
             yield from _done(pending.popleft(), advance)
 
@@ -136,26 +141,35 @@ def import_manifest(settings: Settings, manifest: str, base: str | None, allow_o
     def inside(path: str) -> str:
         return storage.inside(base, path)
 
+    from .manifest import parse_manifest
+
     rows = parse_manifest(storage.read(manifest), manifest, anywhere if allow_outside_base else inside)
-    return _save_conversations(settings, rows, [])
+    return _save_conversations(_catalog(settings), rows, [])
 
 
-def _save_conversations(settings: Settings, rows: list[dict], invalid: list[dict]) -> dict:
-    catalog = Catalog(settings.catalog)
+def _catalog(settings: Settings) -> "Catalog":
+    # Imported when needed, not with this module: sqlite_utils is slow to import, and a scan
+    # loads it while its workers parse.
+    from .catalog import Catalog
+
+    return Catalog(settings.catalog)
+
+
+def _save_conversations(catalog: "Catalog", rows: list[dict], invalid: list[dict]) -> dict:
     with catalog.write():
         registered, updated = catalog.save_conversations(rows, clock.stamp())
     return {"registered": registered, "updated": updated, "invalid": invalid}
 
 
 def list_conversations(settings: Settings, status: str | None, batch: str | None) -> list[dict]:
-    return Catalog(settings.catalog).list_conversations(status, batch)
+    return _catalog(settings).list_conversations(status, batch)
 
 
 def show(settings: Settings, ref: str) -> dict:
     """One conversation's record by id or unique prefix, with the training pairs of its
     source file: how many, how many have a target response (the rows they give in a
     training file's JSONL), and each turn. `source_error` says why the pairs are unknown."""
-    catalog = Catalog(settings.catalog)
+    catalog = _catalog(settings)
     cid = prefixes.expand([ref.lower()], catalog.conversation_ids_starting, "conversation")[0]
     rec = catalog.conversations([cid]).get(cid)
     if rec is None:

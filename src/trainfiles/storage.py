@@ -160,12 +160,13 @@ def read_many(urls: Sequence[str], progress: Progress | None = None) -> list[byt
     from fsspec.core import split_protocol
 
     progress = progress or (lambda n: None)
+    limit = source_limit()
     results: list[bytes | NotFound] = [b""] * len(urls)
     groups: dict[str | None, tuple[Any, list[int]]] = {}
     for i, url in enumerate(urls):
         protocol = split_protocol(url)[0]
         if protocol is None:  # a plain path: read in order, without fsspec
-            results[i] = _read_path(url)
+            results[i] = _read_path(url, limit)
             progress(1)
             continue
         if protocol not in groups:  # one filesystem per protocol: resolving each URL costs 0.1 ms
@@ -179,7 +180,7 @@ def read_many(urls: Sequence[str], progress: Progress | None = None) -> list[byt
     return results
 
 
-def _read_path(path: str) -> bytes | NotFound:
+def _read_path(path: str, limit: int) -> bytes | NotFound:
     """A local source's bytes, or NotFound. Opened without blocking (a FIFO must not hang
     us), then refused unless the open file is a regular one no larger than a source may be;
     checked on what was opened, so nothing swapped in after a check is read. An open, an
@@ -192,7 +193,7 @@ def _read_path(path: str) -> bytes | NotFound:
         return _missing_or_raise(path, e)
     try:
         info = os.fstat(fd)
-        if reason := "not a regular file" if not stat.S_ISREG(info.st_mode) else _too_large(info.st_size):
+        if reason := "not a regular file" if not stat.S_ISREG(info.st_mode) else _too_large(info.st_size, limit):
             raise InvalidInput(f"{path}: {reason}")
         parts, size, expected = [], 0, info.st_size
         # One byte more than fstat said, to see the end; on, should the file have grown. Not
@@ -203,7 +204,7 @@ def _read_path(path: str) -> bytes | NotFound:
             size += len(part)
             if size == expected:  # all fstat said, and not the byte more asked for: the end
                 break
-            if reason := _too_large(size):  # it has grown since
+            if reason := _too_large(size, limit):  # it has grown since
                 raise InvalidInput(f"{path}: {reason}")
         return parts[0] if len(parts) == 1 else b"".join(parts)
     except OSError as e:
@@ -280,9 +281,9 @@ def _read_threads(fs, jobs: list[tuple[str, str]], progress: Progress) -> list[b
         return data
 
     if isinstance(fs, LocalFileSystem):
-        found = []
+        found, limit = [], source_limit()
         for _, path in jobs:
-            found.append(_read_path(path))
+            found.append(_read_path(path, limit))
             progress(1)
         return found
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -292,22 +293,26 @@ def _read_threads(fs, jobs: list[tuple[str, str]], progress: Progress) -> list[b
 MAX_SOURCE_BYTES = 64 << 20
 
 
-def _source_problem(path: str) -> str | None:
+def _source_problem(path: str, limit: int) -> str | None:
     try:
         info = os.stat(path)
     except OSError:
         return None
     if not stat.S_ISREG(info.st_mode):
         return "not a regular file"
-    return _too_large(info.st_size)
+    return _too_large(info.st_size, limit)
 
 
-def _too_large(size: int) -> str | None:
+def source_limit() -> int:
+    """The most bytes a source may have: TRAINFILES_MAX_SOURCE_BYTES, else MAX_SOURCE_BYTES."""
     text = os.environ.get("TRAINFILES_MAX_SOURCE_BYTES", "")
     try:
-        limit = int(text) if text else MAX_SOURCE_BYTES
+        return int(text) if text else MAX_SOURCE_BYTES
     except ValueError:
         raise InvalidInput(f"TRAINFILES_MAX_SOURCE_BYTES must be a number of bytes, not {text!r}") from None
+
+
+def _too_large(size: int, limit: int) -> str | None:
     if size > limit:
         return f"{size} bytes, more than the {limit} a source may have (TRAINFILES_MAX_SOURCE_BYTES)"
     return None
@@ -920,17 +925,18 @@ def find_json(url: str) -> Iterator[tuple[str, str | None]]:
     found = 0
     try:
         if local:
-            root = os.path.realpath(path)
+            root, limit = os.path.realpath(path), source_limit()
             for p, entry in _local_files(path):
                 found += 1
-                yield _classified(p, p, _unscannable_local(p, entry, root))
+                yield _classified(p, p, _unscannable_local(p, entry, root, limit))
         else:
             listed = fs.find(path, detail=True)
             if list(listed) != [path]:  # a folder: keep its JSON files
                 listed = {p: info for p, info in listed.items() if p.endswith(".json")}
+            limit = source_limit()
             for p, info in sorted(listed.items()):
                 found += 1
-                yield _classified(p, _url(fs, url, p), _unscannable(info))
+                yield _classified(p, _url(fs, url, p), _unscannable(info, limit))
     except TrainfilesError:
         raise
     except Exception as e:
@@ -963,22 +969,22 @@ def _local_files(path: str) -> Iterator[tuple[str, os.DirEntry | None]]:
                     yield entry.path, entry
 
 
-def _unscannable_local(path: str, entry: os.DirEntry | None, root: str) -> str | None:
+def _unscannable_local(path: str, entry: os.DirEntry | None, root: str, limit: int) -> str | None:
     """Why a local file found by a scan is not to be read, if it is not: a link leading out
     of the scanned folder, or what a source must not be."""
     if entry is None or entry.is_symlink():
         real = os.path.realpath(path)
         if not _under(real, root):
             return f"a symlink to {real}, outside the scanned folder"
-        return _source_problem(path)
+        return _source_problem(path, limit)
     if not entry.is_file(follow_symlinks=False):
         return "not a regular file"
-    return _too_large(entry.stat(follow_symlinks=False).st_size)
+    return _too_large(entry.stat(follow_symlinks=False).st_size, limit)
 
 
-def _unscannable(info: dict) -> str | None:
+def _unscannable(info: dict, limit: int) -> str | None:
     """Why a remote file found by a scan is not to be read, by its listing."""
-    return "not a regular file" if info.get("type", "file") != "file" else _too_large(info.get("size") or 0)
+    return "not a regular file" if info.get("type", "file") != "file" else _too_large(info.get("size") or 0, limit)
 
 
 def _url(fs, base_url: str, path: str) -> str:
