@@ -4,17 +4,20 @@ The floors are the least work any tool must do: `floor.py` reads every source on
 writes both outputs once, everything in memory with orjson (for an add: re-creating the
 whole file); `scan_floor.py` walks, parses and inserts one row per file. Each case runs
 alternately with its floor in fresh processes; the medians and their ratio are printed with
-each side's peak memory.
+each side's peak memory. After an add, the same number of bytes is written and fsynced on its
+own: what any durable add costs on this disk at that hour.
 
 Run: .venv/bin/python bench/scale.py [--sizes 10000 30000] [--repeat 3]
 Sources (~50 KB each, like real ones) are generated once into bench/out/conversations.
 """
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from run import OUT, ROOT, SOURCE, generated, run, tf
@@ -41,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     biggest = max(args.sizes)
     ids = generated(SOURCE, range(10_001, 10_001 + biggest + 1080), target_kb=50)
-    rows = []
+    rows, disk = [], []
     for n in args.sizes:
         work = OUT / f"scale-{n}"
         shutil.rmtree(work, ignore_errors=True)
@@ -83,8 +86,39 @@ def main() -> None:
                     before=lambda i: subprocess.run(["sync"], check=True),
                 )
                 rows.append((f"add {added} to {n} (floor: re-create)", *add, "<= 0.2x" if added == 80 else "<= 0.3x"))
+                disk.append((added, n, add[0][0], durable_write(work, _version_bytes(work))))
         shutil.rmtree(work, ignore_errors=True)
     report(rows, args.repeat)
+    for added, n, seconds, (size, write) in disk:
+        print(
+            f"add {added} to {n}: the new version is {size / 1e6:.0f} MB; writing and fsyncing that many bytes takes "
+            f"{write:.2f} s on this disk now (median of 3), the add {seconds:.2f} s ({seconds / write:.2f}x)"
+        )
+
+
+def _version_bytes(work: Path) -> int:
+    """The size of the newest outputs of the store's first file (what an add just wrote)."""
+    current = min((work / "store").glob("*/current.json"))
+    return sum(p.stat().st_size for p in current.parent.glob("training.json*"))
+
+
+def durable_write(work: Path, size: int, repeat: int = 3) -> tuple[int, float]:
+    """Seconds to write `size` bytes and fsync them: the least any durable add of that many
+    bytes costs on this disk, whose speed varies from hour to hour."""
+    block = b"x" * (8 << 20)
+    times = []
+    for _ in range(repeat):
+        subprocess.run(["sync"], check=True)
+        path = work / "durable-write"
+        start = time.perf_counter()
+        with open(path, "wb") as f:
+            for at in range(0, size, len(block)):
+                f.write(block[: size - at])
+            f.flush()
+            os.fsync(f.fileno())
+        times.append(time.perf_counter() - start)
+        path.unlink()
+    return size, statistics.median(times)
 
 
 def _link(ids: list[str], folder: Path) -> None:
