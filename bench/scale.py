@@ -86,26 +86,28 @@ def main() -> None:
                     before=lambda i: subprocess.run(["sync"], check=True),
                 )
                 rows.append((f"add {added} to {n} (floor: re-create)", *add, "<= 0.2x" if added == 80 else "<= 0.3x"))
-                disk.append((added, n, add[0][0], durable_write(work, _version_bytes(work))))
+                disk.append((added, n, add[0][0], durable_write(work, _version_bytes(work), args.repeat)))
         shutil.rmtree(work, ignore_errors=True)
     report(rows, args.repeat)
     for added, n, seconds, (size, write) in disk:
         print(
             f"add {added} to {n}: the new version is {size / 1e6:.0f} MB; writing and fsyncing that many bytes takes "
-            f"{write:.2f} s on this disk now (median of 3), the add {seconds:.2f} s ({seconds / write:.2f}x)"
+            f"{write:.2f} s on this disk now (median of {args.repeat}), the add {seconds:.2f} s ({seconds / write:.2f}x)"
         )
 
 
 def _version_bytes(work: Path) -> int:
-    """The size of the newest outputs of the store's first file (what an add just wrote)."""
+    """The size of the newest outputs of one file the add just changed (each of the files
+    it changed holds the same conversations)."""
     current = min((work / "store").glob("*/current.json"))
     return sum(p.stat().st_size for p in current.parent.glob("training.json*"))
 
 
-def durable_write(work: Path, size: int, repeat: int = 3) -> tuple[int, float]:
-    """Seconds to write `size` bytes and fsync them: the least any durable add of that many
-    bytes costs on this disk, whose speed varies from hour to hour."""
-    block = b"x" * (8 << 20)
+def durable_write(work: Path, size: int, repeat: int) -> tuple[int, float]:
+    """Seconds to write `size` bytes and fsync them: the least a durable add of that many
+    new bytes costs on this disk, whose speed varies from hour to hour (ext4 here: no
+    reflinks, so a copy writes every byte; random bytes, so no compression helps)."""
+    block = os.urandom(8 << 20)
     times = []
     for _ in range(repeat):
         subprocess.run(["sync"], check=True)

@@ -3,6 +3,7 @@ migration of catalogs made before versions, on a local store and on the live S3 
 
 import errno
 import hashlib
+import os
 import shutil
 import sqlite3
 from dataclasses import dataclass
@@ -109,6 +110,45 @@ def test_an_add_copies_its_parent_where_the_kernel_will_not(cli, tmp_path, monke
     assert [c["conversation_metadata"]["conversation_id"] for c in doc["conversations"]] == A[:3]
     assert (builder.render_json(doc), builder.render_jsonl(doc)) == (json_out, jsonl_out)
     assert cli.json("verify")["ok"] is True
+
+
+@pytest.mark.parametrize("change", ["edited", "cut short"])
+def test_an_add_stops_when_its_parent_changes_while_copied(cli, tmp_path, monkeypatch, change):
+    """The parent's bytes are copied by the kernel and hashed as written: a parent edited or
+    cut short under the copy stops the add, naming it, and nothing is committed."""
+    cli("conversations", "scan", str(FIXTURES / "conversations"))
+    cli("create", "--name", "dec", "--id", A[0], "--id", A[1])
+    (parent,) = (tmp_path / "store").glob("*/versions/000001-*/training.jsonl")
+    size = parent.stat().st_size
+    kernel_copy = os.copy_file_range
+
+    def meddle(src, out, count, offset_src, offset_dst):
+        if os.readlink(f"/proc/self/fd/{src}") == str(parent) and parent.stat().st_size == size:
+            with open(parent, "r+b") as f:  # in place, as an editor of the hard-linked download copy would
+                f.truncate(offset_src + 10) if change == "cut short" else f.write(b" ")
+        return kernel_copy(src, out, count, offset_src, offset_dst)
+
+    monkeypatch.setattr("os.copy_file_range", meddle)
+    failed = cli("add", "dec", "--id", A[2], code=5)
+    if change == "edited":
+        assert failed.stderr == f"Error: {parent} changed while it was copied: run `trainfiles verify`\n"
+    else:
+        assert failed.stderr == f"Error: {parent} ends before byte {size}, where its commit says: run `trainfiles verify`\n"
+    assert [v["version"] for v in cli.json("log", "dec")] == [1]
+    assert [p.name for p in (tmp_path / "store").glob("*/versions/*")] == [parent.parent.name]
+
+
+def test_the_source_size_limit_is_for_sources_not_the_stores_records(cli, tmp_path):
+    """TRAINFILES_MAX_SOURCE_BYTES bounds conversation files, not commit records (a file of
+    150,000 conversations has a record of more than the default 64 MB)."""
+    cli("conversations", "scan", str(FIXTURES / "conversations"))
+    cli("create", "--name", "dec", "--id", A[0], "--id", A[1])
+    record = max((tmp_path / "store" / "_log").glob("*.json"))
+    for limit in (str(record.stat().st_size - 1), "64MB"):
+        (tmp_path / "catalog.db").unlink()  # rebuilt from the records
+        assert [f["name"] for f in cli.json("list", env={"TRAINFILES_MAX_SOURCE_BYTES": limit})] == ["dec"]
+    refused = cli("conversations", "scan", str(FIXTURES / "conversations"), env={"TRAINFILES_MAX_SOURCE_BYTES": "64MB"}, code=3)
+    assert refused.stderr == "Error: TRAINFILES_MAX_SOURCE_BYTES must be a number of bytes, not '64MB'\n"
 
 
 def test_names_descriptions_and_status_are_versions_too(cli, place):

@@ -54,7 +54,7 @@ def read(store: str, sequences: list[int], progress=None) -> list[dict]:
     """The commit records of `sequences`, read concurrently, in order."""
     urls = [storage.join(log_folder(store), commit_name(s)) for s in sequences]
     records = []
-    for url, data in zip(urls, storage.read_many(urls, progress)):
+    for url, data in zip(urls, storage.read_many(urls, progress, sources=False)):
         if isinstance(data, Exception):
             raise data
         record = orjson.loads(data)
@@ -157,7 +157,7 @@ def fixed_versions(store: str, file_ids: list[str]) -> dict[str, int | None]:
     """The version `<id>/training.*` hold, as each `current.json` says (None: not written)."""
     urls = [storage.join(store, marker_key(file_id)) for file_id in file_ids]
     found = {}
-    for file_id, data in zip(file_ids, storage.read_many(urls)):
+    for file_id, data in zip(file_ids, storage.read_many(urls, sources=False)):
         try:
             found[file_id] = orjson.loads(data)["version"]
         except (TypeError, orjson.JSONDecodeError, KeyError):

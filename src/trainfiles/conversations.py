@@ -3,8 +3,7 @@ platform's manifest, listing what the catalog holds."""
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from functools import cache
+from collections.abc import Iterable, Iterator
 from itertools import chain, islice
 from typing import TYPE_CHECKING
 
@@ -23,12 +22,11 @@ def scan(settings: Settings, url: str, batch: str | None) -> dict:
     """Register every enriched file under `url`; report registered, updated and invalid."""
     refused: list[dict] = []
     urls = _readable(storage.find_json(url), refused)
-    catalog = cache(lambda: _catalog(settings))  # opened once: while workers parse, or to save
     # Each file is parsed as it arrives and dropped: memory holds rows, not documents.
     with bar("Reading conversations", None) as advance:
         first = list(islice(urls, workers.PARALLEL_FROM))
         if storage.is_local(url) and len(first) == workers.PARALLEL_FROM:
-            scanned = list(_in_processes(chain(first, urls), advance, catalog))
+            scanned = list(_in_processes(chain(first, urls), advance))
         else:
             scanned = list(_in_order(list(chain(first, urls)), advance))
     scanned.sort(key=lambda found: found[0])  # files were listed as the walk went
@@ -44,7 +42,7 @@ def scan(settings: Settings, url: str, batch: str | None) -> dict:
             rows.append(row)
         if reason:
             invalid.append({"path": path, "reason": reason})
-    return _save_conversations(catalog(), rows, invalid)
+    return _save_conversations(_catalog(settings), rows, invalid)
 
 
 def _readable(found: Iterable[tuple[str, str | None]], refused: list[dict]) -> Iterator[str]:
@@ -56,7 +54,7 @@ def _readable(found: Iterable[tuple[str, str | None]], refused: list[dict]) -> I
             yield url
 
 
-CHUNK = 512  # files a worker takes at a time
+CHUNK = 256  # files a worker takes at a time
 
 
 def _in_order(urls: list[str], advance) -> Iterator[tuple[str, dict | None, str | None]]:
@@ -65,10 +63,10 @@ def _in_order(urls: list[str], advance) -> Iterator[tuple[str, dict | None, str 
         yield _scanned(path, data)
 
 
-def _in_processes(urls: Iterable[str], advance, meanwhile: Callable[[], object]) -> Iterator[tuple[str, dict | None, str | None]]:
+def _in_processes(urls: Iterable[str], advance) -> Iterator[tuple[str, dict | None, str | None]]:
     """The same from local files, parsed and checked in one process per core (parsing and
     validation hold the GIL, so threads would not help), a chunk at a time as the walk
-    finds them; `meanwhile` runs here once the walk has ended, while they parse on."""
+    finds them."""
     pending: deque = deque()
     urls = iter(urls)
     with workers.pool() as pool:  # each builds the validator as it starts, while this process walks on
@@ -76,7 +74,10 @@ def _in_processes(urls: Iterable[str], advance, meanwhile: Callable[[], object])
             pending.append(pool.submit(_scan_chunk, chunk))
             while pending and pending[0].done():
                 yield from _done(pending.popleft(), advance)
-        meanwhile()
+        # The slow import of a scan (sqlite_utils, for the catalog it saves to), made while
+        # the workers parse on.
+        from . import catalog  # noqa: F401
+
         while pending:
             yield from _done(pending.popleft(), advance)
 
@@ -149,7 +150,8 @@ def import_manifest(settings: Settings, manifest: str, base: str | None, allow_o
 
 def _catalog(settings: Settings) -> "Catalog":
     # Imported when needed, not with this module: sqlite_utils is slow to import, and a scan
-    # loads it while its workers parse.
+    # imports it while its workers parse (opening the catalog waits: a scan that fails
+    # leaves none behind).
     from .catalog import Catalog
 
     return Catalog(settings.catalog)

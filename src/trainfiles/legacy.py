@@ -28,7 +28,7 @@ def _publish(settings: Settings, catalog: Catalog, row: dict) -> None:
     outputs = {}
     for kind in commits.KINDS:
         url = row[f"{kind}_file_path"]
-        outputs[kind] = restores[url] if url in restores else storage.read(url)
+        outputs[kind] = restores[url] if url in restores else storage.read(url, sources=False)
     doc = orjson.loads(outputs["json"])
     meta = doc["training_file_metadata"]
     entries = {c["conversation_metadata"]["conversation_id"]: c["conversation_metadata"] for c in doc["conversations"]}

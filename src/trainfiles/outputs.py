@@ -13,6 +13,7 @@ import hashlib
 import os
 import tempfile
 from array import array
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -20,9 +21,10 @@ from typing import NamedTuple
 
 import orjson
 
-from . import builder, commits, storage
+from . import builder, commits, filecopy, storage
 from .ahead import Behind, ahead
 from .errors import Conflict
+from .filecopy import FileRange
 
 KINDS = commits.KINDS
 
@@ -184,19 +186,33 @@ def _write(url: str, key: str, kind: str, composition: Composition) -> dict:
     h = hashlib.sha256()
     size = 0
     with storage.atomic_writers({kind: url}) as writers, ThreadPoolExecutor(max_workers=1) as hasher:
-        # The parent's bytes are read and checked on one thread, hashed and written on this one.
+        # Chunks are read (and the parent's checked) on one thread, hashed and written on this one.
         for chunk in ahead(content(composition, kind), depth=8):
-            if isinstance(chunk, storage.FileRange):
-                # Copied by the kernel while another thread hashes the same bytes.
-                hashed = hasher.submit(storage.hash_range, chunk, h)
-                writers[kind](chunk)
-                hashed.result()
+            if isinstance(chunk, FileRange):
+                _copy_hashing(writers[kind], chunk, h, hasher)
                 size += chunk.end - chunk.start
             else:
                 h.update(chunk)
                 writers[kind](chunk)
                 size += len(chunk)
     return {"key": key, "size": size, "sha256": h.hexdigest()}
+
+
+def _copy_hashing(write, part: FileRange, h, hasher: ThreadPoolExecutor) -> None:
+    """Copy `part` by the kernel; each window is hashed on `hasher` as read back from the new
+    file while the next is copied, so the record describes the bytes written. At most two
+    windows are in hand, so a failure on either side ends the other soon."""
+    buffer = bytearray(8 << 20)
+    pending: deque = deque()
+
+    def copied(fd: int, offset: int, length: int) -> None:
+        while len(pending) > 1:
+            pending.popleft().result()
+        pending.append(hasher.submit(filecopy.hash_written, fd, offset, length, h, buffer))
+
+    write(part, copied)
+    while pending:
+        pending.popleft().result()
 
 
 def content(composition: Composition, kind: str) -> Iterator[bytes]:
@@ -291,7 +307,7 @@ def _parent_stream(parent: Parent, kind: str, read) -> Iterator[bytes]:
     return verified(url, expected, read(url))
 
 
-def _json_body(parent: "Parent") -> Iterator[bytes | storage.FileRange]:
+def _json_body(parent: "Parent") -> Iterator[bytes | FileRange]:
     """Everything between the parent JSON's head and tail, in large chunks (a range of the
     file when it is local and trusted)."""
     if "json" in parent.trusted:
@@ -314,7 +330,7 @@ def _json_body(parent: "Parent") -> Iterator[bytes | storage.FileRange]:
         raise Conflict(f"{parent.url('json')} does not end as a training JSON does")
 
 
-def _jsonl_body(parent: "Parent") -> Iterator[bytes | storage.FileRange]:
+def _jsonl_body(parent: "Parent") -> Iterator[bytes | FileRange]:
     """The parent JSONL without its `_meta` line, in large chunks (a range of the file when
     it is local and trusted)."""
     if "jsonl" in parent.trusted:
@@ -327,7 +343,7 @@ def _jsonl_body(parent: "Parent") -> Iterator[bytes | storage.FileRange]:
         yield chunk
 
 
-def _trusted_range(parent: "Parent", kind: str) -> storage.FileRange:
+def _trusted_range(parent: "Parent", kind: str) -> FileRange:
     """Where the conversations are in an output this machine wrote (a local file): after
     the head's last line, before the JSON's tail."""
     path = storage.join(parent.url(kind))
@@ -341,9 +357,9 @@ def _trusted_range(parent: "Parent", kind: str) -> storage.FileRange:
             ends_well = os.pread(f.fileno(), len(tail), end) == tail
     except OSError as e:
         raise storage.failure(path, e) from e
-    if at < 0 or not ends_well:
+    if at < 0 or at + len(mark) > end or not ends_well:
         raise Conflict(f"{parent.url(kind)} is not shaped as a training file's {kind} output")
-    return storage.FileRange(path, at + len(mark), end)
+    return FileRange(path, at + len(mark), end)
 
 
 ENTRY_START = b"    {\n"
