@@ -189,7 +189,7 @@ def _write(url: str, key: str, kind: str, composition: Composition) -> dict:
         # Chunks are read (and the parent's checked) on one thread, hashed and written on this one.
         for chunk in ahead(content(composition, kind), depth=8):
             if isinstance(chunk, FileRange):
-                _copy_hashing(writers[kind], chunk, h, hasher)
+                _copy_hashing(writers[kind], chunk, h, hasher, url)
                 size += chunk.end - chunk.start
             else:
                 h.update(chunk)
@@ -198,7 +198,7 @@ def _write(url: str, key: str, kind: str, composition: Composition) -> dict:
     return {"key": key, "size": size, "sha256": h.hexdigest()}
 
 
-def _copy_hashing(write, part: FileRange, h, hasher: ThreadPoolExecutor) -> None:
+def _copy_hashing(write, part: FileRange, h, hasher: ThreadPoolExecutor, url: str) -> None:
     """Copy `part` by the kernel; each window is hashed on `hasher` as read back from the new
     file while the next is copied, so the record describes the bytes written. At most two
     windows are in hand, so a failure on either side ends the other soon."""
@@ -211,8 +211,11 @@ def _copy_hashing(write, part: FileRange, h, hasher: ThreadPoolExecutor) -> None
         pending.append(hasher.submit(filecopy.hash_written, fd, offset, length, h, buffer))
 
     write(part, copied)
-    while pending:
-        pending.popleft().result()
+    try:
+        while pending:
+            pending.popleft().result()
+    except OSError as e:  # reading back what was just written
+        raise storage.failure(url, e) from e
 
 
 def content(composition: Composition, kind: str) -> Iterator[bytes]:
