@@ -139,8 +139,8 @@ def test_an_add_stops_when_its_parent_changes_while_copied(cli, tmp_path, monkey
 
 
 def test_the_source_size_limit_is_for_sources_not_the_stores_records(cli, tmp_path):
-    """TRAINFILES_MAX_SOURCE_BYTES bounds conversation files, not commit records (a file of
-    150,000 conversations has a record of more than the default 64 MB)."""
+    """TRAINFILES_MAX_SOURCE_BYTES bounds conversation files, not commit records (about 550
+    bytes a member: a file of 125,000 conversations has a record over the default 64 MiB)."""
     cli("conversations", "scan", str(FIXTURES / "conversations"))
     cli("create", "--name", "dec", "--id", A[0], "--id", A[1])
     record = max((tmp_path / "store" / "_log").glob("*.json"))
