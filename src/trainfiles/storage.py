@@ -166,7 +166,7 @@ def read_many(urls: Sequence[str], progress: Progress | None = None, sources: bo
     from fsspec.core import split_protocol
 
     progress = progress or (lambda n: None)
-    limit = cache(source_limit) if sources else _NO_LIMIT  # read at the first local file, not before
+    limit = cache(_source_limit) if sources else _unlimited  # read at the first local file, not before
     results: list[bytes | NotFound] = [b""] * len(urls)
     groups: dict[str | None, tuple[Any, list[int]]] = {}
     for i, url in enumerate(urls):
@@ -312,7 +312,7 @@ def _source_problem(path: str, limit: Callable[[], int]) -> str | None:
     return _too_large(info.st_size, limit)
 
 
-def source_limit() -> int:
+def _source_limit() -> int:
     """The most bytes a source may have: TRAINFILES_MAX_SOURCE_BYTES, else MAX_SOURCE_BYTES."""
     text = os.environ.get("TRAINFILES_MAX_SOURCE_BYTES", "")
     try:
@@ -321,7 +321,7 @@ def source_limit() -> int:
         raise InvalidInput(f"TRAINFILES_MAX_SOURCE_BYTES must be a number of bytes, not {text!r}") from None
 
 
-def _NO_LIMIT() -> int:
+def _unlimited() -> int:
     return sys.maxsize
 
 
@@ -904,7 +904,7 @@ def find_json(url: str) -> Iterator[tuple[str, str | None]]:
     found = 0
     try:
         if local:
-            root, limit = os.path.realpath(path), cache(source_limit)
+            root, limit = os.path.realpath(path), cache(_source_limit)
             for p, entry in _local_files(path):
                 found += 1
                 yield _classified(p, p, _unscannable_local(p, entry, root, limit))
@@ -912,7 +912,7 @@ def find_json(url: str) -> Iterator[tuple[str, str | None]]:
             listed = fs.find(path, detail=True)
             if list(listed) != [path]:  # a folder: keep its JSON files
                 listed = {p: info for p, info in listed.items() if p.endswith(".json")}
-            limit = cache(source_limit)
+            limit = cache(_source_limit)
             for p, info in sorted(listed.items()):
                 found += 1
                 yield _classified(p, _url(fs, url, p), _unscannable(info, limit))
