@@ -110,10 +110,11 @@ def gather(
                     elif check_profile and found.profile != profile:
                         problems[cid] = ("consultant_profile differs from the file's", InvalidInput)
                     else:
-                        if found.placed and (skip_invalid or not problems):
-                            spool.place(found.placed, found.rows)
-                        elif skip_invalid or not problems:
-                            spool.add(found.json_entry, found.jsonl_lines, found.rows)
+                        if skip_invalid or not problems:  # else the command fails: nothing to spool
+                            if found.placed:
+                                spool.place(found.placed, found.rows)
+                            else:
+                                spool.add(found.json_entry, found.jsonl_lines, found.rows)
                         members.append(found.member)
             finally:  # the workers stop (and their spools are complete) before anything is removed
                 examined.close()

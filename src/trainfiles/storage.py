@@ -901,10 +901,10 @@ def find_json(url: str) -> Iterator[tuple[str, str | None]]:
     """
     fs, path = resolve(url)
     local = is_local(url)
-    found = 0
+    found, limit = 0, cache(_source_limit)  # read at the first file that needs it
     try:
         if local:
-            root, limit = os.path.realpath(path), cache(_source_limit)
+            root = os.path.realpath(path)
             for p, entry in _local_files(path):
                 found += 1
                 yield _classified(p, p, _unscannable_local(p, entry, root, limit))
@@ -912,7 +912,6 @@ def find_json(url: str) -> Iterator[tuple[str, str | None]]:
             listed = fs.find(path, detail=True)
             if list(listed) != [path]:  # a folder: keep its JSON files
                 listed = {p: info for p, info in listed.items() if p.endswith(".json")}
-            limit = cache(_source_limit)
             for p, info in sorted(listed.items()):
                 found += 1
                 yield _classified(p, _url(fs, url, p), _unscannable(info, limit))
