@@ -83,6 +83,35 @@ def test_concurrent_adds_serialise_without_losing_a_conversation(cli, tmp_path):
     assert [c["conversation_metadata"]["conversation_id"] for c in doc["conversations"]] == shown["conversation_ids"]
 
 
+def test_commands_on_local_paths_never_import_fsspec(tmp_path):
+    """fsspec takes 40 ms to import (asyncio, every installed package's entry points),
+    a sixth of a `list`: scanning, writing, reading and checking a local store do without."""
+    common = ["--catalog", str(tmp_path / "c.db"), "--store", str(tmp_path / "store"), "--user", "t"]
+    export = str(tmp_path / "x.jsonl")
+    for args in (
+        ["conversations", "scan", str(FIXTURES / "conversations")],
+        ["create", "--name", "x", "--id", generate.conversation_uuid(1)],
+        ["add", "x", "--id", generate.conversation_uuid(2)],
+        ["remove", "x", "--id", generate.conversation_uuid(1)],
+        ["list"],
+        ["show", "x"],
+        ["export", "x", "--format", "messages", "--output", export],
+        ["check", export],
+        ["verify", "--sources"],
+    ):
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "trainfiles", *common, *args], capture_output=True, text=True)
+        assert done.returncode == 0, (args, done.stderr[-2000:])
+        assert "json" in _imported(done.stderr) and "fsspec" not in _imported(done.stderr), args
+    # An S3 URL does load it, so the test would see it.
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "trainfiles", *common, "conversations", "scan", "s3://b/x"], capture_output=True, text=True, env={**os.environ, "TRAINFILES_STORAGE_OPTIONS": "[]"})
+    assert done.returncode == 3 and "fsspec" in _imported(done.stderr)
+
+
+def _imported(importtime: str) -> set[str]:
+    """The modules a `python -X importtime` run imported, from its standard error."""
+    return {line.rsplit("|", 1)[1].strip() for line in importtime.splitlines() if line.startswith("import time:")}
+
+
 def test_no_command_imports_pandas_or_numpy(tmp_path):
     """sqlite_utils imports both when installed, as in a trainer's environment: half a
     second on every command. A stand-in that leaves a mark proves we never load them."""

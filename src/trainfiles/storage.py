@@ -87,9 +87,9 @@ def _configured() -> dict[str, dict[str, Any]]:
 
 def resolve(url: str):
     """The filesystem and path for a URL (instances are cached by fsspec)."""
-    from fsspec.core import split_protocol, url_to_fs
+    from fsspec.core import url_to_fs
 
-    protocol = split_protocol(url)[0] or "file"
+    protocol = _split_protocol(url)[0] or "file"
     try:
         fs, path = url_to_fs(url, **storage_options(protocol))
     except ValueError as e:  # "Protocol not known", or options it cannot take
@@ -103,10 +103,27 @@ def resolve(url: str):
     return fs, path
 
 
-def is_local(url: str) -> bool:
-    from fsspec.core import split_protocol
+def _split_protocol(url: str) -> tuple[str | None, str]:
+    """(protocol, path) as fsspec splits a URL; None for a plain path. fsspec's own rule
+    (`fsspec.core.split_protocol`), here so that commands on local paths never import
+    fsspec (40 ms: it imports asyncio and reads every package's entry points)."""
+    if "://" in url:
+        protocol, path = url.split("://", 1)
+        if len(protocol) > 1:  # not a Windows drive letter
+            return protocol, path
+    if url.startswith("data:"):
+        protocol, path = url.split(":", 1)
+        return protocol, path
+    return None, url
 
-    return split_protocol(url)[0] in (None, "file", "local")
+
+def is_local(url: str) -> bool:
+    return _split_protocol(url)[0] in (None, "file", "local")
+
+
+def _plain(url: str) -> bool:
+    """A local path without a protocol: read with the os module, not fsspec."""
+    return _split_protocol(url)[0] is None
 
 
 def join(base: str, *parts: str) -> str:
@@ -119,15 +136,13 @@ def join(base: str, *parts: str) -> str:
 def inside(base: str, path: str) -> str:
     """`path` as a URL under `base`: joined to it when relative, else as given. ValueError
     when it leads elsewhere (`..`, an absolute path, a symlink or another protocol)."""
-    from fsspec.core import split_protocol
-
-    relative = split_protocol(path)[0] is None and not os.path.isabs(path)
+    relative = _split_protocol(path)[0] is None and not os.path.isabs(path)
     url = join(base, path) if relative else path
     if is_local(base) and is_local(url):
-        within = _under(*(os.path.realpath(split_protocol(u)[1]) for u in (url, join(base))))
+        within = _under(*(os.path.realpath(_split_protocol(u)[1]) for u in (url, join(base))))
     else:
-        same = split_protocol(base)[0] == split_protocol(url)[0]
-        within = same and _under(*(posixpath.normpath(split_protocol(u)[1]) for u in (url, base)))
+        same = _split_protocol(base)[0] == _split_protocol(url)[0]
+        within = same and _under(*(posixpath.normpath(_split_protocol(u)[1]) for u in (url, base)))
     if not within:
         raise ValueError(f"enriched_file_path {redact(path)!r} is outside --base {redact(base)}")
     return url
@@ -163,14 +178,12 @@ def read_many(urls: Sequence[str], progress: Progress | None = None, sources: bo
     Any other failure cancels the reads still running and raises StorageUnavailable, so an
     unreachable endpoint costs the time of one request, not of every URL in turn.
     """
-    from fsspec.core import split_protocol
-
     progress = progress or (lambda n: None)
     limit = cache(_source_limit) if sources else _unlimited  # read at the first local file, not before
     results: list[bytes | NotFound] = [b""] * len(urls)
     groups: dict[str | None, tuple[Any, list[int]]] = {}
     for i, url in enumerate(urls):
-        protocol = split_protocol(url)[0]
+        protocol = _split_protocol(url)[0]
         if protocol is None:  # a plain path: read in order, without fsspec
             results[i] = _read_path(url, limit)
             progress(1)
@@ -349,6 +362,12 @@ def read(url: str, sources: bool = True) -> bytes:
 
 def head(url: str, size: int) -> bytes:
     """The first `size` bytes of one object (fewer if it is shorter): one ranged read."""
+    if _plain(url):
+        try:
+            with open(url, "rb") as f:
+                return f.read(size)
+        except OSError as e:
+            raise failure(url, e) from e
     fs, path = resolve(url)
     try:
         return fs.cat_file(path, start=0, end=size)
@@ -360,14 +379,12 @@ def chunks(url: str) -> Iterator[bytes]:
     """One object's content in large chunks, for copying files too large to hold.
 
     On S3 one GET streamed, not a HEAD and a ranged GET per chunk."""
-    from fsspec.core import split_protocol
-
-    fs, path = resolve(url)
-    if split_protocol(url)[0] in S3_PROTOCOLS:
+    fs, path = (None, url) if _plain(url) else resolve(url)
+    if _split_protocol(url)[0] in S3_PROTOCOLS:
         yield from _s3_chunks(fs, path, url)
         return
     try:
-        with fs.open(path, "rb", block_size=CHUNK) as src:
+        with open(url, "rb") if fs is None else fs.open(path, "rb", block_size=CHUNK) as src:
             while chunk := src.read(CHUNK):
                 yield chunk
     except Exception as e:
@@ -444,11 +461,9 @@ def atomic_writers(targets: Mapping[Any, str], create_folders: bool = True) -> I
 
 
 def _target(url: str, create_folders: bool):
-    from fsspec.core import split_protocol
-
     if is_local(url):
         return _LocalFile.for_path(url, create_folders)
-    return (_S3Object if split_protocol(url)[0] in S3_PROTOCOLS else _RemoteObject)(url)
+    return (_S3Object if _split_protocol(url)[0] in S3_PROTOCOLS else _RemoteObject)(url)
 
 
 class _LocalFile:
@@ -693,8 +708,6 @@ def names_after(folder: str, after: str | None) -> list[str]:
     On S3 one listing request (`StartAfter`) however long the folder; locally one
     directory read. A folder that does not exist has no names.
     """
-    from fsspec.core import split_protocol
-
     if is_local(folder):
         try:
             names = os.listdir(join(folder))
@@ -705,7 +718,7 @@ def names_after(folder: str, after: str | None) -> list[str]:
         return sorted(n for n in names if (after is None or n > after) and not n.startswith(".tmp-"))
     fs, path = resolve(folder)
     try:
-        if split_protocol(folder)[0] in S3_PROTOCOLS:
+        if _split_protocol(folder)[0] in S3_PROTOCOLS:
             return _s3_names_after(fs, path, after)
         return sorted(
             name for name in (p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)) if after is None or name > after
@@ -749,12 +762,10 @@ def publish_copy(src: str, dst: str) -> None:
                 os.unlink(tmp)
             raise failure(dst, e) from e
         return
-    from fsspec.core import split_protocol
-
     fs, path = resolve(src)
     target = resolve(dst)[1]
     try:
-        if split_protocol(src)[0] in S3_PROTOCOLS:  # one request: fs.copy lists and HEADs first
+        if _split_protocol(src)[0] in S3_PROTOCOLS:  # one request: fs.copy lists and HEADs first
             bucket, key, _ = fs.split_path(path)
             dst_bucket, dst_key, _ = fs.split_path(target)
             fs.call_s3("copy_object", Bucket=dst_bucket, Key=dst_key, CopySource={"Bucket": bucket, "Key": key})
@@ -805,6 +816,8 @@ def signature(url: str) -> tuple[int, int, int] | None:
 
 
 def exists(url: str) -> bool:
+    if _plain(url):
+        return os.path.exists(url)
     fs, path = resolve(url)
     try:
         return fs.exists(path)
@@ -832,9 +845,7 @@ def unfinished_uploads(folder: str, started_before: float, abort: bool) -> list[
     (permission, not implemented) has none we can act on; one that cannot be reached is
     reported as usual.
     """
-    from fsspec.core import split_protocol
-
-    if split_protocol(folder)[0] not in S3_PROTOCOLS:
+    if _split_protocol(folder)[0] not in S3_PROTOCOLS:
         return []
     fs, path = resolve(folder)
     bucket, prefix, _ = fs.split_path(path.rstrip("/") + "/")
@@ -899,8 +910,9 @@ def find_json(url: str) -> Iterator[tuple[str, str | None]]:
     found, in no set order, so reading can start before the walk ends; other stores are
     one recursive listing (`find` is a single paginated request on S3), sorted.
     """
-    fs, path = resolve(url)
     local = is_local(url)
+    # A plain path is made absolute as the store's are (`join`), without fsspec.
+    fs, path = (None, join(url)) if _plain(url) else resolve(url)
     found, limit = 0, cache(_source_limit)  # read at the first file that needs it
     try:
         if local:
@@ -919,7 +931,7 @@ def find_json(url: str) -> Iterator[tuple[str, str | None]]:
         raise
     except Exception as e:
         raise failure(url, e) from e
-    if not found and not fs.isdir(path):
+    if not found and not (os.path.isdir(path) if local else fs.isdir(path)):
         raise NotFound(f"nothing to scan at {url}")
 
 
