@@ -5,7 +5,7 @@ writes both outputs once, everything in memory with orjson (for an add: re-creat
 whole file); `scan_floor.py` walks, parses and inserts one row per file. Each case runs
 alternately with its floor in fresh processes; the medians and their ratio are printed with
 each side's peak memory. After an add, the same number of bytes is written and fsynced on its
-own: what any durable add costs on this disk at that hour.
+own: what any durable add costs on this disk and this machine's memory at that hour.
 
 Run: .venv/bin/python bench/scale.py [--sizes 10000 30000] [--repeat 3]
 Sources (~50 KB each, like real ones) are generated once into bench/out/conversations.
@@ -89,10 +89,11 @@ def main() -> None:
                 disk.append((added, n, add[0][0], durable_write(work, _version_bytes(work), args.repeat)))
         shutil.rmtree(work, ignore_errors=True)
     report(rows, args.repeat)
-    for added, n, seconds, (size, write) in disk:
+    for added, n, seconds, (size, kept, reused) in disk:
         print(
             f"add {added} to {n}: the new version is {size / 1e6:.0f} MB; writing and fsyncing that many bytes takes "
-            f"{write:.2f} s on this disk now (median of {args.repeat}), the add {seconds:.2f} s ({seconds / write:.2f}x)"
+            f"{kept:.2f} s into a new file that stays ({reused:.2f} s into pages just freed; medians of {args.repeat}), "
+            f"the add {seconds:.2f} s ({seconds / kept:.2f}x the first)"
         )
 
 
@@ -103,24 +104,32 @@ def _version_bytes(work: Path) -> int:
     return sum(p.stat().st_size for p in current.parent.glob("training.json*"))
 
 
-def durable_write(work: Path, size: int, repeat: int) -> tuple[int, float]:
+def durable_write(work: Path, size: int, repeat: int) -> tuple[int, float, float]:
     """Seconds to write `size` bytes and fsync them: the least a durable add of that many
     new bytes costs on this disk, whose speed varies from hour to hour (ext4 here: no
-    reflinks, so a copy writes every byte; random bytes, so no compression helps)."""
+    reflinks, so a copy writes every byte; random bytes, so no compression helps).
+
+    Two medians: into files that stay, as a new version does, and into one file deleted
+    after each write. They differ on this machine (a Firecracker VM): memory the guest has
+    not used lately costs a fault on the host the first time, and the page cache of a file
+    that stays needs that much more memory, while a deleted file's pages are reused."""
     block = os.urandom(8 << 20)
-    times = []
-    for _ in range(repeat):
+    kept, reused = [], []
+    for i in range(2 * repeat):
         subprocess.run(["sync"], check=True)
-        path = work / "durable-write"
+        path = work / (f"durable-write-{i}" if i < repeat else "durable-write")
         start = time.perf_counter()
         with open(path, "wb") as f:
             for at in range(0, size, len(block)):
                 f.write(block[: size - at])
             f.flush()
             os.fsync(f.fileno())
-        times.append(time.perf_counter() - start)
-        path.unlink()
-    return size, statistics.median(times)
+        (kept if i < repeat else reused).append(time.perf_counter() - start)
+        if i >= repeat:
+            path.unlink()
+    for i in range(repeat):
+        (work / f"durable-write-{i}").unlink()
+    return size, statistics.median(kept), statistics.median(reused)
 
 
 def _link(ids: list[str], folder: Path) -> None:
