@@ -111,6 +111,25 @@ def test_scan_with_batch_records_batch_items(cli):
     ]
 
 
+def test_scan_takes_every_spelling_of_a_local_folder(cli, tmp_path):
+    """A plain path, `file://`, `file:` and `local:` reach the same files and record the
+    same paths; `..` after a symlink leads where the system says, not one folder up."""
+    real = tmp_path / "real"
+    shutil.copytree(FIXTURES / "conversations", real / "convs")
+    (real / "sub").mkdir()
+    (tmp_path / "top").mkdir()
+    (tmp_path / "top" / "link").symlink_to(real / "sub")
+    first = cli.json("conversations", "scan", f"{tmp_path}/top/link/../convs")
+    assert first["registered"] == 13 and first["updated"] == 0
+    paths = sorted(r["enriched_file_path"] for r in cli.json("conversations", "list"))
+    assert paths[0].startswith(f"{tmp_path}/top/link/../convs/")
+    for url in (real / "convs", f"file://{real}/convs", f"file:{real}/convs", f"local:{real}/convs"):
+        assert cli.json("conversations", "scan", url)["registered"] == 0, url
+    assert sorted(r["enriched_file_path"] for r in cli.json("conversations", "list")) == [
+        p.replace(f"{tmp_path}/top/link/../", f"{real}/") for p in paths
+    ]
+
+
 def test_scan_missing_folder_is_not_found(cli, tmp_path):
     result = cli("conversations", "scan", tmp_path / "nope", code=4)
     assert result.stderr == f"Error: nothing to scan at {tmp_path / 'nope'}\n"

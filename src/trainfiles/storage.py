@@ -122,8 +122,9 @@ def is_local(url: str) -> bool:
 
 
 def _plain(url: str) -> bool:
-    """A local path without a protocol: read with the os module, not fsspec."""
-    return _split_protocol(url)[0] is None
+    """A local path without a protocol: read with the os module, not fsspec. fsspec also
+    takes `file:/x`, `local:/x` and chains (`a::b`) without `://`: those still go to it."""
+    return _split_protocol(url)[0] is None and "::" not in url and not url.startswith(("file:", "local:"))
 
 
 def join(base: str, *parts: str) -> str:
@@ -366,7 +367,7 @@ def head(url: str, size: int) -> bytes:
         try:
             with open(url, "rb") as f:
                 return f.read(size)
-        except OSError as e:
+        except Exception as e:
             raise failure(url, e) from e
     fs, path = resolve(url)
     try:
@@ -911,8 +912,7 @@ def find_json(url: str) -> Iterator[tuple[str, str | None]]:
     one recursive listing (`find` is a single paginated request on S3), sorted.
     """
     local = is_local(url)
-    # A plain path is made absolute as the store's are (`join`), without fsspec.
-    fs, path = (None, join(url)) if _plain(url) else resolve(url)
+    fs, path = (None, _absolute(url)) if _plain(url) else resolve(url)
     found, limit = 0, cache(_source_limit)  # read at the first file that needs it
     try:
         if local:
@@ -933,6 +933,14 @@ def find_json(url: str) -> Iterator[tuple[str, str | None]]:
         raise failure(url, e) from e
     if not found and not (os.path.isdir(path) if local else fs.isdir(path)):
         raise NotFound(f"nothing to scan at {url}")
+
+
+def _absolute(path: str) -> str:
+    """A plain path made absolute without fsspec: as the store's are (`join`), except that
+    `..` stays as written, since after a symlink it need not lead to the folder above."""
+    if ".." not in path.split(os.sep):
+        return join(path)
+    return os.path.join(os.getcwd(), os.path.expanduser(path))
 
 
 def _classified(path: str, url: str, reason: str | None) -> tuple[str, str | None]:
