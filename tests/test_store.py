@@ -138,6 +138,27 @@ def test_an_add_stops_when_its_parent_changes_while_copied(cli, tmp_path, monkey
     assert [p.name for p in (tmp_path / "store").glob("*/versions/*")] == [parent.parent.name]
 
 
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="asks the page cache without reading the disk: Linux")
+def test_an_add_lets_go_of_the_parent_it_copied(cli, tmp_path):
+    """A superseded version's copied pages leave the page cache as the add copies them, so
+    memory never holds two copies of a large file (and the new one reuses those pages)."""
+    cli("conversations", "scan", str(FIXTURES / "conversations"))
+    cli("create", "--name", "dec", *[f"--id={cid}" for cid in A[:7]])
+    (parent,) = (tmp_path / "store").glob("*/versions/000001-*/training.json")
+    middle = parent.stat().st_size // 2 // 4096 * 4096
+
+    def cached() -> bool:
+        with open(parent, "rb") as f:
+            try:
+                return os.preadv(f.fileno(), [bytearray(4096)], middle, os.RWF_NOWAIT) == 4096
+            except BlockingIOError:  # the page is not in memory
+                return False
+
+    assert cached()  # written just now
+    cli("add", "dec", "--id", A[7])
+    assert not cached()
+
+
 def test_the_source_size_limit_is_for_sources_not_the_stores_records(cli, tmp_path):
     """TRAINFILES_MAX_SOURCE_BYTES bounds conversation files, not commit records (about 550
     bytes a member: a file of 125,000 conversations has a record over the default 64 MiB)."""
