@@ -2,6 +2,7 @@
 platform's manifest, listing what the catalog holds."""
 
 import os
+import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from itertools import chain, islice
@@ -55,6 +56,10 @@ def _readable(found: Iterable[tuple[str, str | None]], refused: list[dict]) -> I
 
 
 CHUNK = 256  # files a worker takes at a time
+# Columns with a handful of values among thousands of rows: interned, a chunk's rows reach the
+# scan holding one copy of each (pickle shares an object, not equal strings), 270 bytes less
+# a row held until the catalog is written.
+_FEW_VALUES = ("persona_key", "emotional_arc_key", "topic_key", "tier")
 
 
 def _in_order(urls: list[str], advance) -> Iterator[tuple[str, dict | None, str | None]]:
@@ -119,6 +124,9 @@ def _scanned_row(path: str, data: bytes) -> tuple[dict | None, str | None]:
     cid = enriched.conversation_id(doc, path)
     if cid is None:
         return None, NO_ID
+    for key in _FEW_VALUES:
+        if isinstance(derived[key], str):
+            derived[key] = sys.intern(derived[key])
     return {
         "conversation_id": cid,
         "enrichment_status": "completed",
