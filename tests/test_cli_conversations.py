@@ -4,8 +4,10 @@ import shutil
 
 import generate
 import orjson
+import pytest
 
 from conftest import FIXTURES, REFERENCE, snapshot, write_json
+from trainfiles.catalog import SAVE_BATCH
 from trainfiles.conversations import NO_ID
 
 BAD = FIXTURES / "bad"
@@ -47,10 +49,14 @@ def test_scan_registers_every_fixture_with_derived_values(cli):
     assert records[generate.conversation_uuid(13)]["enrichment_status"] == "completed"
 
 
-def test_scan_is_idempotent_and_counts_updates(cli, tmp_path):
+@pytest.mark.parametrize("batch", [SAVE_BATCH, 2])
+def test_scan_is_idempotent_and_counts_updates(cli, tmp_path, monkeypatch, batch):
+    """The same with the catalog written two rows at a time (as a scan of many thousand
+    files is, SAVE_BATCH at a time)."""
+    monkeypatch.setattr("trainfiles.catalog.SAVE_BATCH", batch)
     folder = tmp_path / "src"
     shutil.copytree(FIXTURES / "conversations", folder)
-    cli("conversations", "scan", folder)
+    assert cli.json("conversations", "scan", folder) == {"registered": 13, "updated": 0, "invalid": []}
     assert cli.json("conversations", "scan", folder) == {"registered": 0, "updated": 0, "invalid": []}
     doc_path = folder / generate.USER_ID / generate.conversation_uuid(3) / "enriched.json"
     doc = orjson.loads(doc_path.read_bytes())

@@ -15,6 +15,7 @@ from .errors import StorageUnavailable
 from .members import after as members_after
 from .migrations import migrations, sqlite_utils
 
+SAVE_BATCH = 5000  # conversation rows compared with the catalog's and written at a time
 CONVERSATION_FIELDS = (
     "conversation_id",
     "enrichment_status",
@@ -178,8 +179,16 @@ class Catalog:
 
         A row's `manifest_fields` names the columns it sets from a manifest. Values a
         manifest set earlier are kept unless this row also comes from a manifest.
-        Unchanged rows are left alone and counted in neither.
+        Unchanged rows are left alone and counted in neither. Rows go a batch at a time, so
+        the catalog's records held in memory are one batch's, whatever the count.
         """
+        registered = updated = 0
+        for start in range(0, len(rows), SAVE_BATCH):
+            new, changed = self._save_batch(rows[start : start + SAVE_BATCH], now)
+            registered, updated = registered + new, updated + changed
+        return registered, updated
+
+    def _save_batch(self, rows: list[dict], now: str) -> tuple[int, int]:
         existing = self.conversations(row["conversation_id"] for row in rows)
         new, updated = [], 0
         table = self.db["conversations"]
