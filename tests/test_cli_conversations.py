@@ -51,8 +51,8 @@ def test_scan_registers_every_fixture_with_derived_values(cli):
 
 @pytest.mark.parametrize("batch", [SAVE_BATCH, 2])
 def test_scan_is_idempotent_and_counts_updates(cli, tmp_path, monkeypatch, batch):
-    """The same with the catalog written two rows at a time (as a scan of many thousand
-    files is, SAVE_BATCH at a time)."""
+    """With the catalog written SAVE_BATCH rows at a time, and two at a time (as a scan of
+    many thousand files is written in several batches)."""
     monkeypatch.setattr("trainfiles.catalog.SAVE_BATCH", batch)
     folder = tmp_path / "src"
     shutil.copytree(FIXTURES / "conversations", folder)

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from conftest import FIXTURES, SOURCES, STORE
-from trainfiles import builder
+from trainfiles import builder, filecopy
 from trainfiles.members import Members
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]
@@ -138,25 +138,73 @@ def test_an_add_stops_when_its_parent_changes_while_copied(cli, tmp_path, monkey
     assert [p.name for p in (tmp_path / "store").glob("*/versions/*")] == [parent.parent.name]
 
 
-@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="asks the page cache without reading the disk: Linux")
+def _cached(path: Path, offset: int) -> bool:
+    """Whether the page of `path` at `offset` is in memory, asked without reading the disk."""
+    with open(path, "rb") as f:
+        try:
+            return os.preadv(f.fileno(), [bytearray(4096)], offset, os.RWF_NOWAIT) == 4096
+        except BlockingIOError:
+            return False
+
+
+def _drops_pages(folder: Path) -> bool:
+    """Whether the filesystem under `folder` lets go of a file's pages when asked (tmpfs
+    does not: its pages are the file)."""
+    probe = folder / "probe"
+    with open(probe, "wb") as f:
+        f.write(os.urandom(256 << 10))
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    try:
+        return not _cached(probe, 128 << 10)
+    except OSError:  # RWF_NOWAIT not supported here
+        return False
+    finally:
+        probe.unlink()
+
+
 def test_an_add_lets_go_of_the_parent_it_copied(cli, tmp_path):
     """A superseded version's copied pages leave the page cache as the add copies them, so
-    memory never holds two copies of a large file (and the new one reuses those pages)."""
+    memory need not hold two copies of a large file (and the new one reuses those pages)."""
+    if not hasattr(os, "RWF_NOWAIT") or not _drops_pages(tmp_path):
+        pytest.skip("needs Linux and a filesystem whose page cache can be dropped")
     cli("conversations", "scan", str(FIXTURES / "conversations"))
     cli("create", "--name", "dec", *[f"--id={cid}" for cid in A[:7]])
     (parent,) = (tmp_path / "store").glob("*/versions/000001-*/training.json")
     middle = parent.stat().st_size // 2 // 4096 * 4096
-
-    def cached() -> bool:
-        with open(parent, "rb") as f:
-            try:
-                return os.preadv(f.fileno(), [bytearray(4096)], middle, os.RWF_NOWAIT) == 4096
-            except BlockingIOError:  # the page is not in memory
-                return False
-
-    assert cached()  # written just now
+    parent.read_bytes()
+    assert _cached(parent, middle)
     cli("add", "dec", "--id", A[7])
-    assert not cached()
+    assert not _cached(parent, middle)
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+def test_a_copy_lets_go_of_each_window_and_shrugs_off_a_refusal(tmp_path, monkeypatch, kernel):
+    """Each window copied is dropped from the source's page cache together with the one
+    before it (a large folio across their boundary is dropped only whole), by the kernel's
+    copy or through memory; advice refused changes nothing."""
+    if not kernel:
+        monkeypatch.delattr("os.copy_file_range")
+    monkeypatch.setattr(filecopy, "WINDOW", 3000)
+    advised = []
+
+    def advise(fd, offset, length, advice):
+        advised.append((offset, length, advice))
+        raise OSError(errno.EPERM, "refused")
+
+    monkeypatch.setattr(filecopy, "_advise", advise)
+    data = os.urandom(10_200)
+    (tmp_path / "src").write_bytes(data)
+    part = filecopy.FileRange(str(tmp_path / "src"), 100, 10_100)
+    src, out = os.open(part.path, os.O_RDONLY), os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT)
+    try:
+        assert filecopy.copy(src, part, out, 0, lambda offset, length: None) == 10_000
+    finally:
+        os.close(src)
+        os.close(out)
+    assert (tmp_path / "out").read_bytes() == data[100:10_100]
+    drop = os.POSIX_FADV_DONTNEED
+    assert advised == [(100, 3000, drop), (100, 6000, drop), (3100, 6000, drop), (6100, 4000, drop)]
 
 
 def test_the_source_size_limit_is_for_sources_not_the_stores_records(cli, tmp_path):
