@@ -17,7 +17,15 @@ def path_of(seed: int) -> str:
     return str(FIXTURES / "conversations" / generate.USER_ID / generate.conversation_uuid(seed) / "enriched.json")
 
 
-def test_scan_registers_every_fixture_with_derived_values(cli):
+@pytest.fixture(params=["held", "spilled"])
+def spill(request, monkeypatch):
+    """Each scan test twice: its findings held in memory, and sent to disk three at a time
+    (as a scan of more than SPILL files sends them)."""
+    if request.param == "spilled":
+        monkeypatch.setattr("trainfiles.findings.SPILL", 3)
+
+
+def test_scan_registers_every_fixture_with_derived_values(cli, spill):
     assert cli.json("conversations", "scan", FIXTURES / "conversations") == {
         "registered": 13,
         "updated": 0,
@@ -73,7 +81,26 @@ def test_scan_is_idempotent_and_counts_updates(cli, tmp_path, monkeypatch, batch
     ]
 
 
-def test_scan_bad_files_names_path_and_rule(cli):
+def test_scan_keeps_a_conversation_at_the_first_path_that_holds_it(cli, tmp_path, spill):
+    """One conversation in three files is registered from the first by path; the others are
+    refused, each naming it."""
+    folder = tmp_path / "src"
+    shutil.copytree(FIXTURES / "conversations", folder)
+    original = folder / generate.USER_ID / generate.conversation_uuid(2) / "enriched.json"
+    early, late = folder / "00-copy" / "enriched.json", folder / "zz-copy" / "enriched.json"
+    for copy in (early, late):
+        copy.parent.mkdir()
+        shutil.copy(original, copy)
+    also = f"conversation {generate.conversation_uuid(2)} is also at {early}"
+    assert cli.json("conversations", "scan", folder) == {
+        "registered": 13,
+        "updated": 0,
+        "invalid": [{"path": str(original), "reason": also}, {"path": str(late), "reason": also}],
+    }
+    assert cli.json("conversations", "show", generate.conversation_uuid(2))["enriched_file_path"] == str(early)
+
+
+def test_scan_bad_files_names_path_and_rule(cli, spill):
     result = cli.json("conversations", "scan", BAD)
     line, column = generate.BROKEN_JSON_AT
     assert result == {

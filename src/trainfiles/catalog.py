@@ -9,6 +9,7 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 
 from .errors import StorageUnavailable
@@ -174,7 +175,7 @@ class Catalog:
             )
         ]
 
-    def save_conversations(self, rows: list[dict], now: str) -> tuple[int, int]:
+    def save_conversations(self, rows: Iterable[dict], now: str) -> tuple[int, int]:
         """Insert or update conversation rows; returns (registered, updated).
 
         A row's `manifest_fields` names the columns it sets from a manifest. Values a
@@ -183,8 +184,9 @@ class Catalog:
         the catalog's records held in memory are one batch's, whatever the count.
         """
         registered = updated = 0
-        for start in range(0, len(rows), SAVE_BATCH):
-            new, changed = self._save_batch(rows[start : start + SAVE_BATCH], now)
+        rows = iter(rows)
+        while batch := list(islice(rows, SAVE_BATCH)):
+            new, changed = self._save_batch(batch, now)
             registered, updated = registered + new, updated + changed
         return registered, updated
 

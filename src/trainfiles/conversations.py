@@ -4,12 +4,14 @@ platform's manifest, listing what the catalog holds."""
 import os
 import sys
 from collections import deque
+from contextlib import closing
 from collections.abc import Iterable, Iterator
 from itertools import chain, islice
 from typing import TYPE_CHECKING
 
 from . import clock, enriched, prefixes, storage, workers
 from .errors import NotFound, TrainfilesError, named
+from .findings import Findings, Found
 from .progress import bar
 from .settings import Settings
 
@@ -23,27 +25,29 @@ def scan(settings: Settings, url: str, batch: str | None) -> dict:
     """Register every enriched file under `url`; report registered, updated and invalid."""
     refused: list[dict] = []
     urls = _readable(storage.find_json(url), refused)
-    # Each file is parsed as it arrives and dropped: memory holds rows, not documents.
+    # Each file is parsed as it arrives and dropped: what is kept is a row a file, and only
+    # SPILL of them in memory.
     with bar("Reading conversations", None) as advance:
         first = list(islice(urls, workers.PARALLEL_FROM))
         if storage.is_local(url) and len(first) == workers.PARALLEL_FROM:
-            scanned = list(_in_processes(chain(first, urls), advance))
+            found = Findings(_in_processes(chain(first, urls), advance))
         else:
-            scanned = list(_in_order(list(chain(first, urls)), advance))
-    scanned.sort(key=lambda found: found[0])  # files were listed as the walk went
-    invalid = sorted(refused, key=lambda r: r["path"])
-    rows, seen = [], {}
-    for path, row, reason in scanned:
-        if row and row["conversation_id"] in seen:
-            row, reason = None, f"conversation {row['conversation_id']} is also at {seen[row['conversation_id']]}"
+            found = Findings(_in_order(list(chain(first, urls)), advance))
+    with closing(found):
+        invalid = sorted(refused, key=lambda r: r["path"])
+        return _save_conversations(_catalog(settings), _rows(found, batch, invalid), invalid)
+
+
+def _rows(found: Findings, batch: str | None, invalid: list[dict]) -> Iterator[dict]:
+    """The catalog rows of a scan's findings, in path order; each refusal is appended to
+    `invalid` as it comes."""
+    for path, row, reason in found:
         if row:
-            seen[row["conversation_id"]] = path
             if batch:
                 row["batch_job_id"] = batch
-            rows.append(row)
+            yield row
         if reason:
             invalid.append({"path": path, "reason": reason})
-    return _save_conversations(_catalog(settings), rows, invalid)
 
 
 def _readable(found: Iterable[tuple[str, str | None]], refused: list[dict]) -> Iterator[str]:
@@ -57,27 +61,28 @@ def _readable(found: Iterable[tuple[str, str | None]], refused: list[dict]) -> I
 
 CHUNK = 256  # files a worker takes at a time
 # Columns with a handful of values among thousands of rows: interned, a chunk's rows reach the
-# scan holding one copy of each (pickle shares an object, not equal strings), 230 bytes less
-# a row held until the catalog is written. (`tier` is one of a few literals already.)
+# scan holding one copy of each (pickle shares an object, not equal strings): 230 bytes less
+# a row held in memory. (`tier` is one of a few literals already.)
 _FEW_VALUES = ("persona_key", "emotional_arc_key", "topic_key")
 
 
-def _in_order(urls: list[str], advance) -> Iterator[tuple[str, dict | None, str | None]]:
+def _in_order(urls: list[str], advance) -> Iterator[Found]:
     """(path, row, reason) of each file, read ahead on another thread, parsed here."""
     for path, (data, _) in zip(urls, storage.read_each(urls, advance, digests=False)):
         yield _scanned(path, data)
 
 
-def _in_processes(urls: Iterable[str], advance) -> Iterator[tuple[str, dict | None, str | None]]:
+def _in_processes(urls: Iterable[str], advance) -> Iterator[Found]:
     """The same from local files, parsed and checked in one process per core (parsing and
     validation hold the GIL, so threads would not help), a chunk at a time as the walk
     finds them."""
     pending: deque = deque()
-    urls = iter(urls)
+    urls, ahead = iter(urls), 4 * workers.cores()
     with workers.pool() as pool:  # each builds the validator as it starts, while this process walks on
         while chunk := list(islice(urls, CHUNK)):
             pending.append(pool.submit(_scan_chunk, chunk))
-            while pending and pending[0].done():
+            # A few chunks ahead of the workers, not the whole walk: memory stays flat.
+            while pending and (pending[0].done() or len(pending) > ahead):
                 yield from _done(pending.popleft(), advance)
         # The slow import of a scan (sqlite_utils, for the catalog it saves to), made while
         # the workers parse on.
@@ -87,17 +92,17 @@ def _in_processes(urls: Iterable[str], advance) -> Iterator[tuple[str, dict | No
             yield from _done(pending.popleft(), advance)
 
 
-def _done(future, advance) -> list[tuple[str, dict | None, str | None]]:
+def _done(future, advance) -> list[Found]:
     results = future.result()
     advance(len(results))
     return results
 
 
-def _scan_chunk(urls: list[str]) -> list[tuple[str, dict | None, str | None]]:
+def _scan_chunk(urls: list[str]) -> list[Found]:
     return [_scanned(path, data) for path, data in zip(urls, storage.read_many(urls))]
 
 
-def _scanned(path: str, data: bytes | NotFound) -> tuple[str, dict | None, str | None]:
+def _scanned(path: str, data: bytes | NotFound) -> Found:
     if isinstance(data, NotFound):
         return path, None, str(data)
     return (path, *_scanned_row(path, data))
