@@ -1,6 +1,7 @@
 """`trainfiles conversations scan|import|list` through the CLI runner."""
 
 import shutil
+import sqlite3
 
 import generate
 import orjson
@@ -98,6 +99,24 @@ def test_scan_keeps_a_conversation_at_the_first_path_that_holds_it(cli, tmp_path
         "invalid": [{"path": str(original), "reason": also}, {"path": str(late), "reason": also}],
     }
     assert cli.json("conversations", "show", generate.conversation_uuid(2))["enriched_file_path"] == str(early)
+
+
+def test_scan_without_temporary_space_says_where_it_is_missing(cli, tmp_path, monkeypatch):
+    """A scan whose findings cannot go to SQLite's temporary file (no room, no writable
+    folder) fails with one line naming that, not the catalog, and registers nothing."""
+    monkeypatch.setattr("trainfiles.findings.SPILL", 3)
+
+    def no_room(*args):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr("trainfiles.findings.sqlite3.connect", no_room)
+    failed = cli("conversations", "scan", FIXTURES / "conversations", code=6)
+    assert failed.stderr == (
+        "Error: temporary space for a scan of more than 3 files: database or disk is full "
+        "(SQLITE_TMPDIR or TMPDIR can name a folder with room)\n"
+    )
+    monkeypatch.undo()
+    assert cli.json("conversations", "list") == []
 
 
 def test_scan_bad_files_names_path_and_rule(cli, spill):
