@@ -4,8 +4,8 @@ platform's manifest, listing what the catalog holds."""
 import os
 import sys
 from collections import deque
-from contextlib import closing
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from itertools import chain, islice
 from typing import TYPE_CHECKING
 
