@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
-from .errors import InvalidInput, NotFound, StorageUnavailable, TrainfilesError
 from . import filecopy
+from .errors import InvalidInput, NotFound, StorageUnavailable, TrainfilesError
 from .filecopy import FileRange
 from .text import encodes, printable
 
