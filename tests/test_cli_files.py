@@ -400,11 +400,11 @@ def test_failed_write_of_the_jsonl_restores_the_previous_outputs(registered, tmp
     before = state(tmp_path)
     real = storage.atomic_writers
 
-    def failing(targets):
+    def failing(targets, **options):
         for url in targets.values():
             if url.endswith(".jsonl"):
                 raise storage.failure(url, OSError(28, "No space left on device"))
-        return real(targets)
+        return real(targets, **options)
 
     monkeypatch.setattr(storage, "atomic_writers", failing)
     result = registered("add", "dec", "--id", A[1], code=6)
@@ -458,7 +458,7 @@ def test_help_teaches_every_command(cli):
     listed = [line.split()[0] for line in top.split("Commands:")[1].splitlines() if line[2:3].strip()]
     assert sorted(listed) == [
         "add", "archive", "check", "conversations", "create", "describe", "export", "gc", "list", "log",
-        "remove", "rename", "restore", "show", "unarchive", "verify",
+        "remove", "rename", "repair", "restore", "show", "unarchive", "verify",
     ]
     for command in (
         ["create"], ["add"], ["export"], ["check"], ["conversations", "scan"], ["conversations", "import"], ["remove"],

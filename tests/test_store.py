@@ -82,7 +82,7 @@ def test_every_version_exports_byte_for_byte(cli, place):
     assert [v["created_at"] for v in log] == [f"2025-12-01T00:00:0{n}Z" for n in range(5)]  # moves at every change
     assert log[4]["restored_from"] == 2
     assert cli.json("show", "dec")["conversation_ids"] == [A[0], A[1], A[2]]
-    assert cli.json("verify", "--sources") == {"checked": 4 * 2 + 2 + 3, "pruned": 0, "mismatches": [], "ok": True}
+    assert cli.json("verify", "--sources") == {"checked": 4 * 2 + 2 + 3, "pruned": 0, "mismatches": [], "not_read": [], "ok": True}
     human = cli("log", "dec").stdout.splitlines()
     assert human[0].split() == ["version", "when", "by", "operation", "changed", "conversations", "pairs", "json", "sha256", "jsonl", "sha256"]
     assert human[2].split()[:6] == ["1", "2025-12-01T00:00:00Z", "alice", "create", "+2", "2"]
@@ -403,7 +403,7 @@ def test_gc_deletes_what_no_commit_references_and_keep_prunes_old_versions(cli, 
     assert place.keys() == kept
     cli("gc", "--keep", "1", "--min-age", "0")
     assert len(place.keys()) == len(kept) - 4
-    assert cli.json("verify") == {"checked": 4, "pruned": 4, "mismatches": [], "ok": True}
+    assert cli.json("verify") == {"checked": 4, "pruned": 4, "mismatches": [], "not_read": [], "ok": True}
     # A pruned version is built again from its sources, byte for byte.
     assert [exported(cli, "dec", "--version", n) for n in (1, 2, 3)] == versions
     assert cli.json("restore", "dec", "--version", "1")["conversation_count"] == 1

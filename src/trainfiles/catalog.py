@@ -11,10 +11,14 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import StorageUnavailable
 from .members import after as members_after
 from .migrations import migrations, sqlite_utils
+
+if TYPE_CHECKING:
+    from .records import BadRecord
 
 SAVE_BATCH = 5000  # conversation rows compared with the catalog's and written at a time
 CONVERSATION_FIELDS = (
@@ -159,6 +163,15 @@ class Catalog:
         sql += f" order by {IN_TIME_ORDER}"
         return [_conversation(row) for row in self.db.query(sql, params)]
 
+    def registered_paths(self, paths: list[str]) -> set[str]:
+        """Those of `paths` that a conversation registered here was read from."""
+        found = set()
+        for start in range(0, len(paths), 500):
+            chunk = paths[start : start + 500]
+            sql = f"select enriched_file_path from conversations where enriched_file_path in ({','.join('?' * len(chunk))})"
+            found.update(row[0] for row in self.db.execute(sql, chunk))
+        return found
+
     def conversation_ids_starting(self, prefix: str) -> list[str]:
         """Registered conversation ids that start with `prefix` (lower case)."""
         return _ids_starting(self.db, "conversations", "conversation_id", prefix)
@@ -227,30 +240,85 @@ class Catalog:
 
     def reset_index(self, store: str) -> None:
         """Forget every training file: the index is about to be rebuilt from `store`."""
-        for table in ("members", "versions", "files"):
+        for table in ("members", "versions", "files", "log_read", "bad_records"):
             self.db.execute(f"delete from {table}")
         self.db["index_state"].upsert({"id": 1, "store": store, "last_sequence": 0}, pk="id")
 
-    def apply(self, records: list[dict]) -> None:
-        """Apply commit records, in sequence order, to the index (inside a write)."""
-        if not records:
-            return
-        latest = {}
+    def read_after(self, sequence: int) -> set[int]:
+        """The records after `sequence` this index has read (beyond a gap in the log)."""
+        return {row[0] for row in self.db.execute("select sequence from log_read where sequence > ?", [sequence])}
+
+    def last_read(self) -> int:
+        """The newest record this index has read: a writer publishes after it."""
+        return self.db.execute("select coalesce(max(sequence), 0) from log_read").fetchone()[0]
+
+    def mark_read(self, sequences: list[int]) -> None:
+        """Record `sequences` as read (inside a write); the index's last_sequence moves up to
+        the first record not read yet."""
+        self.db.conn.executemany("insert or ignore into log_read (sequence) values (?)", ((s,) for s in sequences))
+        through = self.index_state()[1]
+        for sequence in sorted(self.read_after(through)):
+            if sequence != through + 1:
+                break
+            through = sequence
+        self.db.execute("update index_state set last_sequence = ? where id = 1", [through])
+
+    def flag(self, bad: Iterable["BadRecord"]) -> None:
+        """Keep records that cannot be believed apart, with why (inside a write)."""
+        self.db["bad_records"].upsert_all(
+            ({"sequence": b.sequence, "file_id": b.file_id, "reason": b.reason, "keys": json.dumps(b.keys), "set_aside": False} for b in bad),
+            pk="sequence",
+        )
+
+    def set_aside(self, sequences: list[int]) -> None:
+        """Records a repair record set aside: no longer reported, their files usable again.
+        Only bad records can be set aside; a repair naming a good one changes nothing."""
+        self.db.conn.executemany("update bad_records set set_aside = 1 where sequence = ?", ((s,) for s in sequences))
+
+    def bad_records(self, file_id: str | None = None) -> list[dict]:
+        """Records not set aside that cannot be believed (those touching `file_id` only, if given)."""
+        sql = "select sequence, file_id, reason from bad_records where not set_aside"
+        params = [] if file_id is None else [file_id]
+        return list(self.db.query(sql + (" and file_id = ?" if file_id else "") + " order by sequence", params))
+
+    def kept_keys(self) -> set[str]:
+        """Output keys named by records that cannot be believed: gc deletes none of them."""
+        return {key for row in self.db.execute("select keys from bad_records") for key in json.loads(row[0])}
+
+    def apply(self, records: list[dict]) -> list["BadRecord"]:
+        """Apply commit records, in sequence order, to the index (inside a write). Returns
+        those refused, by the rule of docs/store.md: a version of a file an earlier record
+        already gave, or a name another file holds (the earlier record wins)."""
+        from .records import BadRecord
+
+        refused, accepted, state = [], [], {}
         for r in records:
-            latest[r["file_id"]] = r  # only a file's newest state needs its members written
+            file_id, name = r["file_id"], r["file"]["name"]
+            if file_id not in state:
+                row = self.find_file(file_id)
+                state[file_id] = (row["version"], row["name"]) if row else (0, None)
+            holders = {f for f, (_, n) in state.items() if n == name} | {
+                row[0] for row in self.db.execute("select id from files where name = ?", [name]) if row[0] not in state
+            }
+            if r["version"] <= state[file_id][0]:
+                refused.append(BadRecord(r["sequence"], f"version {r['version']} of training file {file_id} is in an earlier record", file_id, _keys(r)))
+            elif holders - {file_id}:
+                refused.append(BadRecord(r["sequence"], f"name {name!r} is held by training file {min(holders - {file_id})} since an earlier record", file_id, _keys(r)))
+            else:
+                accepted.append(r)
+                state[file_id] = (r["version"], name)
+        latest = {r["file_id"]: r for r in accepted}  # only a file's newest state needs its members written
         for file_id, r in latest.items():
             current = self.find_file(file_id)
-            if current and current["version"] >= r["version"]:
-                continue
-            self.db["files"].upsert(_file_row(r), pk="id")
+            self.db["files"].upsert(file_row(r), pk="id")
             if current and r["parent"] == current["version"] and not r["removed"] and r["operation"] != "restore":
                 start = current["conversation_count"]  # the same members, then those it added
             else:
                 self.db.execute("delete from members where file_id = ?", [file_id])
                 start = 0
             self._insert_members(file_id, start, members_after(r["members"], start))
-        self.db["versions"].insert_all((_version_row(r) for r in records), ignore=True)
-        self.db.execute("update index_state set last_sequence = ? where id = 1", [records[-1]["sequence"]])
+        self.db["versions"].insert_all((_version_row(r) for r in accepted), ignore=True)
+        return refused
 
     def _insert_members(self, file_id: str, start: int, members: Iterable[dict]) -> None:
         # executemany, not insert_all: a file of 10,000 conversations is rewritten by every
@@ -296,6 +364,16 @@ class Catalog:
             sql = f"select conversation_id from members where file_id = ? and conversation_id in ({', '.join('?' * len(batch))})"
             found.update(row[0] for row in self.db.execute(sql, [file_id, *batch]))
         return found
+
+    def member_ids_starting(self, file_id: str, prefix: str) -> list[str]:
+        """The file's members whose id starts with `prefix` (lower case)."""
+        return [
+            row[0]
+            for row in self.db.execute(
+                "select conversation_id from members where file_id = ? and conversation_id >= ? and conversation_id < ?",
+                [file_id, prefix, prefix + "\uffff"],
+            )
+        ]
 
     def member_ids(self, file_id: str) -> list[str]:
         return [
@@ -372,7 +450,8 @@ def member_row(member: dict) -> dict:
     return row
 
 
-def _file_row(r: dict) -> dict:
+def file_row(r: dict) -> dict:
+    """A commit record as the index's row of its file."""
     f, stats = r["file"], r["statistics"]
     quality = stats["quality_summary"]
     return {
@@ -402,6 +481,10 @@ def _file_row(r: dict) -> dict:
 
 # A commit's `outputs` as columns, and back.
 _OUTPUT_COLUMNS = {"key": "{}_key", "size": "{}_file_size", "sha256": "{}_sha256"}
+
+
+def _keys(r: dict) -> list[str]:
+    return [r["outputs"][kind]["key"] for kind in ("json", "jsonl")]
 
 
 def _output_columns(outputs: dict) -> dict:

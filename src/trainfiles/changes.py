@@ -6,6 +6,8 @@ After a lost race `check` runs again on the state that landed; `build` runs agai
 the file itself changed, so its sources are never read twice.
 """
 
+import contextlib
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,7 +15,7 @@ import orjson
 
 from . import builder, clock, commits, enriched, index, outputs, storage
 from .catalog import Catalog, outputs_of
-from .errors import NotFound
+from .errors import NotFound, TrainfilesError
 from .members import Members
 from .settings import Settings
 
@@ -43,7 +45,8 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
     staged: list[dict] = []
 
     def landed() -> int:
-        return index.sync(catalog, store)
+        index.sync(catalog, store)
+        return catalog.last_read()
 
     def attempt(lost: dict | None) -> dict:
         current = catalog.find_file(file_id)
@@ -81,7 +84,7 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
     # A new file's folders are its own: none is left behind by a change that failed.
     with storage.removing_new_folders(storage.join(store, file_id, "versions", "-")):
         try:
-            record = commits.commit(store, catalog.index_state()[1], attempt, landed)
+            record = commits.commit(store, catalog.last_read(), attempt, landed)
         except BaseException:
             for written in staged:
                 commits.unstage(store, written)
@@ -89,11 +92,12 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
     for written in staged:
         if written is not record["outputs"]:
             commits.unstage(store, written)
-    if any(written is record["outputs"] for written in staged):  # hashed as we wrote them
-        signatures = {o["key"]: storage.signature(storage.join(store, o["key"])) for o in record["outputs"].values()}
-        catalog.trust({key: sig for key, sig in signatures.items() if sig})
     index.refresh_download_copies(store, record)
     index.record_own(catalog, record)
+    if any(written is record["outputs"] for written in staged):  # hashed as we wrote them
+        signatures = {o["key"]: storage.signature(storage.join(store, o["key"])) for o in record["outputs"].values()}
+        with contextlib.suppress(TrainfilesError, sqlite3.Error):  # only saves hashing them again
+            catalog.trust({key: sig for key, sig in signatures.items() if sig})
     return record
 
 

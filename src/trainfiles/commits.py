@@ -21,12 +21,13 @@ from collections.abc import Callable, Iterator
 
 import orjson
 
-from . import storage
-from .errors import InvalidInput, StorageUnavailable
+from . import records, storage
+from .errors import InvalidInput, NotFound, StorageUnavailable
 from .faults import crash_point
 from .members import Members
+from .records import BadRecord
 
-FORMAT = "trainfiles.commit/1"
+FORMAT = records.COMMIT
 LOG = "_log"
 KINDS = ("json", "jsonl")
 
@@ -50,18 +51,53 @@ def new_sequences(store: str, after: int) -> list[int]:
     return [sequence_of(n) for n in names if n.endswith(".json") and n.removesuffix(".json").isdigit()]
 
 
-def read(store: str, sequences: list[int], progress=None) -> list[dict]:
-    """The commit records of `sequences`, read concurrently, in order."""
+def read(store: str, sequences: list[int], progress=None) -> list[dict | BadRecord]:
+    """The records of `sequences`, read concurrently and checked (records.py), in order: each
+    a record, or the BadRecord that says why it cannot be believed."""
     urls = [storage.join(log_folder(store), commit_name(s)) for s in sequences]
-    records = []
-    for url, data in zip(urls, storage.read_many(urls, progress, sources=False)):
-        if isinstance(data, Exception):
-            raise data
-        record = orjson.loads(data)
-        if record.get("format") != FORMAT:
-            raise InvalidInput(f"{url}: not a trainfiles commit of format {FORMAT}")
-        records.append(record)
-    return records
+    try:
+        found = storage.read_many(urls, progress, sources=False)
+    except InvalidInput:  # a local record that is no regular file: find which, read the rest
+        found = [_read_or_refusal(url) for url in urls]
+    out: list[dict | BadRecord] = []
+    for sequence, url, data in zip(sequences, urls, found):
+        if isinstance(data, NotFound):  # listed a moment ago: deleted under us
+            raise StorageUnavailable(f"{url}: listed in the store's log, then gone")
+        try:
+            out.append(data if isinstance(data, BadRecord) else records.parse(sequence, data))
+        except BadRecord as bad:
+            out.append(bad)
+    return out
+
+
+def _read_or_refusal(url: str) -> bytes | NotFound | BadRecord:
+    try:
+        return storage.read_many([url], sources=False)[0]
+    except InvalidInput as e:
+        return BadRecord(sequence_of(url.rsplit("/", 1)[-1]), str(e).rsplit(": ", 1)[-1])
+
+
+def read_one(store: str, sequence: int) -> dict:
+    """One record, checked; BadRecord (exit 3) if it cannot be believed."""
+    record = read(store, [sequence])[0]
+    if isinstance(record, BadRecord):
+        raise record
+    return record
+
+
+def confined(store: str, key: str) -> str:
+    """The URL of `key` in the store, for writing. In a local store no folder on the way may
+    be a symbolic link: a link (made by anyone with write access) would send our writes, and
+    gc's deletes, outside the store."""
+    url = storage.join(store, key)
+    if storage.is_local(store):
+        root = storage.join(store)
+        folder = root
+        for part in key.split("/")[:-1]:
+            folder = os.path.join(folder, part)
+            if os.path.islink(folder):
+                raise StorageUnavailable(f"{folder} is a symbolic link: trainfiles writes nothing through a link inside a store")
+    return url
 
 
 def output_folder(file_id: str, version: int) -> str:
@@ -85,7 +121,7 @@ def stage(store: str, file_id: str, version: int, outputs: dict[str, bytes]) -> 
     try:
         for kind in KINDS:
             key = f"{folder}/training.{kind}"
-            storage.write_atomic(storage.join(store, key), outputs[kind])
+            storage.write_atomic(confined(store, key), outputs[kind], into_special=False)
             staged[kind] = {"key": key, "size": len(outputs[kind]), "sha256": storage.sha256(outputs[kind])}
     except BaseException:
         unstage(store, staged)
@@ -108,15 +144,14 @@ def unstage(store: str, outputs: dict[str, dict]) -> None:
 
 def publish(store: str, record: dict) -> bool:
     """Step 2: publish the record at its sequence number; False if another writer has it."""
-    record["format"] = FORMAT
-    url = storage.join(log_folder(store), commit_name(record["sequence"]))
+    url = confined(store, f"{LOG}/{commit_name(record['sequence'])}")
     return storage.put_if_absent(url, record_json(record))
 
 
 def record_json(record: dict) -> Iterator[bytes]:
     """The record as orjson writes it, in chunks: members this process gathered are copied
     from their spool, line by line, never held together."""
-    members = record["members"]
+    members = record.get("members")
     if not isinstance(members, Members):
         yield orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
         return
@@ -153,33 +188,62 @@ def commit(store: str, sequence: int, attempt: Callable[[dict | None], dict], la
             )
 
 
+def markers(store: str, file_ids: list[str]) -> dict[str, dict | None]:
+    """What each `<id>/current.json` says (None: missing, or not a marker)."""
+    urls = [storage.join(store, marker_key(file_id)) for file_id in file_ids]
+    try:
+        found = storage.read_many(urls, sources=False)
+    except InvalidInput:  # one is no regular file (a FIFO must not hang us): that one is no marker
+        found = [None] * len(urls)
+    out: dict[str, dict | None] = {}
+    for file_id, data in zip(file_ids, found):
+        try:
+            marker = orjson.loads(data)
+            out[file_id] = marker if isinstance(marker, dict) and type(marker.get("version")) is int else None
+        except (TypeError, orjson.JSONDecodeError):
+            out[file_id] = None
+    return out
+
+
 def fixed_versions(store: str, file_ids: list[str]) -> dict[str, int | None]:
     """The version `<id>/training.*` hold, as each `current.json` says (None: not written)."""
-    urls = [storage.join(store, marker_key(file_id)) for file_id in file_ids]
-    found = {}
-    for file_id, data in zip(file_ids, storage.read_many(urls, sources=False)):
-        try:
-            found[file_id] = orjson.loads(data)["version"]
-        except (TypeError, orjson.JSONDecodeError, KeyError):
-            found[file_id] = None
-    return found
+    return {file_id: marker and marker["version"] for file_id, marker in markers(store, file_ids).items()}
 
 
 def update_fixed(store: str, record: dict) -> None:
     """Step 3: the download paths take the version's outputs, then `current.json` says so.
 
-    Skipped when they already hold a newer version: writers finish in any order.
+    Skipped when they already hold a newer version (writers finish in any order): a marker
+    naming a newer version is believed only when the record it names is that version.
     """
     file_id = record["file_id"]
-    if (fixed_versions(store, [file_id])[file_id] or 0) > record["version"]:
+    marker = markers(store, [file_id])[file_id]
+    if marker and marker["version"] > record["version"] and _names_newer(store, marker, record):
         return
     for kind in KINDS:
         crash_point(f"fixed-{kind}")
-        storage.publish_copy(storage.join(store, record["outputs"][kind]["key"]), storage.join(store, fixed_key(file_id, kind)))
+        storage.publish_copy(storage.join(store, record["outputs"][kind]["key"]), confined(store, fixed_key(file_id, kind)))
     # Written last, atomically, and its folder fsynced: the copies are durable before it says so.
     marker = {
         "version": record["version"],
         "sequence": record["sequence"],
         **{f"{kind}_sha256": record["outputs"][kind]["sha256"] for kind in KINDS},
     }
-    storage.write_atomic(storage.join(store, marker_key(file_id)), orjson.dumps(marker, option=orjson.OPT_APPEND_NEWLINE))
+    storage.write_atomic(
+        confined(store, marker_key(file_id)), orjson.dumps(marker, option=orjson.OPT_APPEND_NEWLINE), into_special=False
+    )
+
+
+def _names_newer(store: str, marker: dict, record: dict) -> bool:
+    sequence = marker.get("sequence")
+    if type(sequence) is not int or sequence <= record["sequence"]:
+        return False
+    try:
+        newer = read_one(store, sequence)
+    except (BadRecord, StorageUnavailable):
+        return False
+    return (
+        newer.get("file_id") == record["file_id"]
+        and newer.get("version") == marker["version"]
+        and all(newer["outputs"][kind]["sha256"] == marker.get(f"{kind}_sha256") for kind in KINDS)
+    )

@@ -43,7 +43,7 @@ def _content(settings: Settings, version: dict, kind: str) -> Iterator[bytes]:
     sources."""
     url = storage.join(settings.store, version[f"{kind}_key"])
     if not storage.exists(url):
-        record = commits.read(settings.store, [version["sequence"]])[0]
+        record = commits.read_one(settings.store, version["sequence"])
         with outputs.spool(settings.store, record["file_id"]) as spool:
             yield from outputs.content(changes.from_sources(record, spool), kind)
         return
@@ -127,7 +127,7 @@ def _trainer_rows(
 ) -> Iterator[tuple[str, dict]]:
     metadata = None
     if with_metadata:
-        members = commits.read(settings.store, [version["sequence"]])[0]["members"]
+        members = commits.read_one(settings.store, version["sequence"])["members"]
         metadata = {m["conversation_id"]: {"quality_score": m["quality_score"]} for m in members}
     try:
         return trainer_formats.rows_by_conversation(_v4_rows(settings, version), fmt, mode, metadata, fit)

@@ -2,7 +2,7 @@
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import orjson
@@ -47,9 +47,10 @@ def resolve(catalog: Catalog, selection: Selection) -> list[str]:
     return full_ids(catalog, selection.ids)
 
 
-def full_ids(catalog: Catalog, ids: list[str]) -> list[str]:
-    """The ids in full (unique prefixes of registered conversations expanded), each once."""
-    ids = prefixes.expand(ids, catalog.conversation_ids_starting, "conversation")
+def full_ids(catalog: Catalog, ids: list[str], starting: Callable[[str], list[str]] | None = None) -> list[str]:
+    """The ids in full (unique prefixes of registered conversations, or of those `starting`
+    lists, expanded), each once."""
+    ids = prefixes.expand(ids, starting or catalog.conversation_ids_starting, "conversation")
     require_unique(ids)
     return ids
 

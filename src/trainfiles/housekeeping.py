@@ -1,22 +1,33 @@
-"""Integrity and housekeeping of the store: `verify` recomputes digests against the commits,
-`gc` deletes what no commit references."""
+"""Integrity and housekeeping of the store: `verify` recomputes digests against the commits
+and lists records that cannot be believed, `repair` sets those aside, `gc` deletes what no
+record names."""
 
 import contextlib
 import os
-import time
 
-from . import commits, storage
+from . import clock, commits, index, storage
+from .catalog import Catalog
+from .errors import InvalidInput, StorageUnavailable
+from .records import REPAIR, record_name
 from .settings import Settings
 from .training_files import find, open_catalog
 
 
-def verify(settings: Settings, ref: str | None, sources: bool) -> dict:
+def verify(settings: Settings, ref: str | None, sources: bool, bases: tuple[str, ...] = ()) -> dict:
     """Every stored output (and with `sources`, every member's source) against the sha256 its
-    commit recorded. Outputs of older versions that `gc --keep` deleted are counted, not
-    mismatches; the latest version's must be there."""
+    commit recorded, and every record of the log that cannot be believed. Outputs of older
+    versions that `gc --keep` deleted are counted, not mismatches; the latest version's must
+    be there. A source is read only where the user allows: registered on this machine at
+    that path, or under one of `bases` (a record names any path it likes)."""
     catalog = open_catalog(settings)
-    rows = [find(catalog, ref)] if ref else catalog.list_files(None)
-    checked, pruned, mismatches = 0, 0, []
+    bad = [] if ref else catalog.bad_records()
+    unavailable = {b["file_id"] for b in bad}
+    rows = [find(catalog, ref)] if ref else [row for row in catalog.list_files(None) if row["id"] not in unavailable]
+    checked, pruned, not_read = 0, 0, []
+    mismatches = [
+        {"object": storage.join(settings.store, record_name(b["sequence"])), "problem": f"record cannot be believed: {b['reason']}"}
+        for b in bad
+    ]
 
     def compare(url: str, expected: str, what: str) -> None:
         nonlocal checked
@@ -47,30 +58,58 @@ def verify(settings: Settings, ref: str | None, sources: bool) -> dict:
                     continue
                 compare(url, expected, f"{row['name']} version {version['version']} {kind}")
         if sources:
-            for member in list(catalog.members(row["id"])):  # no read held open while hashing
-                compare(member["source_path"], member["source_sha256"], f"{row['name']} source of {member['conversation_id']}")
-    return {"checked": checked, "pruned": pruned, "mismatches": mismatches, "ok": not mismatches}
+            members = list(catalog.members(row["id"]))  # no read held open while hashing
+            allowed = catalog.registered_paths([m["source_path"] for m in members])
+            for member in members:
+                path = member["source_path"]
+                if path in allowed or _under_any(path, bases):
+                    compare(path, member["source_sha256"], f"{row['name']} source of {member['conversation_id']}")
+                else:
+                    not_read.append(path)
+    return {"checked": checked, "pruned": pruned, "mismatches": mismatches, "not_read": not_read, "ok": not mismatches}
+
+
+def _under_any(path: str, bases: tuple[str, ...]) -> bool:
+    for base in bases:
+        with contextlib.suppress(ValueError):
+            storage.inside(base, path)
+            return True
+    return False
 
 
 def gc(settings: Settings, keep: int | None, dry_run: bool, min_age: float) -> dict:
-    """Delete staged outputs no commit references, temporary files and open uploads older
-    than `min_age` seconds; with `keep`, also the outputs of all but each file's newest
-    `keep` versions (their commits stay, and such a version is built again on export)."""
+    """Delete staged outputs no record names, temporary files and open uploads older than
+    `min_age` seconds by the store's clock; with `keep`, also the outputs of all but each
+    file's newest `keep` versions, whatever their age (their records stay, and such a
+    version is built again on export).
+
+    It runs only from an index that has read the whole log, records that landed while it
+    looked included, and not while records that cannot be believed are in the log: any of
+    them may name outputs."""
     catalog = open_catalog(settings)
-    referenced = set()
-    for row in catalog.list_files(None):
-        versions = catalog.versions(row["id"])
-        kept = versions if keep is None else versions[-keep:]
-        referenced.update(v[f"{kind}_key"] for v in kept for kind in commits.KINDS)
+    if bad := catalog.bad_records():
+        raise InvalidInput(
+            "gc does not run while the store's log holds records that cannot be believed: ",
+            [record_name(b["sequence"]) for b in bad],
+            suffix=" (`trainfiles repair` sets them aside)",
+        )
     root = storage.join(settings.store)
-    cutoff = time.time() - min_age
-    garbage = []
-    for obj in sorted(storage.listing(settings.store), key=lambda obj: obj["url"]):
-        key = obj["url"][len(root) :].lstrip("/")
-        name = key.rsplit("/", 1)[-1]
-        staged = "/versions/" in key and key not in referenced
-        if (staged or name.startswith(".tmp-")) and obj["modified"] <= cutoff:
-            garbage.append(obj)
+    cutoff = storage.clock(settings.store) - min_age
+    for _ in range(GC_TRIES):
+        named, kept = _named(catalog, keep)
+        garbage = []
+        for obj in sorted(storage.listing(settings.store), key=lambda obj: obj["url"]):
+            key = obj["url"][len(root) :].lstrip("/")
+            name = key.rsplit("/", 1)[-1]
+            pruned = key in named and key not in kept
+            staged = "/versions/" in key and key not in named
+            if pruned or ((staged or name.startswith(".tmp-")) and obj["modified"] <= cutoff):
+                garbage.append(obj)
+        if not index.behind(catalog, settings.store):
+            break
+        index.sync(catalog, settings.store)  # records landed meanwhile may name some of it
+    else:
+        raise StorageUnavailable(f"{settings.store}: the log kept changing while gc looked; run it again")
     if not dry_run:
         for obj in garbage:
             storage.remove(obj["url"])
@@ -83,6 +122,46 @@ def gc(settings: Settings, keep: int | None, dry_run: bool, min_age: float) -> d
         "bytes": sum(obj["size"] for obj in garbage),
         "aborted_uploads": uploads,
     }
+
+
+GC_TRIES = 5
+
+
+def _named(catalog: Catalog, keep: int | None) -> tuple[set[str], set[str]]:
+    """Every output key a record names, and those gc must keep: all of them, or with
+    `keep` the newest versions' (records set aside included: gc is no judge of them)."""
+    named, kept = catalog.kept_keys(), catalog.kept_keys()
+    for row in catalog.list_files(None):
+        versions = catalog.versions(row["id"])
+        keys = [{v[f"{kind}_key"] for kind in commits.KINDS} for v in versions]
+        named.update(*keys)
+        kept.update(*(keys if keep is None else keys[-keep:]))
+    return named, kept
+
+
+def repair(settings: Settings, dry_run: bool) -> dict:
+    """Set aside every record of the log that cannot be believed, by publishing a repair
+    record that names them (nothing is deleted: the log keeps its history). The files they
+    touched are usable again, in the state their other records give."""
+    catalog = open_catalog(settings)
+    bad = catalog.bad_records()
+    report = {
+        "dry_run": dry_run,
+        "set_aside": [{"record": record_name(b["sequence"]), "file_id": b["file_id"], "reason": b["reason"]} for b in bad],
+    }
+    if bad and not dry_run:
+        sequences = [b["sequence"] for b in bad]
+
+        def attempt(lost: dict | None) -> dict:
+            return {"format": REPAIR, "sequence": None, "created_at": clock.stamp(), "created_by": settings.user, "set_aside": sequences}
+
+        def landed() -> int:
+            index.sync(catalog, settings.store)
+            return catalog.last_read()
+
+        commits.commit(settings.store, catalog.last_read(), attempt, landed)
+        index.sync(catalog, settings.store)
+    return report
 
 
 def _remove_empty_folders(root: str) -> None:

@@ -234,3 +234,18 @@ def m004_trusted_outputs(db: Database) -> None:
     # copies a parent whose signature still matches without hashing it again (as git trusts
     # its index). `verify`, `export` and `check` always hash.
     db["trusted_outputs"].create({"key": str, "size": int, "mtime_ns": int, "inode": int}, pk="key")
+
+
+@migrations()
+def m005_records_read(db: Database) -> None:
+    # Every record of the store's log this index has read, good or not: a record landing in
+    # a gap below the newest one read is still found (index_state.last_sequence now says
+    # "every record up to here is read"). Records that cannot be believed are kept apart with
+    # the reason, the file they touch and the output keys they name, until a repair record
+    # sets them aside.
+    db["log_read"].create({"sequence": int}, pk="sequence")
+    db.execute("insert into log_read (sequence) select sequence from versions")
+    db["bad_records"].create(
+        {"sequence": int, "file_id": str, "reason": str, "keys": str, "set_aside": bool}, pk="sequence"
+    )
+    db["bad_records"].create_index(["file_id"])

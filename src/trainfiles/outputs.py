@@ -121,7 +121,7 @@ def spool(store: str, file_id: str) -> Iterator[Spool]:
     """A spool in the file's folder on a local store (gc removes one a kill leaves), in the
     system's temporary folder otherwise. At the end it is removed, and so are the folders
     it made if nothing else was written in them (a change that failed)."""
-    folder = storage.join(store, file_id) if storage.is_local(store) else None
+    folder = os.path.dirname(commits.confined(store, f"{file_id}/-")) if storage.is_local(store) else None
     with storage.removing_new_folders(os.path.join(folder, "-") if folder else store, always=True):
         s = Spool(folder)
         try:
@@ -171,7 +171,7 @@ def stage(store: str, file_id: str, version: int, composition: Composition) -> d
     keys = {kind: f"{folder}/training.{kind}" for kind in KINDS}
     # Both outputs at once: reading, hashing and writing release the GIL, so each takes a core.
     with ThreadPoolExecutor(max_workers=len(KINDS)) as pool:
-        futures = {kind: pool.submit(_write, storage.join(store, keys[kind]), keys[kind], kind, composition) for kind in KINDS}
+        futures = {kind: pool.submit(_write, commits.confined(store, keys[kind]), keys[kind], kind, composition) for kind in KINDS}
         wait(futures.values())
     staged = {kind: f.result() for kind, f in futures.items() if f.exception() is None}
     failed = [f.exception() for f in futures.values() if f.exception() is not None]
@@ -185,7 +185,7 @@ def stage(store: str, file_id: str, version: int, composition: Composition) -> d
 def _write(url: str, key: str, kind: str, composition: Composition) -> dict:
     h = hashlib.sha256()
     size = 0
-    with storage.atomic_writers({kind: url}) as writers, ThreadPoolExecutor(max_workers=1) as hasher:
+    with storage.atomic_writers({kind: url}, into_special=False) as writers, ThreadPoolExecutor(max_workers=1) as hasher:
         # Chunks are read (and the parent's checked) on one thread, hashed and written on this one.
         for chunk in ahead(content(composition, kind), depth=8):
             if isinstance(chunk, FileRange):

@@ -428,20 +428,23 @@ def first_line(url: str) -> bytes:
     return next(lines(url), b"")
 
 
-def write_atomic(url: str, data: bytes | Iterable[bytes], create_folder: bool = True) -> None:
+def write_atomic(url: str, data: bytes | Iterable[bytes], create_folder: bool = True, into_special: bool = True) -> None:
     """Replace `url` with `data` (bytes, or chunks streamed in) all at once.
 
-    A local device or FIFO (`/dev/null`, a named pipe) is written into instead; without
-    `create_folder`, a local target's folder must exist (NotFound otherwise).
+    A local device or FIFO (`/dev/null`, a named pipe) is written into instead, unless
+    `into_special` is false (a store's own objects: such a thing there is replaced);
+    without `create_folder`, a local target's folder must exist (NotFound otherwise).
     """
     chunks = [data] if isinstance(data, bytes) else data
-    with atomic_writers({url: url}, create_folder) as writers:
+    with atomic_writers({url: url}, create_folder, into_special) as writers:
         for chunk in chunks:
             writers[url](chunk)
 
 
 @contextlib.contextmanager
-def atomic_writers(targets: Mapping[Any, str], create_folders: bool = True) -> Iterator[dict[Any, Callable[[bytes], None]]]:
+def atomic_writers(
+    targets: Mapping[Any, str], create_folders: bool = True, into_special: bool = True
+) -> Iterator[dict[Any, Callable[[bytes], None]]]:
     """Yield a `write(chunk)` per target; each is replaced on a clean exit, none on an error
     while writing. Readers see a target's old content or its new, never part.
 
@@ -450,7 +453,7 @@ def atomic_writers(targets: Mapping[Any, str], create_folders: bool = True) -> I
     aborted. Other object stores: one `pipe_file` per target at the end, so the content is
     held until then.
     """
-    pending = {key: _target(url, create_folders) for key, url in targets.items()}
+    pending = {key: _target(url, create_folders, into_special) for key, url in targets.items()}
     try:
         yield {key: target.write for key, target in pending.items()}
         for target in pending.values():
@@ -461,9 +464,9 @@ def atomic_writers(targets: Mapping[Any, str], create_folders: bool = True) -> I
         raise
 
 
-def _target(url: str, create_folders: bool):
+def _target(url: str, create_folders: bool, into_special: bool):
     if is_local(url):
-        return _LocalFile.for_path(url, create_folders)
+        return _LocalFile.for_path(url, create_folders) if into_special else _LocalFile(url, create_folders)
     return (_S3Object if _split_protocol(url)[0] in S3_PROTOCOLS else _RemoteObject)(url)
 
 
@@ -759,9 +762,12 @@ def publish_copy(src: str, dst: str) -> None:
             os.link(src, tmp)
             os.replace(tmp, dst)
         except OSError as e:
+            raise failure(dst, e) from e
+        finally:
+            # rename() of one hard link over another of the same file does nothing at all,
+            # and leaves `tmp` (archive and unarchive keep their outputs).
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise failure(dst, e) from e
         return
     fs, path = resolve(src)
     target = resolve(dst)[1]
@@ -797,11 +803,29 @@ def listing(url: str) -> list[dict]:
         raise failure(url, e) from e
     out = []
     for p, info in found.items():
-        modified = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
-        if hasattr(modified, "timestamp"):
-            modified = modified.timestamp()
-        out.append({"url": _url(fs, url, p), "size": info.get("size") or 0, "modified": float(modified)})
+        out.append({"url": _url(fs, url, p), "size": info.get("size") or 0, "modified": _modified(info)})
     return out
+
+
+def clock(folder: str) -> float:
+    """Now by the store's own clock, in seconds since the epoch: the modification time of a
+    small object written in `folder` for the purpose (then removed). Ages of objects in a
+    store are judged by it, never by this machine's clock, which may be far off."""
+    url = join(folder, f".tmp-clock-{os.getpid()}-{os.urandom(4).hex()}")
+    write_atomic(url, b"")
+    try:
+        fs, path = resolve(url)
+        info = fs.info(path)
+    except Exception as e:
+        raise failure(url, e) from e
+    finally:
+        remove(url)
+    return _modified(info)
+
+
+def _modified(info: dict) -> float:
+    modified = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
+    return float(modified.timestamp() if hasattr(modified, "timestamp") else modified)
 
 
 def signature(url: str) -> tuple[int, int, int] | None:

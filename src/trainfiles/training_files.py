@@ -6,6 +6,7 @@ catalog is the store's index, brought up to date first (index.py). A change that
 or is refused publishes nothing.
 """
 
+import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator
 from itertools import chain
@@ -14,10 +15,11 @@ from pathlib import Path
 import orjson
 
 from . import changes, commits, enriched, gathering, index, legacy, outputs, prefixes, storage
-from .catalog import RECORD_FIELDS, Catalog, outputs_of
+from .catalog import RECORD_FIELDS, Catalog, file_row, outputs_of
 from .changes import Draft
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, named
 from .gathering import Selection
+from .records import record_name
 from .members import Members
 from .settings import Settings
 from .text import refuse_hidden_characters
@@ -48,11 +50,11 @@ def create(
         gathered = gathering.gather(
             catalog, ids, skip_invalid, spool, profile=profile, vertical=None, explicit_profile=profile is not None
         )
-        _commit_new(settings, catalog, file_id, name, description, target_model, gathered, spool)
-    return _with_skipped(_record(settings, catalog, file_id), gathered, skip_invalid)
+        committed = _commit_new(settings, catalog, file_id, name, description, target_model, gathered, spool)
+    return _with_skipped(_record(settings, catalog, file_id, committed), gathered, skip_invalid)
 
 
-def _commit_new(settings, catalog, file_id, name, description, target_model, gathered, spool) -> None:
+def _commit_new(settings, catalog, file_id, name, description, target_model, gathered, spool) -> dict:
     def build(current: dict | None, now: str) -> Draft:
         file = {
             "name": name,
@@ -69,7 +71,7 @@ def _commit_new(settings, catalog, file_id, name, description, target_model, gat
         composition = changes.composition(file, members, [spool])
         return Draft("create", file, members, composition, added=_ids(gathered.members))
 
-    changes.commit(settings, catalog, file_id, lambda current: _name_free(catalog, name, file_id), build)
+    return changes.commit(settings, catalog, file_id, lambda current: _name_free(catalog, name, file_id), build)
 
 
 def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) -> dict:
@@ -92,15 +94,16 @@ def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) 
             composition = changes.composition(file, members, [changes.parent(settings.store, catalog, current), spool])
             return Draft("add", file, members, composition, added=_ids(gathered.members))
 
-        changes.commit(settings, catalog, row["id"], check, build)
-    return _with_skipped(_record(settings, catalog, row["id"]), gathered, skip_invalid)
+        committed = changes.commit(settings, catalog, row["id"], check, build)
+    return _with_skipped(_record(settings, catalog, row["id"], committed), gathered, skip_invalid)
 
 
 def remove(settings: Settings, ref: str, ids: list[str]) -> dict:
     """Take conversations out: a new version without them, the rest in their order."""
     catalog = open_catalog(settings)
-    ids = gathering.full_ids(catalog, ids)
     row = find(catalog, ref)
+    # Prefixes of the file's own members: they need no registration on this machine.
+    ids = gathering.full_ids(catalog, ids, lambda prefix: catalog.member_ids_starting(row["id"], prefix))
 
     def check(current: dict | None) -> None:
         _writable(current, settings.user)
@@ -118,8 +121,8 @@ def remove(settings: Settings, ref: str, ids: list[str]) -> dict:
         composition = changes.composition(file, members, [changes.parent(settings.store, catalog, current, drop=gone)])
         return Draft("remove", file, members, composition, removed=list(ids))
 
-    changes.commit(settings, catalog, row["id"], check, build)
-    return _record(settings, catalog, row["id"])
+    committed = changes.commit(settings, catalog, row["id"], check, build)
+    return _record(settings, catalog, row["id"], committed)
 
 
 def archive(settings: Settings, ref: str) -> dict:
@@ -133,6 +136,7 @@ def unarchive(settings: Settings, ref: str) -> dict:
 
 
 def _set_status(settings: Settings, ref: str, status: str) -> dict:
+    committed = None
     catalog = open_catalog(settings)
     row = find(catalog, ref)
     _creator(row, settings.user)
@@ -143,12 +147,13 @@ def _set_status(settings: Settings, ref: str, status: str) -> dict:
             operation = "archive" if status == "archived" else "unarchive"
             return Draft(operation, file, Members(catalog.members(current["id"])), outputs_of(current))
 
-        changes.commit(settings, catalog, row["id"], lambda current: _creator(current, settings.user), build)
-    return _record(settings, catalog, row["id"])
+        committed = changes.commit(settings, catalog, row["id"], lambda current: _creator(current, settings.user), build)
+    return _record(settings, catalog, row["id"], committed)
 
 
 def rename(settings: Settings, ref: str, new_name: str) -> dict:
     """Give a training file a new name (its outputs carry the name, so they are rewritten)."""
+    committed = None
     new_name = check_name(new_name)
     catalog = open_catalog(settings)
     row = _writable(find(catalog, ref), settings.user)
@@ -163,12 +168,13 @@ def rename(settings: Settings, ref: str, new_name: str) -> dict:
             return _rewritten("rename", settings.store, catalog, current, file)
 
         check(row)
-        changes.commit(settings, catalog, row["id"], check, build)
-    return _record(settings, catalog, row["id"])
+        committed = changes.commit(settings, catalog, row["id"], check, build)
+    return _record(settings, catalog, row["id"], committed)
 
 
 def describe(settings: Settings, ref: str, description: str | None, target_model: str | None) -> dict:
     """Change the description and/or the target model (an empty value clears it)."""
+    committed = None
     catalog = open_catalog(settings)
     row = _writable(find(catalog, ref), settings.user)
     wanted = {
@@ -184,19 +190,20 @@ def describe(settings: Settings, ref: str, description: str | None, target_model
                 return Draft("describe", file, Members(catalog.members(current["id"])), outputs_of(current))
             return _rewritten("describe", settings.store, catalog, current, {**file, "last_updated": now})
 
-        changes.commit(settings, catalog, row["id"], lambda current: _writable(current, settings.user), build)
-    return _record(settings, catalog, row["id"])
+        committed = changes.commit(settings, catalog, row["id"], lambda current: _writable(current, settings.user), build)
+    return _record(settings, catalog, row["id"], committed)
 
 
 def restore(settings: Settings, ref: str, number: int) -> dict:
     """A new version equal to version `number`: its conversations, name and outputs."""
+    committed = None
     catalog = open_catalog(settings)
     row = _writable(find(catalog, ref), settings.user)
     old = catalog.version(row["id"], number)
     if old is None:
         raise NotFound(f"training file {row['name']!r} has no version {number} (versions 1 to {row['version']})")
     if number != row["version"]:
-        target = commits.read(settings.store, [old["sequence"]])[0]
+        target = commits.read_one(settings.store, old["sequence"])
 
         def check(current: dict | None) -> None:
             _writable(current, settings.user)
@@ -211,8 +218,8 @@ def restore(settings: Settings, ref: str, number: int) -> dict:
                 return Draft("restore", file, Members(target["members"]), target["outputs"] if kept else built, restored_from=number)
 
             check(row)
-            changes.commit(settings, catalog, row["id"], check, build)
-    return _record(settings, catalog, row["id"])
+            committed = changes.commit(settings, catalog, row["id"], check, build)
+    return _record(settings, catalog, row["id"], committed)
 
 
 def _rewritten(operation: str, store: str, catalog: Catalog, current: dict, file: dict) -> Draft:
@@ -305,6 +312,13 @@ def find(catalog: Catalog, ref: str) -> dict:
         row = catalog.find_file(prefixes.expand([ref], catalog.file_ids_starting, "training file")[0])
     if row is None:
         raise NotFound("no training file with id or name ", [repr(ref)])
+    if bad := catalog.bad_records(row["id"]):
+        raise InvalidInput(
+            f"training file {row['name']!r} is unavailable: records of the store's log that touch it cannot be believed: ",
+            [f"{record_name(b['sequence'])} ({b['reason']})" for b in bad],
+            sep="; ",
+            suffix=" (`trainfiles repair` sets them aside)",
+        )
     return row
 
 
@@ -336,13 +350,23 @@ def record(settings: Settings, row: dict) -> dict:
     return rec
 
 
-def _record(settings: Settings, catalog: Catalog, file_id: str) -> dict:
-    return record(settings, catalog.find_file(file_id))
+def _record(settings: Settings, catalog: Catalog, file_id: str, committed: dict | None = None) -> dict:
+    """The file as the catalog has it; after a commit the catalog could not take, as the
+    commit's record says (the version is committed all the same)."""
+    try:
+        row = catalog.find_file(file_id)
+    except sqlite3.Error:
+        row = None
+    if committed is not None and (row is None or row["sequence"] < committed["sequence"]):
+        row = file_row(committed)
+    return record(settings, row)
 
 
 def list_files(settings: Settings, status: str, created_by: str | None = None) -> list[dict]:
     catalog = open_catalog(settings)
-    return [record(settings, row) for row in catalog.list_files(None if status == "all" else status, created_by)]
+    unavailable = {b["file_id"] for b in catalog.bad_records()}
+    rows = catalog.list_files(None if status == "all" else status, created_by)
+    return [record(settings, row) for row in rows if row["id"] not in unavailable]
 
 
 NO_FILES = "No training files yet. Create one with: trainfiles create --name NAME --batch BATCH_ID"
@@ -371,7 +395,14 @@ def show(settings: Settings, ref: str) -> dict:
 def jsonl_rows(store: str, row: dict) -> int:
     """The rows of the file's JSONL: its pairs with a target response (a user turn with no
     reply is a training pair but no row). Read from the `_meta` header in one ranged read."""
-    return orjson.loads(storage.first_line(storage.join(store, row["jsonl_key"])))["_meta"]["total_pairs"]
+    url = storage.join(store, row["jsonl_key"])
+    try:
+        rows = orjson.loads(storage.first_line(url))["_meta"]["total_pairs"]
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        rows = None
+    if type(rows) is not int:
+        raise InvalidInput(f"{url}: its first line is not the `_meta` header of a trainfiles JSONL (`trainfiles verify` checks it)")
+    return rows
 
 
 LOG_FIELDS = (
