@@ -202,6 +202,20 @@ def _marker_ahead(w):
     w.store.put(f"{w.file_id('dec')}/current.json", orjson.dumps({"version": 999, "sequence": 10**6}))
 
 
+def _link_record(w):
+    """A believable record, outside the store, linked in as the next one."""
+    outside = w.victim / "record.json"
+    outside.write_bytes(orjson.dumps(w.record(operation="describe", file={**w.good[1]["file"], "description": "from outside"})))
+    (w.store.root / "_log").mkdir(exist_ok=True)
+    os.symlink(outside, w.store.root / w.next_key)
+
+
+def _strays(w):
+    """Names under _log/ that a reader must not take for records (nor fail on)."""
+    for name in ("9.json", f"{0:020d}.json", f"{10**19 * 9:020d}.json", "0000000000000000000\u0669.json", "README"):
+        w.store.put(f"_log/{name}", b'{"file_id": "' + w.file_id("dec").encode() + b'"}')
+
+
 def _linked(part):
     """`part` of the store (a key) moved outside it, a symbolic link left in its place."""
 
@@ -233,7 +247,10 @@ VARIANTS = {
     "sequence 99 in another name": _bad(lambda w: w.record(sequence=99)),
     "a name another file holds": _bad(_duplicate_name),
     "an unknown format": _bad(lambda w: w.record(format="trainfiles.commit/9")),
+    "a version too large to hold": _bad(lambda w: w.record(version=2**63, parent=2**63 - 1)),
+    "a link to a record outside": lambda w: _link_record(w),
     "sources outside": _bad(_hostile_sources),
+    "objects under _log/ that are no records": _strays,
     "current.json far ahead": _marker_ahead,
     "record a FIFO": _fifo_record,
     "current.json a FIFO": _marker_fifo,
@@ -241,8 +258,17 @@ VARIANTS = {
     "versions folder a link": _linked(lambda w: f"{w.file_id('dec')}/versions"),
     "log folder a link": _linked(lambda w: "_log"),
 }
-LOCAL_ONLY = {"record a FIFO", "current.json a FIFO", "file folder a link", "versions folder a link", "log folder a link"}
-BAD_RECORDS = {name for name in VARIANTS if "a link" not in name and not name.startswith("current") and name != "sources outside"}
+LOCAL_ONLY = {
+    "record a FIFO",
+    "current.json a FIFO",
+    "file folder a link",
+    "versions folder a link",
+    "log folder a link",
+    "a link to a record outside",
+}
+BAD_RECORDS = {
+    name for name in VARIANTS if "folder a link" not in name and not name.startswith(("current", "objects")) and name != "sources outside"
+}
 # Variants after which no change can be written (a writer refuses to write through the link).
 READ_ONLY = {"log folder a link"}
 
@@ -253,6 +279,7 @@ def test_a_hostile_store_is_refused_cleanly_on_every_machine(world, variant):
         pytest.skip("a local file system's own kind of object")
     run(world, "a", "list")  # machine a knew the store before the damage
     VARIANTS[variant](world)
+    OPENED.clear()  # what the damage itself wrote
     outside = _outside(world)
     run(world, "b", "conversations", "scan", world.sources)
     for machine, new in (("a", A[4]), ("b", A[5])):
@@ -439,3 +466,36 @@ def test_archive_and_unarchive_leave_no_temporary_links(world):
     run(world, "a", "archive", "jan")
     run(world, "a", "unarchive", "jan")
     assert sorted(p.name for p in world.store.root.rglob(".tmp-*")) == []
+
+
+@pytest.mark.parametrize("spelling", ["{tmp}//store", "{tmp}/./store", "{tmp}/victim/../store"])
+def test_gc_deletes_no_named_output_whatever_the_spelling_of_the_store(world, spelling):
+    if world.store.fs:
+        pytest.skip("a local path's spellings")
+    store = spelling.format(tmp=world.tmp)
+    result = runner.invoke(app, ["--store", store, "gc", "--min-age", "0", "--json"], env={"TRAINFILES_CATALOG": str(world.tmp / "a.db")})
+    assert result.exit_code == 0, result.stderr
+    assert orjson.loads(result.stdout)["deleted"] == []
+    assert run(world, "a", "verify").exit_code == 0
+
+
+def test_a_change_no_reader_would_believe_is_refused_before_anything_is_written(world):
+    before = world.store.log()
+    result = run(world, "a", "describe", "dec", "--description", "d" * 100_001)
+    assert result.exit_code == 3
+    assert result.stderr == (
+        "Error: the store's readers would refuse this change: file.description: String should have at most 100000 characters\n"
+    )
+    result = run(world, "a", "--user", "u" * 5000, "create", "--name", "long-user", "--id", A[5])
+    assert result.exit_code == 3 and "created_by: String should have at most 4096 characters" in result.stderr
+    assert world.store.log() == before
+
+
+def test_check_of_a_stored_output_that_is_no_longer_json_names_it(world):
+    if world.store.fs:
+        pytest.skip("edits a local file in place")
+    key = world.good[1]["outputs"]["jsonl"]["key"]
+    (world.store.root / key).write_bytes(b"garbage\n")
+    result = run(world, "a", "check", "dec")
+    assert result.exit_code == 5
+    assert result.stderr == f"Error: {world.store.root / key}: a line is not JSON: the object differs from its commit (`trainfiles verify` checks it)\n"

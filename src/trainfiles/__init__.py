@@ -1,3 +1,3 @@
 """trainfiles: aggregate enriched conversations into LoRA training files."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -13,6 +13,7 @@ import typer
 COMMON = {"--catalog": True, "--store": True, "--user": True, "--debug": False}
 # Accepted before the command too: it belongs to the command.
 COMMAND_FLAG = "--json"
+GROUP = "conversations"  # the one group of commands
 
 
 def relocate(args: list[str]) -> list[str]:
@@ -40,6 +41,8 @@ def relocate(args: list[str]) -> list[str]:
     if COMMAND_FLAG in front and rest:
         front.remove(COMMAND_FLAG)
         rest.append(COMMAND_FLAG)
+    if rest[:1] == [GROUP] and rest[1:2] == [COMMAND_FLAG]:  # `conversations --json list`
+        rest.append(rest.pop(1))
     return [*front, *moved, *rest, *args[end:]]
 
 

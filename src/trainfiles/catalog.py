@@ -188,8 +188,9 @@ class Catalog:
             )
         ]
 
-    def save_conversations(self, rows: Iterable[dict], now: str) -> tuple[int, int]:
-        """Insert or update conversation rows; returns (registered, updated).
+    def save_conversations(self, rows: Iterable[dict], now: str, moved: list[dict] | None = None) -> tuple[int, int]:
+        """Insert or update conversation rows; returns (registered, updated). A conversation
+        whose source is now at another path is appended to `moved` (id, from, to).
 
         A row's `manifest_fields` names the columns it sets from a manifest. Values a
         manifest set earlier are kept unless this row also comes from a manifest.
@@ -199,11 +200,11 @@ class Catalog:
         registered = updated = 0
         rows = iter(rows)
         while batch := list(islice(rows, SAVE_BATCH)):
-            new, changed = self._save_batch(batch, now)
+            new, changed = self._save_batch(batch, now, [] if moved is None else moved)
             registered, updated = registered + new, updated + changed
         return registered, updated
 
-    def _save_batch(self, rows: list[dict], now: str) -> tuple[int, int]:
+    def _save_batch(self, rows: list[dict], now: str, moved: list[dict]) -> tuple[int, int]:
         existing = self.conversations(row["conversation_id"] for row in rows)
         new, updated = [], 0
         table = self.db["conversations"]
@@ -213,6 +214,8 @@ class Catalog:
                 new.append(row)
             else:
                 changes = _changes(old, row)
+                if "enriched_file_path" in changes and old["enriched_file_path"]:
+                    moved.append({"conversation_id": row["conversation_id"], "from": old["enriched_file_path"], "to": row["enriched_file_path"]})
                 if changes:
                     table.update(row["conversation_id"], {**_stored(changes), "updated_at": now})
                     updated += 1

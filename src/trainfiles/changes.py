@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from . import builder, clock, commits, enriched, index, outputs, storage
+from . import builder, clock, commits, enriched, index, outputs, records, storage
 from .catalog import Catalog, outputs_of
 from .errors import NotFound, TrainfilesError
 from .members import Members
@@ -79,6 +79,7 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
         elif isinstance(draft.outputs.get("json"), bytes):
             record["outputs"] = commits.stage(store, file_id, record["version"], draft.outputs)
             staged.append(record["outputs"])
+        records.check_own(record)
         return record
 
     # A new file's folders are its own: none is left behind by a change that failed.

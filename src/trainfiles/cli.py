@@ -13,7 +13,7 @@ from . import __version__, arguments
 from .errors import InvalidInput, StorageUnavailable, TrainfilesError, UsageError
 from .text import encodes, printable
 from .trainer_formats import FORMATS as TRAINER_FORMATS
-from .vocabulary import ENRICHMENT_STATUSES, FILE_STATUSES
+from .vocabulary import ENRICHMENT_STATUSES, FILE_SORTS, FILE_STATUSES
 
 
 class _Group(TyperGroup):
@@ -273,6 +273,8 @@ def _report_registration(result: dict, json: bool) -> None:
     print(f"registered {result['registered']}, updated {result['updated']}, invalid {len(result['invalid'])}")
     for item in result["invalid"]:
         print(f"  invalid {item['path']}: {item['reason']}")
+    for item in result["moved"]:
+        print(f"  moved {item['conversation_id']}: from {item['from']} to {item['to']}")
 
 
 @_command(conversations_app, "list")
@@ -415,6 +417,10 @@ def list_(
     ctx: typer.Context,
     status: Annotated[str, _choice("--status", (*FILE_STATUSES, "all"), "STATUS", "Which training files to list.")] = "active",
     created_by: Annotated[str | None, typer.Option("--created-by", metavar="USER", help="Only files this user created.")] = None,
+    sort: Annotated[
+        str, _choice("--sort", tuple(FILE_SORTS), "KEY", "Order of the files (largest first for counts and quality).")
+    ] = "newest",
+    limit: Annotated[int | None, typer.Option(parser=arguments.whole(1), metavar="N", help="At most N files.")] = None,
     json: JsonFlag = False,
     csv: Csv = False,
     tsv: Tsv = False,
@@ -422,14 +428,15 @@ def list_(
 ):
     """List training files with their statistics, newest first.
 
-    The table fits the terminal; `show FILE` has the full scaffolding distribution.
+    The table fits the terminal (the id column always stays); `show FILE` has the full
+    scaffolding distribution.
 
-    Example: trainfiles list --status all --created-by alice --csv
+    Example: trainfiles list --status all --created-by alice --sort quality --limit 10 --csv
     """
     from .render import files_table, terminal_width
 
     files = _files()
-    records = files.list_files(ctx.obj, status, created_by)
+    records = files.list_files(ctx.obj, status, created_by, sort, limit)
     _records(
         records,
         json,
@@ -495,21 +502,23 @@ def _to_terminal() -> bool:
 
 
 def _write_stdout(chunks, guarded: bool, what: str) -> None:
-    """Write to standard output; a large output bound for a terminal without `-o` is refused
-    before anything is written, as curl refuses binary output."""
-    if guarded and _to_terminal():
-        head, size = [], 0
-        for chunk in chunks:
-            head.append(chunk)
-            size += len(chunk)
-            if size > TERMINAL_LIMIT:
-                from .render import size as shown
+    """Write to standard output once the whole output is made and checked (a stored output
+    whose digest differs from its commit, a fitted export that must refuse): a pipe never
+    takes rows the command then disowns. It waits in a temporary file, so memory stays flat.
+    A large output bound for a terminal without `-o` is refused, as curl refuses binary output."""
+    import shutil
+    import tempfile
 
-                total = size + sum(len(rest) for rest in chunks)
-                raise UsageError(f"refusing to write {shown(total)} of {what} to the terminal: use -o FILE, or -o - to insist")
-        chunks = head
-    for chunk in chunks:
-        sys.stdout.buffer.write(chunk)
+    with tempfile.TemporaryFile(prefix="trainfiles-export-") as spool:
+        for chunk in chunks:
+            spool.write(chunk)
+        total = spool.tell()
+        if guarded and total > TERMINAL_LIMIT and _to_terminal():
+            from .render import size as shown
+
+            raise UsageError(f"refusing to write {shown(total)} of {what} to the terminal: use -o FILE, or -o - to insist")
+        spool.seek(0)
+        shutil.copyfileobj(spool, sys.stdout.buffer, 1 << 20)
     sys.stdout.buffer.flush()
 
 
@@ -579,6 +588,9 @@ def export(
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="With --max-tokens: leave out, and list, replies that cannot fit.")] = False,
     license: Annotated[str | None, typer.Option(metavar="ID", help="License id for the --split dataset card (e.g. cc-by-4.0).")] = None,
     language: Annotated[str | None, typer.Option(metavar="CODE", help="Language for the --split dataset card (e.g. en).")] = None,
+    json: Annotated[
+        bool, typer.Option("--json", help="Print what was written as one JSON document (with -o FILE, --output-dir or --url).")
+    ] = False,
 ):
     """Export a training file: its stored JSON or JSONL, rows for a trainer, or a dataset card.
 
@@ -609,14 +621,20 @@ def export(
         raise typer.BadParameter("--skip-invalid applies to --max-tokens")
     if (license or language) and fraction is None:
         raise typer.BadParameter("--license and --language are written to the card of a --split export")
+    if json and output in (None, "-") and fraction is None and not url:
+        raise typer.BadParameter("--json describes an export written with -o FILE, --output-dir or --url (standard output holds the export)")
     if url:
-        print(exports.sign(ctx.obj, file, fmt, expires, version))
+        signed = exports.sign(ctx.obj, file, fmt, expires, version)
+        _json({"url": signed, "expires_in": expires}) if json else print(signed)
         return
     fit, fitted = exports.fitting(max_tokens, tokenizer, skip_invalid) if max_tokens else (None, None)
+    summary: dict[str, Any] = {"file": file, "format": fmt}
     if fraction is not None:
         done = exports.split(ctx.obj, file, fmt, rows, with_metadata, fraction, output_dir, version, fit, license, language)
         counts = done["rows"]
-        _warn(f"train {counts['train']} rows, validation {counts['validation']} rows in {output_dir}: {', '.join(done['files'])}")
+        summary.update(output_dir=output_dir, files=done["files"], rows=counts)
+        if not json:
+            _warn(f"train {counts['train']} rows, validation {counts['validation']} rows in {output_dir}: {', '.join(done['files'])}")
     else:
         if stored:
             chunks = exports.stored(ctx.obj, file, fmt, header=not no_header, number=version)
@@ -629,8 +647,18 @@ def export(
         else:
             from .storage import write_atomic
 
-            write_atomic(output, chunks, create_folder=False)
-    if fitted is not None:
+            written = [0]
+
+            def counting(chunks):
+                for chunk in chunks:
+                    written[0] += len(chunk)
+                    yield chunk
+
+            write_atomic(output, counting(chunks), create_folder=False)
+            summary.update(output=output, bytes=written[0])
+    if json:
+        _json({**summary, **(fitted or {})})
+    elif fitted is not None:
         _report_fitting(fitted, max_tokens)
 
 
@@ -782,13 +810,18 @@ def restore(
     version: Annotated[
         int, typer.Option("--version", parser=arguments.whole(1), metavar="N", help="The version to bring back (see `trainfiles log`).")
     ],
+    as_was: Annotated[
+        bool, typer.Option("--as-was", help="Also take back version N's name and description (default: keep the current ones).")
+    ] = False,
     json: JsonFlag = False,
 ):
-    """Make a training file what it was at version N, as a new version (history is kept).
+    """Give a training file the conversations it had at version N, as a new version (history is kept).
+
+    The name and description stay as they are now, unless --as-was.
 
     Example: trainfiles restore dec-batch --version 2
     """
-    _report_file(_files().restore(ctx.obj, file, version), json)
+    _report_file(_files().restore(ctx.obj, file, version, as_was), json)
 
 
 @_command(app)

@@ -17,6 +17,7 @@ that no record names is garbage for `gc`.
 """
 
 import os
+import re
 from collections.abc import Callable, Iterator
 
 import orjson
@@ -45,10 +46,14 @@ def sequence_of(name: str) -> int:
     return int(name.removesuffix(".json"))
 
 
+# A record's name: 20 ASCII digits, from 1 on. Anything else under _log/ is no record.
+RECORD_NAME = re.compile(r"[0-9]{20}\.json")
+
+
 def new_sequences(store: str, after: int) -> list[int]:
     """Sequence numbers committed after `after`, in order: one listing."""
     names = storage.names_after(log_folder(store), commit_name(after) if after else None)
-    return [sequence_of(n) for n in names if n.endswith(".json") and n.removesuffix(".json").isdigit()]
+    return [s for s in (sequence_of(n) for n in names if RECORD_NAME.fullmatch(n)) if 1 <= s <= records.MAX_NUMBER]
 
 
 def read(store: str, sequences: list[int], progress=None) -> list[dict | BadRecord]:
@@ -74,7 +79,7 @@ def _read_or_refusal(url: str) -> bytes | NotFound | BadRecord:
     try:
         return storage.read_many([url], sources=False)[0]
     except InvalidInput as e:
-        return BadRecord(sequence_of(url.rsplit("/", 1)[-1]), str(e).rsplit(": ", 1)[-1])
+        return BadRecord(sequence_of(url.rsplit("/", 1)[-1]), str(e).removeprefix(f"{url}: "))
 
 
 def read_one(store: str, sequence: int) -> dict:

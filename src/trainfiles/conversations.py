@@ -158,7 +158,21 @@ def import_manifest(settings: Settings, manifest: str, base: str | None, allow_o
     from .manifest import parse_manifest
 
     rows = parse_manifest(storage.read(manifest), manifest, anywhere if allow_outside_base else inside)
-    return _save_conversations(_catalog(settings), rows, [])
+    missing = _missing_sources(rows)
+    invalid = [{"path": rows[i]["enriched_file_path"], "reason": f"source file not found (conversation {rows[i]['conversation_id']})"} for i in missing]
+    rows = [row for i, row in enumerate(rows) if i not in missing]
+    return _save_conversations(_catalog(settings), rows, invalid)
+
+
+def _missing_sources(rows: list[dict]) -> set[int]:
+    """The positions of completed rows whose enriched file is not there: registered, they
+    would only fail at `create`. One existence check per row, a few at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = [(i, row["enriched_file_path"]) for i, row in enumerate(rows) if row.get("enrichment_status") == "completed" and row.get("enriched_file_path")]
+    with ThreadPoolExecutor(max_workers=storage.READ_CONCURRENCY) as pool:
+        there = list(pool.map(storage.exists, (path for _, path in wanted)))
+    return {i for (i, _), found in zip(wanted, there) if not found}
 
 
 def _catalog(settings: Settings) -> "Catalog":
@@ -170,10 +184,11 @@ def _catalog(settings: Settings) -> "Catalog":
     return Catalog(settings.catalog)
 
 
-def _save_conversations(catalog: "Catalog", rows: list[dict], invalid: list[dict]) -> dict:
+def _save_conversations(catalog: "Catalog", rows: Iterable[dict], invalid: list[dict]) -> dict:
+    moved: list[dict] = []
     with catalog.write():
-        registered, updated = catalog.save_conversations(rows, clock.stamp())
-    return {"registered": registered, "updated": updated, "invalid": invalid}
+        registered, updated = catalog.save_conversations(rows, clock.stamp(), moved)
+    return {"registered": registered, "updated": updated, "invalid": invalid, "moved": moved}
 
 
 def list_conversations(settings: Settings, status: str | None, batch: str | None) -> list[dict]:

@@ -8,16 +8,17 @@ memory stays flat however large the file grows.
 import hashlib
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import orjson
 
-from . import changes, commits, outputs, preflight, recipes, storage, trainer_formats
+from . import builder, changes, commits, outputs, preflight, recipes, storage, trainer_formats
 from .card import dataset_card
 from .catalog import Catalog
-from .errors import InvalidInput, NotFound
+from .errors import Conflict, InvalidInput, NotFound
 from .fitting import Trim
+from .progress import bar
 from .settings import Settings
 from .tokenizing import Tokens
 from .training_files import find, open_catalog, record
@@ -80,26 +81,31 @@ def sign(settings: Settings, ref: str, fmt: str, expires: int, number: int | Non
 
 def fitting(max_tokens: int, tokenizer: str, skip_invalid: bool) -> tuple[trainer_formats.Fitting, dict[str, list[dict]]]:
     """Rows fitted to `max_tokens` as `tokenizer` counts them, and what fitting did (filled
-    as rows stream): `left_out`, the replies too long to fit (without `skip_invalid` the
-    first raises InvalidInput), and `trimmed`, those kept with their user message cut."""
+    as rows stream): `left_out`, the replies too long to fit (without `skip_invalid`, once
+    the last row is made, InvalidInput naming every one of them), and `trimmed`, those kept
+    with their user message cut."""
     tokens = Tokens(tokenizer)
     report: dict[str, list[dict]] = {"left_out": [], "trimmed": []}
 
     def too_long(conversation_id: str, pair_id: object, length: int) -> None:
-        if not skip_invalid:
-            raise InvalidInput(
-                f"conversation {conversation_id} pair {pair_id}: the reply needs {length} tokens with the system "
-                f"prompt and only the last word of its user message, over --max-tokens {max_tokens} "
-                "(--skip-invalid leaves it out)"
-            )
         report["left_out"].append({"conversation_id": conversation_id, "pair_id": pair_id, "tokens": length})
+
+    def finished() -> None:
+        if report["left_out"] and not skip_invalid:
+            raise InvalidInput(
+                f"replies that need more than --max-tokens {max_tokens} tokens with the system prompt and only the last "
+                "word of their user message: ",
+                [f"conversation {r['conversation_id']} pair {r['pair_id']} ({r['tokens']} tokens)" for r in report["left_out"]],
+                sep="; ",
+                suffix=" (--skip-invalid leaves them out)",
+            )
 
     def trimmed(conversation_id: str, pair_id: object, trim: Trim) -> None:
         report["trimmed"].append(
             {"conversation_id": conversation_id, "pair_id": pair_id, "tokens": trim.tokens, "kept_words": trim.kept, "words": trim.words}
         )
 
-    return trainer_formats.Fitting(tokens.length, max_tokens, too_long, trimmed), report
+    return trainer_formats.Fitting(tokens.length, max_tokens, too_long, trimmed, finished), report
 
 
 def trainer_rows(
@@ -136,9 +142,20 @@ def _trainer_rows(
 
 
 def _v4_rows(settings: Settings, version: dict) -> Iterator[dict]:
-    for chunk in _content(settings, version, "jsonl"):
-        for line in chunk.splitlines():
-            yield orjson.loads(line)
+    """A version's JSONL rows (its header first), with progress for a large file."""
+    with bar("Reading conversations", version["conversation_count"]) as advance:
+        previous = None
+        for chunk in _content(settings, version, "jsonl"):
+            for line in chunk.splitlines():
+                try:
+                    row = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    url = storage.join(settings.store, version["jsonl_key"])
+                    raise Conflict(f"{url}: a line is not JSON: the object differs from its commit (`trainfiles verify` checks it)") from None
+                if isinstance(row, dict) and row.get("conversation_id") != previous:
+                    previous = row.get("conversation_id")
+                    advance(1)
+                yield row
 
 
 def encode(rows: Iterable[tuple[str, dict]]) -> Iterator[bytes]:
@@ -243,25 +260,83 @@ def check(
     tokens = Tokens(tokenizer)
     path = Path(target)
     if path.exists() and not _is_training_file(settings, target):
+        v4 = _v4_export(path)
+        if v4 is not None:  # our own outputs, checked as the rows a trainer format makes of them
+            kind, rows = v4
+            return {"file": target, "source": f"brightrun-lora-v4 {kind}", **_check_v4(rows, fmt, mode, max_tokens, tokens, {})}
         if mode is not None:
-            raise InvalidInput(f"--rows applies to a training file: the rows of {path} are checked as written")
+            raise InvalidInput(f"--rows applies to a training file or a brightrun-lora-v4 export: the rows of {path} are checked as written")
         return _check_export(path, fmt, max_tokens, tokens)
+    catalog, _, version = _version(settings, target, None)
+    members = commits.read_one(settings.store, version["sequence"])["members"]
+    metadata = {m["conversation_id"]: {"quality_score": m["quality_score"]} for m in members}
+    return {"file": target, **_check_v4(lambda: _v4_rows(settings, version), fmt, mode, max_tokens, tokens, metadata)}
+
+
+def _check_v4(
+    v4_rows: Callable[[], Iterator[dict]], fmt: str | None, mode: str | None, max_tokens: int, tokens: Tokens, metadata: dict
+) -> dict:
+    """The report on v4 rows made into `fmt` rows in `mode`, with the loss tokens and the
+    cost of `max_tokens` for every row mode of the format."""
     fmt = fmt or "messages"
     modes = trainer_formats.MODES.get(fmt)
     if modes is None:
         raise InvalidInput(f"cannot check format {fmt!r}: choose one of {', '.join(trainer_formats.FORMATS)}")
     chosen = mode or modes[0]
-    catalog, _, version = _version(settings, target, None)
     reports = {}
     for each in dict.fromkeys((chosen, *modes)):
-        mismatched = trainer_formats.history_mismatches(_v4_rows(settings, version))
+        mismatched = trainer_formats.history_mismatches(v4_rows())
         numbers: list[int] = []
-        rows = _marking(_trainer_rows(settings, catalog, version, fmt, each, True), mismatched, numbers)
+        try:
+            made = trainer_formats.rows_by_conversation(v4_rows(), fmt, each, metadata)
+        except ValueError as e:
+            raise InvalidInput(str(e)) from None
+        rows = _marking(made, mismatched, numbers)
         reports[each] = preflight.check(rows, fmt, max_tokens=max_tokens, tokens=tokens, history_mismatches=numbers)
-    report = {"file": target, "rows_mode": chosen, **reports[chosen]}
+    report = {"rows_mode": chosen, **reports[chosen]}
     report["loss_tokens_by_mode"] = {each: r["loss_tokens"]["total"] for each, r in reports.items()}
     report["length_cost_by_mode"] = {each: r["length_cost"] for each, r in reports.items()}
     return report
+
+
+def _v4_export(path: Path) -> tuple[str, Callable[[], Iterator[dict]]] | None:
+    """("json" or "jsonl", a reader of its v4 rows) when `path` is one of our two outputs
+    (as exported, or as stored): the full JSON, or the JSONL with or without its header."""
+    if not path.is_file():
+        return None
+    with path.open("rb") as f:
+        first = f.readline()
+    try:
+        head = orjson.loads(first)
+    except orjson.JSONDecodeError:
+        head = None
+    if head is None and first.strip() == b"{":  # an indented JSON document
+        try:
+            doc = orjson.loads(path.read_bytes())
+        except orjson.JSONDecodeError as e:
+            raise InvalidInput(f"{path}: not JSON: {e}") from None
+        if isinstance(doc, dict) and isinstance(doc.get("conversations"), list) and "training_file_metadata" in doc:
+            return "json", lambda: (orjson.loads(line) for line in builder.render_jsonl(doc).splitlines()[1:])
+        return None
+    if isinstance(head, dict) and (isinstance(head.get("_meta"), dict) or V4_ROW <= set(head)):
+        return "jsonl", lambda: _v4_lines(path)
+    return None
+
+
+V4_ROW = {"conversation_id", "conversation_history", "current_user_input", "target_response"}
+
+
+def _v4_lines(path: Path) -> Iterator[dict]:
+    """The rows of a v4 JSONL, its `_meta` header checked against them."""
+    declared, count = None, 0
+    for number, row in enumerate(_export_rows([path]), 1):
+        if number == 1 and isinstance(row, dict) and isinstance(row.get("_meta"), dict):
+            declared = row["_meta"].get("total_pairs")
+            continue
+        count += 1
+        yield row
+    if declared is not None and declared != count:
+        raise InvalidInput(f"{path}: its header says {declared} pairs, and {count} rows follow it")
 
 
 def _is_training_file(settings: Settings, ref: str) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from . import enriched, examining, prefixes, storage
+from . import enriched, examining, prefixes, records, storage
 from .catalog import Catalog
 from .errors import InvalidInput, NotFound, StorageUnavailable, TrainfilesError, named
 from .members import Members
@@ -110,6 +110,8 @@ def gather(
                         problems[cid] = (f"vertical {found.vertical!r} differs from {vertical!r}", InvalidInput)
                     elif check_profile and found.profile != profile:
                         problems[cid] = ("consultant_profile differs from the file's", InvalidInput)
+                    elif unrecordable := records.member_problem(found.member):
+                        problems[cid] = (unrecordable, InvalidInput)
                     else:
                         if skip_invalid or not problems:  # else the command fails: nothing to spool
                             if found.placed:

@@ -99,7 +99,9 @@ def gc(settings: Settings, keep: int | None, dry_run: bool, min_age: float) -> d
         named, kept = _named(catalog, keep)
         garbage = []
         for obj in sorted(storage.listing(settings.store), key=lambda obj: obj["url"]):
-            key = obj["url"][len(root) :].lstrip("/")
+            key = storage.key_under(root, obj["url"])
+            if key is None:  # never anything outside the store
+                continue
             name = key.rsplit("/", 1)[-1]
             pruned = key in named and key not in kept
             staged = "/versions/" in key and key not in named

@@ -38,6 +38,8 @@ Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 Uuid = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Count = Annotated[int, Field(ge=0, le=2**53)]
+MAX_NUMBER = 2**53  # of a sequence or version: what SQLite and every JSON reader hold exactly
+Number = Annotated[int, Field(ge=1, le=MAX_NUMBER)]
 Score = float | int | None
 Stamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")]
 
@@ -104,16 +106,16 @@ class Statistics(TypedDict):
 class Commit(TypedDict):
     __pydantic_config__ = _STRICT  # type: ignore[misc]
     format: Literal["trainfiles.commit/1"]
-    sequence: Annotated[int, Field(ge=1)]
+    sequence: Number
     file_id: Uuid
-    version: Annotated[int, Field(ge=1)]
-    parent: Annotated[int, Field(ge=1)] | None
+    version: Number
+    parent: Number | None
     operation: Literal[OPERATIONS]  # type: ignore[valid-type]
     created_at: Stamp
     created_by: Text
     added: list[Uuid]
     removed: list[Uuid]
-    restored_from: Annotated[int, Field(ge=1)] | None
+    restored_from: Number | None
     file: File
     statistics: Statistics
     members: list[Member]
@@ -123,13 +125,14 @@ class Commit(TypedDict):
 class Repair(TypedDict):
     __pydantic_config__ = _STRICT  # type: ignore[misc]
     format: Literal["trainfiles.repair/1"]
-    sequence: Annotated[int, Field(ge=1)]
+    sequence: Number
     created_at: Stamp
     created_by: Text
-    set_aside: list[Annotated[int, Field(ge=1)]]
+    set_aside: list[Number]
 
 
 _SCHEMAS = {COMMIT: TypeAdapter(Commit), REPAIR: TypeAdapter(Repair)}
+_MEMBER = TypeAdapter(Member)
 
 
 class BadRecord(InvalidInput):
@@ -177,6 +180,31 @@ def parse(sequence: int, data: bytes) -> dict:
         reason = "; ".join(e.reasons) if isinstance(e, enriched.Ineligible) else str(e)
         raise BadRecord(sequence, reason, file_id, keys) from None
     return record
+
+
+def check_own(record: dict) -> None:
+    """InvalidInput if a commit record this process is about to publish would not be
+    believed by a reader (a description or user name too long for it, say): checked as
+    `parse` checks one read, but for its members, which `member_problem` checked as each
+    was gathered (they may be a spool of 100,000)."""
+    head = {**record, "sequence": 1, "members": [], "statistics": {**record["statistics"], "total_conversations": 0}}
+    try:
+        _SCHEMAS[COMMIT].validate_python(head)
+        _check_commit(head, b"")
+    except ValidationError as e:
+        raise InvalidInput(f"the store's readers would refuse this change: {_first_errors(e)}") from None
+    except (ValueError, InvalidInput) as e:
+        raise InvalidInput(f"the store's readers would refuse this change: {e}") from None
+
+
+def member_problem(member: dict) -> str | None:
+    """Why a conversation's member values cannot go into a record a reader believes, if so."""
+    stamped = {**member, "added_at": member["added_at"] or "2000-01-01T00:00:00Z", "added_by": member["added_by"] or ""}
+    try:
+        _MEMBER.validate_python(stamped)  # who added it, and when, are checked with the record
+    except ValidationError as e:
+        return f"cannot be recorded in the store: {_first_errors(e)}"
+    return None
 
 
 def _check_commit(record: dict, data: bytes) -> None:

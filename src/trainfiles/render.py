@@ -1,6 +1,7 @@
 """Human output, one look for every command: aligned plain-text tables and `label  value`
 summaries. Machines use `--json` (or `list --csv/--tsv/--nl`) instead."""
 
+import math
 import os
 import shutil
 import sys
@@ -91,8 +92,9 @@ def aligned(
 
 
 FILE_COLUMNS = ["name", "id", "conversations", "pairs", "quality", "scaffolding", "target model", "jsonl", "by", "age"]
-# Left out in this order when the terminal is too narrow for them.
-FILE_OPTIONAL = (6, 8, 1, 5, 7, 4)
+# Left out in this order when the terminal is too narrow for them; never the id, which
+# prefixes are typed from.
+FILE_OPTIONAL = (6, 8, 5, 7, 4, 3, 9)
 
 
 def files_table(records: list[dict], width: int | None = None) -> str:
@@ -234,6 +236,7 @@ def check_report(report: dict) -> str:
     result = "errors found" if not report["ok"] else f"ok, with warnings ({', '.join(warnings)})" if warnings else "ok"
     text = fields(
         [
+            *([("source", report["source"] + f", as {report['format']} rows ({report['rows_mode']} mode)")] if "source" in report else []),
             ("format", report["format"]),
             ("rows", str(report["rows"])),
             ("tokenizer", report["tokenizer"]),
@@ -260,10 +263,10 @@ def _length_cost(report: dict) -> str:
     rows = [
         [
             mode,
-            f"{_share(cost['truncating'])}, {cost['truncating']['rows_left_without_loss']} rows left with no loss",
-            f"{_share(cost['dropping'])}, {cost['dropping']['rows_dropped']} rows dropped",
-            f"{_share(cost['fitted'])}, {cost['fitted']['replies_too_long']} replies too long, "
-            f"{cost['fitted']['user_turns_trimmed']} user turns trimmed",
+            f"{_share(cost['truncating'])}, {counted(cost['truncating']['rows_left_without_loss'], 'row', 'rows')} left with no loss",
+            f"{_share(cost['dropping'])}, {counted(cost['dropping']['rows_dropped'], 'row', 'rows')} dropped",
+            f"{_share(cost['fitted'])}, {counted(cost['fitted']['replies_too_long'], 'reply', 'replies')} too long, "
+            f"{counted(cost['fitted']['user_turns_trimmed'], 'user turn', 'user turns')} trimmed",
         ]
         for mode, cost in by_mode.items()
     ]
@@ -272,7 +275,13 @@ def _length_cost(report: dict) -> str:
 
 def _share(entry: dict) -> str:
     total = entry["kept"] + entry["lost"]
-    return f"{entry['kept']} of {total} ({100 * entry['kept'] / total:.1f}%)" if total else "0 of 0"
+    # Rounded down: 100.0% only when nothing is lost.
+    return f"{entry['kept']} of {total} ({math.floor(1000 * entry['kept'] / total) / 10:.1f}%)" if total else "0 of 0"
+
+
+def counted(n: int, one: str, many: str) -> str:
+    """`1 row`, `2 rows`."""
+    return f"{n} {one if n == 1 else many}"
 
 
 VERSION_COLUMNS = ["version", "when", "by", "operation", "changed", "conversations", "pairs", "json sha256", "jsonl sha256"]

@@ -5,7 +5,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from .enriched import UUID_RE
-from .errors import Conflict, InvalidInput
+from .errors import Conflict, InvalidInput, NotFound
 from .prefixes import MIN_LENGTH, looks_like
 
 
@@ -36,7 +36,7 @@ def read_ids_file(path: str) -> list[str]:
         with open(path, encoding="utf-8") as f:
             return parse_ids(f.read().splitlines(), path)
     except FileNotFoundError:
-        raise InvalidInput(f"ids file not found: {path}") from None
+        raise NotFound(f"ids file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise InvalidInput(f"cannot read ids file {path}: {e}") from None
 

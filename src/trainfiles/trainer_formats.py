@@ -63,13 +63,14 @@ class Fitting(NamedTuple):
     """Fit rows to `max_tokens` as `length` measures them (the chat template applied).
 
     `too_long(conversation_id, pair_id, tokens)` is told of each reply that cannot fit, which
-    is left out; it may raise instead. `trimmed(conversation_id, pair_id, trim)` is told of
+    is left out; `finished()` after the last row, which may then refuse them all. `trimmed(conversation_id, pair_id, trim)` is told of
     each reply kept with its user message cut (`fitting.Trim`)."""
 
     length: Callable[[list[dict]], int]
     max_tokens: int
     too_long: Callable[[str, object, int], None]
     trimmed: Callable[[str, object, fitting.Trim], None]
+    finished: Callable[[], None] = lambda: None  # told once the last row is made; may raise
 
 
 def rows(
@@ -210,6 +211,8 @@ def _generate(v4_rows, fmt, mode, metadata, fit: Fitting | None) -> Iterator[tup
                 if metadata is not None:
                     row["metadata"] = _metadata(conversation_id, trains, metadata)
                 yield conversation_id, row
+    if fit is not None:
+        fit.finished()
 
 
 def _fitted(conversation_id, covered, messages, fit: Fitting, last_only: bool):

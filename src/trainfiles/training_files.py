@@ -23,6 +23,7 @@ from .records import record_name
 from .members import Members
 from .settings import Settings
 from .text import refuse_hidden_characters
+from .vocabulary import FILE_SORTS
 
 __all__ = ["Selection"]
 
@@ -100,6 +101,8 @@ def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) 
 
 def remove(settings: Settings, ref: str, ids: list[str]) -> dict:
     """Take conversations out: a new version without them, the rest in their order."""
+    if not ids:
+        raise InvalidInput("no conversation ids given")
     catalog = open_catalog(settings)
     row = find(catalog, ref)
     # Prefixes of the file's own members: they need no registration on this machine.
@@ -194,8 +197,9 @@ def describe(settings: Settings, ref: str, description: str | None, target_model
     return _record(settings, catalog, row["id"], committed)
 
 
-def restore(settings: Settings, ref: str, number: int) -> dict:
-    """A new version equal to version `number`: its conversations, name and outputs."""
+def restore(settings: Settings, ref: str, number: int, as_was: bool = False) -> dict:
+    """A new version with the conversations of version `number`, under the file's current
+    name and description (with `as_was`, version `number`'s own, as every field of it)."""
     committed = None
     catalog = open_catalog(settings)
     row = _writable(find(catalog, ref), settings.user)
@@ -204,18 +208,26 @@ def restore(settings: Settings, ref: str, number: int) -> dict:
         raise NotFound(f"training file {row['name']!r} has no version {number} (versions 1 to {row['version']})")
     if number != row["version"]:
         target = commits.read_one(settings.store, old["sequence"])
+        file = {**target["file"], "status": "active"}
+        if not as_was:
+            file.update(name=row["name"], description=row["description"])
+        renamed = file["name"] != target["file"]["name"]  # the outputs carry the name: made again
 
         def check(current: dict | None) -> None:
             _writable(current, settings.user)
-            _name_free(catalog, target["file"]["name"], current["id"])
+            _name_free(catalog, file["name"], current["id"])
 
         with outputs.spool(settings.store, row["id"]) as spool:
             kept = _outputs_kept(settings.store, target)
-            built = None if kept else changes.from_sources(target, spool)
+            built = None if kept else changes.from_sources({**target, "file": file}, spool)
 
             def build(current: dict, now: str) -> Draft:
-                file = {**target["file"], "status": "active"}
-                return Draft("restore", file, Members(target["members"]), target["outputs"] if kept else built, restored_from=number)
+                members = Members(target["members"])
+                if renamed and kept:
+                    again = {**file, "last_updated": now}
+                    composition = changes.composition(again, members, [changes.parent(settings.store, catalog, old)])
+                    return Draft("restore", again, members, composition, restored_from=number)
+                return Draft("restore", file, members, target["outputs"] if kept else built, restored_from=number)
 
             check(row)
             committed = changes.commit(settings, catalog, row["id"], check, build)
@@ -362,11 +374,16 @@ def _record(settings: Settings, catalog: Catalog, file_id: str, committed: dict 
     return record(settings, row)
 
 
-def list_files(settings: Settings, status: str, created_by: str | None = None) -> list[dict]:
+def list_files(settings: Settings, status: str, created_by: str | None = None, sort: str = "newest", limit: int | None = None) -> list[dict]:
+    """Training files as `cli.md` records, `sort` first (files with no value for it last), at most `limit`."""
     catalog = open_catalog(settings)
     unavailable = {b["file_id"] for b in catalog.bad_records()}
-    rows = catalog.list_files(None if status == "all" else status, created_by)
-    return [record(settings, row) for row in rows if row["id"] not in unavailable]
+    rows = [row for row in catalog.list_files(None if status == "all" else status, created_by) if row["id"] not in unavailable]
+    if sort != "newest":
+        key, largest_first = FILE_SORTS[sort]
+        known = sorted((r for r in rows if r[key] is not None), key=lambda r: r[key], reverse=largest_first)
+        rows = known + [r for r in rows if r[key] is None]
+    return [record(settings, row) for row in rows[:limit]]
 
 
 NO_FILES = "No training files yet. Create one with: trainfiles create --name NAME --batch BATCH_ID"
