@@ -35,6 +35,30 @@ def generated(folder: Path, seeds: range, **options) -> list[str]:
     return ids
 
 
+REFERENCE = ROOT.parent / "shared" / "reference" / "enriched"
+REAL = OUT / "real-shaped"
+
+
+def real_shaped(folder: Path, seeds: range) -> list[str]:
+    """Ids of conversations re-keyed from the platform's real ones (../shared/reference/
+    enriched, in turn), on disk under `folder` (made once, reused): as large and as varied as
+    the platform writes them, where generated ones are cheaper to check."""
+    import orjson
+
+    references = [orjson.loads(p.read_bytes()) for p in sorted(REFERENCE.glob("*.json"))]
+    if not references:
+        sys.exit(f"bench: no reference conversations in {REFERENCE}")
+    ids = []
+    for seed in seeds:
+        cid = generate.conversation_uuid(seed)
+        path = folder / cid / "enriched.json"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(generate.dumps(generate.rekeyed(references[seed % len(references)], seed)), encoding="utf-8")
+        ids.append(cid)
+    return ids
+
+
 def run(args: list[str], env: dict | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one process."""
     start = time.perf_counter()

@@ -7,8 +7,11 @@ alternately with its floor in fresh processes; the medians and their ratio are p
 each side's peak memory. After an add, the same number of bytes is written and fsynced on its
 own: what any durable add costs on this disk and this machine's memory at that hour.
 
-Run: .venv/bin/python bench/scale.py [--sizes 10000 30000] [--repeat 3]
-Sources (~50 KB each, like real ones) are generated once into bench/out/conversations.
+Run: .venv/bin/python bench/scale.py [--sizes 10000 30000] [--real-sizes 10000] [--repeat 3]
+Two kinds of sources, both made once under bench/out/: generated ones (~50 KB each) and
+real-shaped ones, re-keyed from the platform's real conversations in
+../shared/reference/enriched (as large and as varied as the platform writes them, and
+costlier to check than generated ones). The goals hold for both.
 """
 
 import argparse
@@ -20,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from run import OUT, ROOT, SOURCE, generated, run, tf
+from run import OUT, REAL, REFERENCE, ROOT, SOURCE, generated, real_shaped, run, tf
 
 FLOOR = [sys.executable, str(ROOT / "bench" / "floor.py")]
 SCAN_FLOOR = [sys.executable, str(ROOT / "bench" / "scan_floor.py")]
@@ -39,62 +42,73 @@ def alternate(repeat: int, ours, floor, before=None) -> tuple[tuple[float, float
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000], help="generated sources")
+    parser.add_argument("--real-sizes", type=int, nargs="*", default=[10_000], help="real-shaped sources")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    biggest = max(args.sizes)
-    ids = generated(SOURCE, range(10_001, 10_001 + biggest + 1080), target_kb=50)
     rows, disk = [], []
-    for n in args.sizes:
-        work = OUT / f"scale-{n}"
-        shutil.rmtree(work, ignore_errors=True)
-        _link(ids[:n], work / "src")  # a folder of exactly n files to scan
-        (work / "ids.txt").write_text("\n".join(ids[:n]) + "\n")
-
-        def fresh_catalog(i: int, work=work) -> None:
-            (work / "catalog.db").unlink(missing_ok=True)
-            (work / "floor.db").unlink(missing_ok=True)
-
-        scan = alternate(
-            args.repeat,
-            lambda i, work=work: [*tf(work), "conversations", "scan", str(work / "src")],
-            lambda i, work=work: [*SCAN_FLOOR, str(work / "src"), str(work / "floor.db")],
-            before=fresh_catalog,
-        )
-        rows.append((f"scan {n}", *scan, "<= 1.3x, < 150 MB"))
-        create = alternate(
-            args.repeat,
-            lambda i, work=work, n=n: [*tf(work), "create", "--name", f"c{n}-{i}", "--ids-file", str(work / "ids.txt")],
-            lambda i, work=work: [*FLOOR, str(work / "ids.txt"), str(SOURCE), str(work / f"floor-{i}")],
-            before=lambda i, work=work: subprocess.run(["sync"], check=True),
-        )
-        rows.append((f"create {n}", *create, "<= 0.8x, < 150 MB"))
-        for i in range(args.repeat):
-            shutil.rmtree(work / f"floor-{i}", ignore_errors=True)
-        if n == 10_000:
-            _link(ids[n : n + 1080], work / "extra")  # registered, untimed, for the adds
-            subprocess.run([*tf(work), "conversations", "scan", str(work / "extra")], check=True, stdout=subprocess.DEVNULL)
-            for added, start in ((80, n), (1000, n + 80)):  # different conversations each time
-                extra = work / f"add-{added}.txt"
-                extra.write_text("\n".join(ids[start : start + added]) + "\n")
-                whole = work / f"whole-{added}.txt"
-                whole.write_text("\n".join(ids[:n] + ids[start : start + added]) + "\n")
-                add = alternate(
-                    args.repeat,
-                    lambda i, extra=extra, work=work, n=n: [*tf(work), "add", f"c{n}-{i}", "--ids-file", str(extra)],
-                    lambda i, whole=whole, work=work: [*FLOOR, str(whole), str(SOURCE), str(work / "floor-add")],
-                    before=lambda i: subprocess.run(["sync"], check=True),
-                )
-                rows.append((f"add {added} to {n} (floor: re-create)", *add, "<= 0.2x" if added == 80 else "<= 0.3x"))
-                disk.append((added, n, add[0][0], durable_write(work, _version_bytes(work), args.repeat)))
-        shutil.rmtree(work, ignore_errors=True)
+    kinds = [("generated", SOURCE, args.sizes, lambda n: generated(SOURCE, range(10_001, 10_001 + n + 1080), target_kb=50))]
+    if args.real_sizes and REFERENCE.is_dir():
+        kinds.append(("real-shaped", REAL, args.real_sizes, lambda n: real_shaped(REAL, range(10_001, 10_001 + n + 1080))))
+    elif args.real_sizes:
+        print(f"bench: no {REFERENCE}: real-shaped sources left out")
+    for kind, source, sizes, make in kinds:
+        ids = make(max(sizes))
+        for n in sizes:
+            _measure(kind, source, ids, n, args.repeat, rows, disk)
     report(rows, args.repeat)
-    for added, n, seconds, (size, kept, reused) in disk:
+    for case, seconds, (size, kept, reused) in disk:
         print(
-            f"add {added} to {n}: the new version is {size / 1e6:.0f} MB; writing and fsyncing that many bytes takes "
+            f"{case}: the new version is {size / 1e6:.0f} MB; writing and fsyncing that many bytes takes "
             f"{kept:.2f} s into a new file that stays ({reused:.2f} s into pages just freed; medians of {args.repeat}), "
             f"the add {seconds:.2f} s ({seconds / kept:.2f}x the first)"
         )
+
+
+def _measure(kind: str, source: Path, ids: list[str], n: int, repeat: int, rows: list, disk: list) -> None:
+    """scan, create and (at 10,000) adds of `n` sources of `kind`, each beside its floor."""
+    work = OUT / f"scale-{kind}-{n}"
+    shutil.rmtree(work, ignore_errors=True)
+    _link(source, ids[:n], work / "src")  # a folder of exactly n files to scan
+    (work / "ids.txt").write_text("\n".join(ids[:n]) + "\n")
+
+    def fresh_catalog(i: int) -> None:
+        (work / "catalog.db").unlink(missing_ok=True)
+        (work / "floor.db").unlink(missing_ok=True)
+
+    scan = alternate(
+        repeat,
+        lambda i: [*tf(work), "conversations", "scan", str(work / "src")],
+        lambda i: [*SCAN_FLOOR, str(work / "src"), str(work / "floor.db")],
+        before=fresh_catalog,
+    )
+    rows.append((f"scan {n} {kind}", *scan, "<= 1.3x, < 150 MB"))
+    create = alternate(
+        repeat,
+        lambda i: [*tf(work), "create", "--name", f"c{n}-{i}", "--ids-file", str(work / "ids.txt")],
+        lambda i: [*FLOOR, str(work / "ids.txt"), str(source), str(work / f"floor-{i}")],
+        before=lambda i: subprocess.run(["sync"], check=True),
+    )
+    rows.append((f"create {n} {kind}", *create, "<= 0.8x, < 150 MB"))
+    for i in range(repeat):
+        shutil.rmtree(work / f"floor-{i}", ignore_errors=True)
+    if n == 10_000:
+        _link(source, ids[n : n + 1080], work / "extra")  # registered, untimed, for the adds
+        subprocess.run([*tf(work), "conversations", "scan", str(work / "extra")], check=True, stdout=subprocess.DEVNULL)
+        for added, start in ((80, n), (1000, n + 80)):  # different conversations each time
+            extra = work / f"add-{added}.txt"
+            extra.write_text("\n".join(ids[start : start + added]) + "\n")
+            whole = work / f"whole-{added}.txt"
+            whole.write_text("\n".join(ids[:n] + ids[start : start + added]) + "\n")
+            add = alternate(
+                repeat,
+                lambda i, extra=extra: [*tf(work), "add", f"c{n}-{i}", "--ids-file", str(extra)],
+                lambda i, whole=whole: [*FLOOR, str(whole), str(source), str(work / "floor-add")],
+                before=lambda i: subprocess.run(["sync"], check=True),
+            )
+            rows.append((f"add {added} to {n} {kind} (floor: re-create)", *add, "<= 0.2x" if added == 80 else "<= 0.3x"))
+            disk.append((f"add {added} to {n} {kind}", add[0][0], durable_write(work, _version_bytes(work), repeat)))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def _version_bytes(work: Path) -> int:
@@ -132,18 +146,18 @@ def durable_write(work: Path, size: int, repeat: int) -> tuple[int, float, float
     return size, statistics.median(kept), statistics.median(reused)
 
 
-def _link(ids: list[str], folder: Path) -> None:
+def _link(source: Path, ids: list[str], folder: Path) -> None:
     """A folder of these sources, linked, not copied."""
     for cid in ids:
         (folder / cid).mkdir(parents=True)
-        (folder / cid / "enriched.json").hardlink_to(SOURCE / cid / "enriched.json")
+        (folder / cid / "enriched.json").hardlink_to(source / cid / "enriched.json")
 
 
 def report(rows, repeat: int) -> None:
-    print(f"\n{'case':36} {'trainfiles':>11} {'peak MB':>8} {'floor':>9} {'peak MB':>8} {'ratio':>6}  target")
+    print(f"\n{'case':48} {'trainfiles':>11} {'peak MB':>8} {'floor':>9} {'peak MB':>8} {'ratio':>6}  target")
     for name, (ours, ours_mb), (floor, floor_mb), target in rows:
-        print(f"{name:36} {ours:>10.2f}s {ours_mb:>8.0f} {floor:>8.2f}s {floor_mb:>8.0f} {ours / floor:>6.2f}  {target}")
-    print(f"\nmedians of {repeat} alternating runs each, whole processes; sources: {SOURCE}")
+        print(f"{name:48} {ours:>10.2f}s {ours_mb:>8.0f} {floor:>8.2f}s {floor_mb:>8.0f} {ours / floor:>6.2f}  {target}")
+    print(f"\nmedians of {repeat} alternating runs each, whole processes; sources: {SOURCE} (generated), {REAL} (real-shaped)")
 
 
 if __name__ == "__main__":

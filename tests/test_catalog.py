@@ -19,7 +19,7 @@ def test_migrations_create_the_schema_once(tmp_path):
     Catalog(path).close()
     Catalog(path).close()  # reopening applies nothing twice
     db = sqlite_utils.Database(path)
-    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_pending_restores", "m003_index_of_the_store", "m004_trusted_outputs", "m005_records_read"]
+    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_pending_restores", "m003_index_of_the_store", "m004_trusted_outputs", "m005_records_read", "m006_profile_set"]
     assert set(db.table_names()) >= {"conversations", "batch_items", "files", "members", "versions", "index_state", "log_read", "bad_records"}
     assert db["files"].columns_dict["json_sha256"] is str
     assert db["members"].pks == ["file_id", "conversation_id"]

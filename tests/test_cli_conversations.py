@@ -28,6 +28,7 @@ def spill(request, monkeypatch):
 
 def test_scan_registers_every_fixture_with_derived_values(cli, spill):
     assert cli.json("conversations", "scan", FIXTURES / "conversations") == {
+        "moved": [],
         "registered": 13,
         "updated": 0,
         "invalid": [],
@@ -65,13 +66,14 @@ def test_scan_is_idempotent_and_counts_updates(cli, tmp_path, monkeypatch, batch
     monkeypatch.setattr("trainfiles.catalog.SAVE_BATCH", batch)
     folder = tmp_path / "src"
     shutil.copytree(FIXTURES / "conversations", folder)
-    assert cli.json("conversations", "scan", folder) == {"registered": 13, "updated": 0, "invalid": []}
-    assert cli.json("conversations", "scan", folder) == {"registered": 0, "updated": 0, "invalid": []}
+    assert cli.json("conversations", "scan", folder) == {"moved": [], "registered": 13, "updated": 0, "invalid": []}
+    assert cli.json("conversations", "scan", folder) == {"moved": [], "registered": 0, "updated": 0, "invalid": []}
     doc_path = folder / generate.USER_ID / generate.conversation_uuid(3) / "enriched.json"
     doc = orjson.loads(doc_path.read_bytes())
     doc["training_pairs"][0]["turn_number"] = 7
     write_json(doc_path, doc)
     assert cli.json("conversations", "scan", folder) == {
+        "moved": [],
         "registered": 0,
         "updated": 1,
         "invalid": [{"path": str(doc_path), "reason": "$.training_pairs[0].turn_number: expected 1, found 7"}],
@@ -94,6 +96,7 @@ def test_scan_keeps_a_conversation_at_the_first_path_that_holds_it(cli, tmp_path
         shutil.copy(original, copy)
     also = f"conversation {generate.conversation_uuid(2)} is also at {early}"
     assert cli.json("conversations", "scan", folder) == {
+        "moved": [],
         "registered": 13,
         "updated": 0,
         "invalid": [{"path": str(original), "reason": also}, {"path": str(late), "reason": also}],
@@ -123,6 +126,7 @@ def test_scan_bad_files_names_path_and_rule(cli, spill):
     result = cli.json("conversations", "scan", BAD)
     line, column = generate.BROKEN_JSON_AT
     assert result == {
+        "moved": [],
         "registered": 4,
         "updated": 0,
         "invalid": [
@@ -188,9 +192,9 @@ def test_scan_missing_folder_is_not_found(cli, tmp_path):
 
 
 def test_import_csv_and_jsonl_agree_and_are_idempotent(cli, tmp_path):
-    assert cli.json("conversations", "import", FIXTURES / "manifest.csv") == {"registered": 12, "updated": 0, "invalid": []}
+    assert cli.json("conversations", "import", FIXTURES / "manifest.csv") == {"missing_sources": [], "moved": [], "registered": 12, "updated": 0, "invalid": []}
     csv_records = cli.json("conversations", "list")
-    assert cli.json("conversations", "import", FIXTURES / "manifest.jsonl") == {"registered": 0, "updated": 0, "invalid": []}
+    assert cli.json("conversations", "import", FIXTURES / "manifest.jsonl") == {"missing_sources": [], "moved": [], "registered": 0, "updated": 0, "invalid": []}
     assert cli.json("conversations", "list") == csv_records
     by_id = {r["conversation_id"]: r for r in csv_records}
     seed2 = by_id[generate.conversation_uuid(2)]

@@ -11,6 +11,11 @@ from trainfiles import builder, storage
 
 EPOCH_LATER = "1764633600"  # 2025-12-02T00:00:00Z
 A = [generate.conversation_uuid(s) for s in range(1, 9)]  # batch A, all completed
+# What differs between the fixtures' two profiles, as a refusal shows it.
+PROFILE_DIFFERS = (
+    "consultant_profile differs from the file's: business: "
+    'the file\'s "Northlight Money Coachin"... | this one\'s "Harborline Wealth Partne"...'
+)
 B9, B10, B11, B12 = (generate.conversation_uuid(s) for s in (9, 10, 11, 12))
 CUSTOM = generate.conversation_uuid(13)
 OTHER_PROFILE = generate.conversation_uuid(14)
@@ -170,7 +175,7 @@ def test_skip_invalid_reports_each_reason(registered, tmp_path):
     assert rec["skipped"] == [
         {"conversation_id": B11, "reason": "status is enriched, not completed"},
         {"conversation_id": gone, "reason": f"source file not found: {missing}"},
-        {"conversation_id": OTHER_PROFILE, "reason": "consultant_profile differs from the file's"},
+        {"conversation_id": OTHER_PROFILE, "reason": PROFILE_DIFFERS},
         {"conversation_id": OTHER_VERTICAL, "reason": "vertical 'wealth_management' differs from 'financial_planning_consultant'"},
         {"conversation_id": failed, "reason": "status is validation_failed, not completed"},
     ]
@@ -209,13 +214,13 @@ def test_human_list_is_an_aligned_table(registered):
         f"wide ✓ 名前 (archived)  {other['id'][:8]}              1      4        -  1 persona, 1 arc, 1 topic    -             {other_size}  alice   1d",
     ]
     assert "\x1b[" not in out
-    # A narrow terminal keeps the columns that matter most.
+    # A narrow terminal keeps the columns that matter most, the id (prefixes are typed from it) first.
     narrow = registered("list", "--status", "all", env={"SOURCE_DATE_EPOCH": EPOCH_LATER, "COLUMNS": "70"}).stdout
     assert narrow.splitlines() == [
-        "name                    conversations  pairs  quality   jsonl  age",
-        "──────────────────────  ─────────────  ─────  ───────  ──────  ───",
-        f"dec                                 2      7     4.33  {size}   1d",
-        f"wide ✓ 名前 (archived)              1      4        -  {other_size}   1d",
+        "name                    id        conversations  pairs  quality  age",
+        "──────────────────────  ────────  ─────────────  ─────  ───────  ───",
+        f"dec                     {rec['id'][:8]}              2      7     4.33   1d",
+        f"wide ✓ 名前 (archived)  {other['id'][:8]}              1      4        -   1d",
     ]
 
 
@@ -294,7 +299,7 @@ def test_no_cap_on_conversations_per_command(cli, tmp_path):
 
 REFUSALS = [
     (["add", "taken", "--id", OTHER_PROFILE, "--id", OTHER_VERTICAL], 3,
-     f"ineligible conversations: {OTHER_PROFILE}: consultant_profile differs from the file's; "
+     f"ineligible conversations: {OTHER_PROFILE}: {PROFILE_DIFFERS}; "
      f"{OTHER_VERTICAL}: vertical 'wealth_management' differs from 'financial_planning_consultant'"),
     (["create", "--name", "x", "--id", "0a1b2c3d-1111-4222-8333-444455556666", "--id", A[0], "--id", "1a1b2c3d-1111-4222-8333-444455556666"], 4,
      "unknown conversation ids: 0a1b2c3d-1111-4222-8333-444455556666, 1a1b2c3d-1111-4222-8333-444455556666"),
@@ -304,7 +309,7 @@ REFUSALS = [
      "unknown conversation ids: 0a1b2c3d-1111-4222-8333-444455556666"),
     (["create", "--name", "x", "--id", A[0], "--id", A[1], "--id", A[0].upper()], 5, f"conversation ids given more than once: {A[0]}"),
     (["create", "--name", "x", "--id", B11, "--id", A[0]], 3, f"ineligible conversations: {B11}: status is enriched, not completed"),
-    (["create", "--name", "x", "--id", A[0], "--id", OTHER_PROFILE], 3, f"ineligible conversations: {OTHER_PROFILE}: consultant_profile differs from the file's"),
+    (["create", "--name", "x", "--id", A[0], "--id", OTHER_PROFILE], 3, f"ineligible conversations: {OTHER_PROFILE}: {PROFILE_DIFFERS}"),
     (["create", "--name", "x", "--id", OTHER_VERTICAL, "--id", A[0]], 3,
      f"ineligible conversations: {A[0]}: vertical 'financial_planning_consultant' differs from 'wealth_management'"),
     (["create", "--name", "  ", "--id", A[0]], 3, "the name must not be empty"),

@@ -88,13 +88,19 @@ def test_fitted_rows_fit_and_train_every_reply_once_whole(cli, reference_file, b
     assert len(out) > (7 if mode == "conversation" and fmt == "messages" else 19)
 
 
-def test_a_reply_that_cannot_fit_is_an_error_naming_it(cli, reference_file, bpe):
-    first = next(w for w in minimal_windows(reference_file, Tokens(str(bpe))) if w.shortest > 1024)
-    result = cli("export", "ref", "--format", "messages", "--max-tokens", 1024, "--tokenizer", bpe, "-o", "out.jsonl", code=3)
-    assert result.stderr == (
-        f"Error: conversation {first.conversation} pair {first.pair}: the reply needs {first.shortest} tokens with the "
-        "system prompt and only the last word of its user message, over --max-tokens 1024 (--skip-invalid leaves it out)\n"
+def test_every_reply_that_cannot_fit_is_named_and_nothing_is_written(cli, reference_file, bpe, tmp_path):
+    too_long = [w for w in minimal_windows(reference_file, Tokens(str(bpe))) if w.shortest > 1024]
+    assert len(too_long) == 3
+    expected = (
+        "Error: replies that need more than --max-tokens 1024 tokens with the system prompt and only the last word of their "
+        "user message: " + "; ".join(f"conversation {w.conversation} pair {w.pair} ({w.shortest} tokens)" for w in too_long)
+        + " (--skip-invalid leaves them out)\n"
     )
+    result = cli("export", "ref", "--format", "messages", "--max-tokens", 1024, "--tokenizer", bpe, "-o", "out.jsonl", code=3)
+    assert result.stderr == expected and not (tmp_path / "out.jsonl").exists()
+    # To a pipe, nothing either: the refusal comes before the first row.
+    result = cli("export", "ref", "--format", "messages", "--max-tokens", 1024, "--tokenizer", bpe, code=3)
+    assert result.stderr == expected and result.stdout_bytes == b""
 
 
 @pytest.mark.parametrize(("fmt", "mode"), SPECS)

@@ -38,6 +38,7 @@ def test_out_of_range_quality_score_is_ineligible_and_the_others_register(cli, t
     doc["training_pairs"][1]["training_metadata"]["quality_score"] = score
     bad = place(folder, 2, doc)
     assert cli.json("conversations", "scan", folder) == {
+        "moved": [],
         "registered": 2,
         "updated": 0,
         "invalid": [{"path": str(bad), "reason": f"$.training_pairs[1].training_metadata.quality_score: expected 0 to 10, found {shown}"}],
@@ -80,7 +81,7 @@ def test_csv_cell_over_the_csv_module_limit_imports(cli, tmp_path):
     batch = "b" * 200_000
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"conversation_id,batch_job_id\n{A[0]},{batch}\n")
-    assert cli.json("conversations", "import", manifest) == {"registered": 1, "updated": 0, "invalid": []}
+    assert cli.json("conversations", "import", manifest) == {"missing_sources": [], "moved": [], "registered": 1, "updated": 0, "invalid": []}
     assert cli.json("conversations", "list")[0]["batch_job_id"] == batch
 
 
@@ -175,6 +176,7 @@ def test_scan_lists_file_names_that_are_not_utf8(cli, tmp_path):
     with open(os.fsencode(folder) + b"/\xff.json", "wb") as f:
         f.write(orjson.dumps(source(2)))
     assert cli.json("conversations", "scan", folder) == {
+        "moved": [],
         "registered": 1,
         "updated": 0,
         "invalid": [{"path": f"{folder}/\\xff.json", "reason": "the path is not valid UTF-8"}],
@@ -258,6 +260,7 @@ def test_scan_skips_what_is_not_a_regular_file(cli, tmp_path):
     (folder / "zero.json").symlink_to("/dev/zero")
     place(folder, 2, source(2))
     assert cli.json("conversations", "scan", folder, env={"TRAINFILES_MAX_SOURCE_BYTES": "100"}) == {
+        "moved": [],
         "registered": 0,
         "updated": 0,
         "invalid": [
@@ -385,7 +388,7 @@ def cli_app():
 def test_bom_is_accepted_in_ids_files_and_enriched_files(cli, tmp_path):
     path = place(tmp_path / "src", 1, source(1))
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
-    assert cli.json("conversations", "scan", tmp_path / "src") == {"registered": 1, "updated": 0, "invalid": []}
+    assert cli.json("conversations", "scan", tmp_path / "src") == {"moved": [], "registered": 1, "updated": 0, "invalid": []}
     ids = tmp_path / "ids.txt"
     ids.write_bytes(b"\xef\xbb\xbf" + A[0].encode() + b"\n")
     profile = tmp_path / "profile.json"

@@ -60,7 +60,7 @@ def timed(cli, *args, **kwargs):
 
 def test_scan_and_import_read_sources_from_s3(s3, cli, tmp_path):
     scanned = cli.json("conversations", "scan", f"{SOURCES}/conversations")
-    assert scanned == {"registered": 13, "updated": 0, "invalid": []}
+    assert scanned == {"moved": [], "registered": 13, "updated": 0, "invalid": []}
     assert_paths_on_s3(cli.json("conversations", "list"))
     # The same answer as scanning the local copy, with S3 URLs for paths.
     local = cli.json("--catalog", tmp_path / "local.db", "conversations", "scan", FIXTURES / "bad")
@@ -70,7 +70,7 @@ def test_scan_and_import_read_sources_from_s3(s3, cli, tmp_path):
     # A manifest on local disk whose relative paths are under an S3 base.
     fresh = ("--catalog", tmp_path / "fresh.db")
     imported = cli.json(*fresh, "conversations", "import", FIXTURES / "manifest.csv", "--base", SOURCES)
-    assert imported == {"registered": 12, "updated": 0, "invalid": []}  # the manifest's rows
+    assert imported == {"missing_sources": [], "moved": [], "registered": 12, "updated": 0, "invalid": []}  # the manifest's rows
     assert_paths_on_s3(cli.json(*fresh, "conversations", "list"))
     rec = cli.json(*fresh, "create", "--name", "from-manifest", "--batch", generate.BATCH_A)
     assert rec["conversation_count"] == 8
@@ -79,7 +79,7 @@ def test_scan_and_import_read_sources_from_s3(s3, cli, tmp_path):
 def test_a_scan_of_more_files_than_start_worker_processes_reads_them_all(s3, cli, monkeypatch):
     # Sources on S3 are read here, whatever their number (only local ones go to workers).
     monkeypatch.setattr(workers, "PARALLEL_FROM", 5)
-    assert cli.json("conversations", "scan", f"{SOURCES}/conversations") == {"registered": 13, "updated": 0, "invalid": []}
+    assert cli.json("conversations", "scan", f"{SOURCES}/conversations") == {"moved": [], "registered": 13, "updated": 0, "invalid": []}
 
 
 def test_every_command_on_an_s3_store_matches_a_local_store(registered, s3, tmp_path):

@@ -479,6 +479,7 @@ def file_row(r: dict) -> dict:
         "human_reviewed_count": quality["human_reviewed_count"],
         "scaffolding_distribution": json.dumps(stats["scaffolding_distribution"]),
         "consultant_profile": json.dumps(f["consultant_profile"]),
+        "profile_set": bool(f.get("profile_set")),
     }
 
 

@@ -142,6 +142,8 @@ def file_fields(row: dict, profile: dict | None = None) -> dict:
         "created_at": row["created_at"],
         "last_updated": row["last_updated_at"],
         "consultant_profile": orjson.loads(row["consultant_profile"]) if profile is None else profile,
+        # Only in files made with `create --profile`: others' records stay as they were.
+        **({"profile_set": True} if row.get("profile_set") else {}),
     }
 
 

@@ -21,6 +21,11 @@ class _Group(TyperGroup):
     `--json`, also into one JSON object on stdout."""
 
     def parse_args(self, ctx, args):
+        for flag in ("--install-completion", "--show-completion"):
+            if flag in args[:-1] and not args[args.index(flag) + 1].startswith("-"):
+                # Typer takes the shell from the environment, and would install for it silently.
+                shell = args[args.index(flag) + 1]
+                raise typer.BadParameter(f"{flag} takes no shell: it is for the shell it runs in (run it from {shell})")
         return super().parse_args(ctx, arguments.relocate(args))
 
     def invoke(self, ctx):
@@ -275,6 +280,8 @@ def _report_registration(result: dict, json: bool) -> None:
         print(f"  invalid {item['path']}: {item['reason']}")
     for item in result["moved"]:
         print(f"  moved {item['conversation_id']}: from {item['from']} to {item['to']}")
+    for item in result.get("missing_sources", []):
+        print(f"  missing source of {item['conversation_id']}: {item['path']} is not there (`create` will refuse it)")
 
 
 @_command(conversations_app, "list")
@@ -352,9 +359,12 @@ def _report_file(rec: dict, json: bool) -> None:
     if json:
         _json(rec)
         return
+    from .render import file_summary, left_out
+
     for item in rec.get("skipped", []):
         _warn(f"skipped {item['conversation_id']}: {item['reason']}")
-    from .render import file_summary
+    if rec.get("skipped"):
+        _warn(left_out(rec["skipped"]))
 
     sys.stdout.write(file_summary(rec))
 

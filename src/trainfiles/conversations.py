@@ -157,22 +157,29 @@ def import_manifest(settings: Settings, manifest: str, base: str | None, allow_o
 
     from .manifest import parse_manifest
 
-    rows = parse_manifest(storage.read(manifest), manifest, anywhere if allow_outside_base else inside)
-    missing = _missing_sources(rows)
-    invalid = [{"path": rows[i]["enriched_file_path"], "reason": f"source file not found (conversation {rows[i]['conversation_id']})"} for i in missing]
-    rows = [row for i, row in enumerate(rows) if i not in missing]
-    return _save_conversations(_catalog(settings), rows, invalid)
+    rows = list(parse_manifest(storage.read(manifest), manifest, anywhere if allow_outside_base else inside))
+    result = _save_conversations(_catalog(settings), rows, [])
+    return {**result, "missing_sources": _missing_sources(rows)}
 
 
-def _missing_sources(rows: list[dict]) -> set[int]:
-    """The positions of completed rows whose enriched file is not there: registered, they
-    would only fail at `create`. One existence check per row, a few at a time."""
+def _missing_sources(rows: list[dict]) -> list[dict]:
+    """Completed rows whose enriched file is not there (registered all the same: the
+    manifest is the platform's word, and the file may come), said now rather than at
+    `create`. One existence check per row, a few at a time; a source that cannot be reached
+    is not said missing."""
     from concurrent.futures import ThreadPoolExecutor
 
-    wanted = [(i, row["enriched_file_path"]) for i, row in enumerate(rows) if row.get("enrichment_status") == "completed" and row.get("enriched_file_path")]
+    wanted = [row for row in rows if row.get("enrichment_status") == "completed" and row.get("enriched_file_path")]
     with ThreadPoolExecutor(max_workers=storage.READ_CONCURRENCY) as pool:
-        there = list(pool.map(storage.exists, (path for _, path in wanted)))
-    return {i for (i, _), found in zip(wanted, there) if not found}
+        there = list(pool.map(_there, (row["enriched_file_path"] for row in wanted)))
+    return [{"conversation_id": row["conversation_id"], "path": row["enriched_file_path"]} for row, found in zip(wanted, there) if not found]
+
+
+def _there(url: str) -> bool:
+    try:
+        return storage.exists(url)
+    except TrainfilesError:
+        return True
 
 
 def _catalog(settings: Settings) -> "Catalog":

@@ -318,3 +318,34 @@ _EXPECTED = {
     "typed_dict_type": "an object",
     "bool_type": "a boolean",
 }
+
+
+def difference(expected: Any, found: Any, path: str = "", context: int = 24) -> str:
+    """Where two JSON values first differ, and both values there, short: `core_philosophy:
+    the file's "...plan with care..." | this one's "...plan with "care"..."`."""
+    if isinstance(expected, dict) and isinstance(found, dict):
+        for key in sorted(expected.keys() | found.keys()):
+            if expected.get(key, _ABSENT) != found.get(key, _ABSENT):
+                return difference(expected.get(key, _ABSENT), found.get(key, _ABSENT), f"{path}.{key}" if path else key, context)
+    if isinstance(expected, list) and isinstance(found, list) and len(expected) == len(found):
+        for i, (a, b) in enumerate(zip(expected, found)):
+            if a != b:
+                return difference(a, b, f"{path}[{i}]", context)
+    shown = _around(expected, found, context)
+    return f"{path or 'the profile'}: the file's {shown[0]} | this one's {shown[1]}"
+
+
+_ABSENT = object()
+
+
+def _around(a: Any, b: Any, context: int) -> tuple[str, str]:
+    """Both values, strings cut to the span around their first difference."""
+    if a is _ABSENT or b is _ABSENT or not (isinstance(a, str) and isinstance(b, str)):
+        return tuple("(absent)" if v is _ABSENT else _short(orjson.dumps(v).decode(), 2 * context) for v in (a, b))
+    at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    start = max(0, at - context)
+    return tuple(("..." if start else "") + orjson.dumps(v[start : at + context]).decode() + ("..." if len(v) > at + context else "") for v in (a, b))
+
+
+def _short(text: str, most: int) -> str:
+    return text if len(text) <= most else text[:most] + "..."

@@ -109,7 +109,7 @@ def gather(
                     if found.vertical != vertical:
                         problems[cid] = (f"vertical {found.vertical!r} differs from {vertical!r}", InvalidInput)
                     elif check_profile and found.profile != profile:
-                        problems[cid] = ("consultant_profile differs from the file's", InvalidInput)
+                        problems[cid] = (f"{PROFILE_DIFFERS}: {enriched.difference(profile, found.profile)}", InvalidInput)
                     elif unrecordable := records.member_problem(found.member):
                         problems[cid] = (unrecordable, InvalidInput)
                     else:
@@ -140,6 +140,7 @@ def gather(
 
 
 RECORDS_WINDOW = 500
+PROFILE_DIFFERS = "consultant_profile differs from the file's"
 
 
 def _items(catalog: Catalog, ids: list[str], paths: list[str]) -> Iterator[examining.Item]:

@@ -249,3 +249,10 @@ def m005_records_read(db: Database) -> None:
         {"sequence": int, "file_id": str, "reason": str, "keys": str, "set_aside": bool}, pk="sequence"
     )
     db["bad_records"].create_index(["file_id"])
+
+
+@migrations()
+def m006_profile_set(db: Database) -> None:
+    # Whether the file's consultant profile was given with `create --profile`: such a file
+    # takes conversations whatever their own profile, at create and at every add.
+    db["files"].add_column("profile_set", bool, not_null_default=False)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from . import enriched
 from .errors import InvalidInput
@@ -85,6 +85,7 @@ class File(TypedDict):
     created_at: Stamp
     last_updated: Stamp
     consultant_profile: dict[str, Any] | None
+    profile_set: NotRequired[bool]
 
 
 class Quality(TypedDict):

@@ -308,3 +308,19 @@ def versions_table(versions: list[dict]) -> str:
             ]
         )
     return aligned(VERSION_COLUMNS, rows, right=frozenset({0, 5, 6}))
+
+
+# What would include conversations left out for a reason, where something would.
+LEFT_OUT_HINTS = {
+    "consultant_profile differs from the file's": "a file created with --profile FILE takes conversations whatever their profile",
+}
+
+
+def left_out(skipped: list[dict]) -> str:
+    """One line: how many `--skip-invalid` left out for each reason, and what would include them."""
+    reasons: dict[str, int] = {}
+    for item in skipped:
+        reason = item["reason"].split(": ", 1)[0]
+        reasons[reason] = reasons.get(reason, 0) + 1
+    parts = [f"{n} {reason}" + (f" ({LEFT_OUT_HINTS[reason]})" if reason in LEFT_OUT_HINTS else "") for reason, n in reasons.items()]
+    return f"left out {counted(len(skipped), 'conversation', 'conversations')}: " + "; ".join(parts)

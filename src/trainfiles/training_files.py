@@ -51,11 +51,11 @@ def create(
         gathered = gathering.gather(
             catalog, ids, skip_invalid, spool, profile=profile, vertical=None, explicit_profile=profile is not None
         )
-        committed = _commit_new(settings, catalog, file_id, name, description, target_model, gathered, spool)
+        committed = _commit_new(settings, catalog, file_id, name, description, target_model, gathered, spool, profile is not None)
     return _with_skipped(_record(settings, catalog, file_id, committed), gathered, skip_invalid)
 
 
-def _commit_new(settings, catalog, file_id, name, description, target_model, gathered, spool) -> dict:
+def _commit_new(settings, catalog, file_id, name, description, target_model, gathered, spool, profile_set: bool) -> dict:
     def build(current: dict | None, now: str) -> Draft:
         file = {
             "name": name,
@@ -67,6 +67,7 @@ def _commit_new(settings, catalog, file_id, name, description, target_model, gat
             "created_at": now,
             "last_updated": now,
             "consultant_profile": gathered.profile,
+            **({"profile_set": True} if profile_set else {}),
         }
         members = Members(_stamped(gathered.members, now, settings.user))
         composition = changes.composition(file, members, [spool])
@@ -83,7 +84,9 @@ def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) 
     _absent(catalog, row, ids)
     with outputs.spool(settings.store, row["id"]) as spool:
         profile = orjson.loads(row["consultant_profile"])
-        gathered = gathering.gather(catalog, ids, skip_invalid, spool, profile=profile, vertical=row["vertical"])
+        gathered = gathering.gather(
+            catalog, ids, skip_invalid, spool, profile=profile, vertical=row["vertical"], explicit_profile=bool(row["profile_set"])
+        )
 
         def check(current: dict | None) -> None:
             _absent(catalog, _writable(current, settings.user), ids)
