@@ -1,3 +1,32 @@
-"""trainfiles: aggregate enriched conversations into LoRA training files."""
+"""trainfiles: LoRA training files from enriched conversations, kept in a versioned store.
+
+The library is `Trainfiles` (docs/python.md); the `trainfiles` command is a layer over the same code.
+"""
 
 __version__ = "0.2.0"
+
+from .api import Registration, Trainfiles, TrainingFile, Version  # noqa: E402
+from .errors import (  # noqa: E402
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    StorageUnavailable,
+    TrainfilesError,
+    UsageError,
+)
+
+__all__ = [
+    "Conflict",
+    "InvalidInput",
+    "NotFound",
+    "PermissionDenied",
+    "Registration",
+    "StorageUnavailable",
+    "Trainfiles",
+    "TrainfilesError",
+    "TrainingFile",
+    "UsageError",
+    "Version",
+    "__version__",
+]

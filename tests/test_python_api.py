@@ -1,0 +1,57 @@
+"""The library: docs/python.md's examples run as written, and the API gives what the CLI gives."""
+
+import re
+
+import generate
+import orjson
+import pytest
+
+from conftest import FIXTURES, REFERENCE, ROOT
+from trainfiles import NotFound, Trainfiles, TrainfilesError
+
+A = [generate.conversation_uuid(s) for s in range(1, 9)]
+EXAMPLES = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "python.md").read_text(), re.S)
+
+
+def test_the_examples_of_docs_python_md_run(monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    assert len(EXAMPLES) == 4
+    for example in EXAMPLES:
+        exec(compile(example, "docs/python.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "1 4 0" and printed[1].startswith("dec-batch 1 8 ")
+    assert printed[-1] == "4 no training file with id or name 'no-such-file'"
+
+
+def test_the_api_gives_what_the_cli_gives(cli, tmp_path):
+    if not REFERENCE.is_dir():
+        pytest.skip("the platform's reference data (../shared) is not beside this checkout")
+    with Trainfiles() as tf:
+        assert tf.scan(str(REFERENCE / "enriched")).registered == 7
+        ids = [c["conversation_id"] for c in tf.conversations()]
+        f = tf.create("ref", ids=ids[:5])
+        f = f.add(ids=ids[5:])
+        assert (f.version, f.conversation_ids) == (2, ids)
+        assert tf.get(f.id[:8]).name == "ref" and [g.id for g in tf.files()] == [f.id]
+        assert [(v.version, v.operation, v.added) for v in f.log()] == [(1, "create", ids[:5]), (2, "add", ids[5:])]
+        cli("export", "ref", "--format", "jsonl", "-o", tmp_path / "cli.jsonl")
+        assert f.export("jsonl") == (tmp_path / "cli.jsonl").read_bytes()
+        cli("export", "ref", "--format", "messages", "--rows", "pair", "-o", tmp_path / "rows.jsonl")
+        assert list(f.rows("messages", "pair")) == [orjson.loads(line) for line in (tmp_path / "rows.jsonl").read_bytes().splitlines()]
+        assert f.export("json", version=1) == cli("export", "ref", "--format", "json", "--version", "1", "-o", "-").stdout_bytes
+        f = f.remove(ids=[ids[0]])
+        assert f.conversation_count == 6 and tf.verify()["ok"]
+
+
+def test_failures_are_typed(cli):
+    with Trainfiles() as tf:
+        with pytest.raises(NotFound) as missing:
+            tf.get("nothing")
+        assert missing.value.exit_code == 4
+        tf.scan(str(FIXTURES / "conversations"))
+        tf.create("dec", ids=[A[0]])
+        with pytest.raises(TrainfilesError) as taken:
+            tf.create("dec", ids=[A[1]])
+        assert (taken.value.exit_code, str(taken.value)) == (5, "a training file named 'dec' already exists")
+        with pytest.raises(TrainfilesError, match="give ids or a batch"):
+            tf.create("x")
