@@ -13,16 +13,25 @@ TRAINERS_VENV := .venv-trainers
 CHECKS := $(DEMO)/trainer-check
 TFC := $(TRAINERS_VENV)/bin/trainfiles --catalog $(CHECKS)/catalog.db --store $(CHECKS)/store --user check
 
-.PHONY: test demo bench check-trainers fixtures docs clean
+.PHONY: test test-fast lint demo bench check-trainers fixtures docs clean
 
 $(READY): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "trainfiles needs Python 3.11 or later"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,s3,lint]'
 	touch $@
 
 test: $(READY)
 	$(BIN)/python -m pytest -q
+
+# The quick part: pure and in-process tests, no live S3 server, no killed or raced processes.
+test-fast: $(READY)
+	$(BIN)/python -m pytest -q -m "not slow and not s3 and not crash"
+
+lint: $(READY)
+	$(BIN)/ruff check src tests bench tools fixtures/generate.py
+	$(BIN)/ruff format --check src tests bench tools fixtures/generate.py
+	$(BIN)/mypy
 
 demo: $(READY)
 	rm -rf $(DEMO)

@@ -21,4 +21,7 @@ with open(out / "training.jsonl", "w", encoding="utf-8") as f:
         cid = conversation["conversation_metadata"]["conversation_id"]
         for pair in conversation["training_pairs"]:
             if pair["target_response"] is not None:
-                f.write(json.dumps({"id": f"{pair['id']}_{cid[:8]}", "conversation_id": cid, **pair}, ensure_ascii=False) + "\n")
+                f.write(
+                    json.dumps({"id": f"{pair['id']}_{cid[:8]}", "conversation_id": cid, **pair}, ensure_ascii=False)
+                    + "\n"
+                )

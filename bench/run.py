@@ -54,7 +54,9 @@ def real_shaped(folder: Path, seeds: range) -> list[str]:
         path = folder / cid / "enriched.json"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(generate.dumps(generate.rekeyed(references[seed % len(references)], seed)), encoding="utf-8")
+            path.write_text(
+                generate.dumps(generate.rekeyed(references[seed % len(references)], seed)), encoding="utf-8"
+            )
         ids.append(cid)
     return ids
 
@@ -96,7 +98,15 @@ def main() -> None:
         subprocess.run([*tf(work), "conversations", "scan", str(SOURCE)], check=True, stdout=subprocess.DEVNULL)
         create = best(lambda i: [*tf(work), "create", "--name", f"c{n}-{i}", "--ids-file", str(first)])
         add = best(lambda i: [*tf(work), "add", f"c{n}-{i}", "--ids-file", str(second)])
-        plain = best(lambda i: [sys.executable, str(ROOT / "bench" / "plain.py"), str(first), str(SOURCE), str(work / f"plain-{i}")])
+        plain = best(
+            lambda i: [
+                sys.executable,
+                str(ROOT / "bench" / "plain.py"),
+                str(first),
+                str(SOURCE),
+                str(work / f"plain-{i}"),
+            ]
+        )
         rows.append((f"create from {n}", create, plain))
         rows.append((f"add {n} to {n}", add, None))
 
@@ -111,8 +121,23 @@ def main() -> None:
     if not (history / "store" / "_log").exists():
         subprocess.run([sys.executable, __file__, "populate", str(history), "--versions", *ids[:1001]], check=True)
     rebuilt = history / "rebuilt.db"
-    rebuild = [str(BIN / "trainfiles"), "--catalog", str(rebuilt), "--store", str(history / "store"), "list", "--status", "all"]
-    rows.append(("rebuild catalog: 1000 files x 3 versions", best(lambda i: rebuild, setup=lambda i: rebuilt.unlink(missing_ok=True)), None))
+    rebuild = [
+        str(BIN / "trainfiles"),
+        "--catalog",
+        str(rebuilt),
+        "--store",
+        str(history / "store"),
+        "list",
+        "--status",
+        "all",
+    ]
+    rows.append(
+        (
+            "rebuild catalog: 1000 files x 3 versions",
+            best(lambda i: rebuild, setup=lambda i: rebuilt.unlink(missing_ok=True)),
+            None,
+        )
+    )
     rows.append(("list on the rebuilt catalog (up to date)", best(lambda i: rebuild), None))
     rows.append(("list --json, 1000 files", best(lambda i: [*tf(listing), "list", "--status", "all", "--json"]), None))
     rows.append(("trainfiles --help", best(lambda i: [str(BIN / "trainfiles"), "--help"]), None))
@@ -130,10 +155,20 @@ def export_rows() -> list:
             work.mkdir(parents=True, exist_ok=True)
             (work / "ids.txt").write_text("\n".join(ids) + "\n")
             subprocess.run([*tf(work), "conversations", "scan", str(small)], check=True, stdout=subprocess.DEVNULL)
-            subprocess.run([*tf(work), "create", "--name", "big", "--ids-file", str(work / "ids.txt")], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [*tf(work), "create", "--name", "big", "--ids-file", str(work / "ids.txt")],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         for fmt in ("messages", "jsonl"):
             out = str(work / f"out.{fmt}")
-            rows.append((f"export {fmt}, {n} conversations", best(lambda i: [*tf(work), "export", "big", "--format", fmt, "--output", out]), None))
+            rows.append(
+                (
+                    f"export {fmt}, {n} conversations",
+                    best(lambda i: [*tf(work), "export", "big", "--format", fmt, "--output", out]),
+                    None,
+                )
+            )
     return rows
 
 
@@ -149,8 +184,13 @@ def populate_catalog(folder: Path, ids: list[str], versions: bool) -> None:
     for i, cid in enumerate(ids[:1000]):
         name = f"file-{i:04d}"
         training_files.create(
-            settings, name=name, description=None, target_model=None,
-            profile_file=None, selection=training_files.Selection(ids=[cid]), skip_invalid=False,
+            settings,
+            name=name,
+            description=None,
+            target_model=None,
+            profile_file=None,
+            selection=training_files.Selection(ids=[cid]),
+            skip_invalid=False,
         )
         if versions:
             training_files.add(settings, name, training_files.Selection(ids=[ids[1000]]), skip_invalid=False)

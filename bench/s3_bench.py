@@ -29,8 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "fixtures"), str(ROOT / "tests")]
 
-import generate  # noqa: E402
 import s3fs  # noqa: E402
+
+import generate  # noqa: E402
 from s3server import S3Server  # noqa: E402
 
 N = 1000

@@ -37,7 +37,10 @@ def alternate(repeat: int, ours, floor, before=None) -> tuple[tuple[float, float
             before(i)
         a.append(run(ours(i)))
         b.append(run(floor(i)))
-    return (statistics.median(t for t, _ in a), max(m for _, m in a)), (statistics.median(t for t, _ in b), max(m for _, m in b))
+    return (statistics.median(t for t, _ in a), max(m for _, m in a)), (
+        statistics.median(t for t, _ in b),
+        max(m for _, m in b),
+    )
 
 
 def main() -> None:
@@ -47,9 +50,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     rows, disk = [], []
-    kinds = [("generated", SOURCE, args.sizes, lambda n: generated(SOURCE, range(10_001, 10_001 + n + 1080), target_kb=50))]
+    kinds = [
+        ("generated", SOURCE, args.sizes, lambda n: generated(SOURCE, range(10_001, 10_001 + n + 1080), target_kb=50))
+    ]
     if args.real_sizes and REFERENCE.is_dir():
-        kinds.append(("real-shaped", REAL, args.real_sizes, lambda n: real_shaped(REAL, range(10_001, 10_001 + n + 1080))))
+        kinds.append(
+            ("real-shaped", REAL, args.real_sizes, lambda n: real_shaped(REAL, range(10_001, 10_001 + n + 1080)))
+        )
     elif args.real_sizes:
         print(f"bench: no {REFERENCE}: real-shaped sources left out")
     for kind, source, sizes, make in kinds:
@@ -106,7 +113,9 @@ def _measure(kind: str, source: Path, ids: list[str], n: int, repeat: int, rows:
                 lambda i, whole=whole: [*FLOOR, str(whole), str(source), str(work / "floor-add")],
                 before=lambda i: subprocess.run(["sync"], check=True),
             )
-            rows.append((f"add {added} to {n} {kind} (floor: re-create)", *add, "<= 0.2x" if added == 80 else "<= 0.3x"))
+            rows.append(
+                (f"add {added} to {n} {kind} (floor: re-create)", *add, "<= 0.2x" if added == 80 else "<= 0.3x")
+            )
             disk.append((f"add {added} to {n} {kind}", add[0][0], durable_write(work, _version_bytes(work), repeat)))
     shutil.rmtree(work, ignore_errors=True)
 
@@ -156,8 +165,12 @@ def _link(source: Path, ids: list[str], folder: Path) -> None:
 def report(rows, repeat: int) -> None:
     print(f"\n{'case':48} {'trainfiles':>11} {'peak MB':>8} {'floor':>9} {'peak MB':>8} {'ratio':>6}  target")
     for name, (ours, ours_mb), (floor, floor_mb), target in rows:
-        print(f"{name:48} {ours:>10.2f}s {ours_mb:>8.0f} {floor:>8.2f}s {floor_mb:>8.0f} {ours / floor:>6.2f}  {target}")
-    print(f"\nmedians of {repeat} alternating runs each, whole processes; sources: {SOURCE} (generated), {REAL} (real-shaped)")
+        print(
+            f"{name:48} {ours:>10.2f}s {ours_mb:>8.0f} {floor:>8.2f}s {floor_mb:>8.0f} {ours / floor:>6.2f}  {target}"
+        )
+    print(
+        f"\nmedians of {repeat} alternating runs each, whole processes; sources: {SOURCE} (generated), {REAL} (real-shaped)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,17 +1,18 @@
 """Shared test set-up: isolated settings, a CLI runner, paths to fixtures and reference data."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+import hypothesis
 import orjson
 import pytest
 import s3fs
 from typer.testing import CliRunner
 
-from s3server import S3Server
 from trainfiles.cli import app
+
+from s3server import S3Server
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures"
@@ -19,19 +20,32 @@ FIXTURES = ROOT / "fixtures"
 
 def _shared() -> Path:
     """The platform's shared contracts and reference data: TRAINFILES_SHARED, else `shared/`
-    beside this checkout (as in CI), else beside the checkout this one was cloned from."""
-    if os.environ.get("TRAINFILES_SHARED"):
-        return Path(os.environ["TRAINFILES_SHARED"])
-    beside = ROOT.parent / "shared"
-    origin = subprocess.run(
-        ["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"], capture_output=True, text=True
-    ).stdout.strip()
-    if beside.is_dir() or not origin or "://" in origin:
-        return beside
-    return Path(origin).resolve().parent / "shared"
+    beside this checkout (as in CI)."""
+    return Path(os.environ.get("TRAINFILES_SHARED") or ROOT.parent / "shared")
 
 
 REFERENCE = _shared() / "reference"
+NO_REFERENCE = f"the platform's reference data is not at {REFERENCE} (beside the checkout in CI; TRAINFILES_SHARED points elsewhere)"
+
+
+def require_reference() -> None:
+    """Skip, saying why, a test that needs the platform's reference data where it is absent."""
+    if not REFERENCE.is_dir():
+        pytest.skip(NO_REFERENCE)
+
+
+# Never a Hypothesis database in the checkout.
+hypothesis.settings.register_profile("trainfiles", database=None)
+hypothesis.settings.load_profile("trainfiles")
+
+
+def pytest_collection_modifyitems(items):
+    """`s3` on every test of the live S3 server (its fixture, or a store parametrized "s3"),
+    for `make test-fast` to leave out with `slow` and `crash`."""
+    for item in items:
+        if "s3" in item.fixturenames or "[s3" in item.nodeid or "-s3]" in item.nodeid:
+            item.add_marker(pytest.mark.s3)
+
 
 sys.path.insert(0, str(FIXTURES))
 
@@ -108,7 +122,13 @@ KEY_ID = "AKIATESTINGONLY00000"
 SECRET = "testing-secret-never-printed"
 # Short bounds keep the fault tests fast; storage.py notes what the defaults take.
 FAST = {
-    "s3": {"config_kwargs": {"connect_timeout": 1, "read_timeout": 2, "retries": {"total_max_attempts": 2, "mode": "standard"}}}
+    "s3": {
+        "config_kwargs": {
+            "connect_timeout": 1,
+            "read_timeout": 2,
+            "retries": {"total_max_attempts": 2, "mode": "standard"},
+        }
+    }
 }
 BOUND = 5  # seconds a failing command may take with FAST
 REFUSED = "Could not connect to the endpoint URL"

@@ -36,9 +36,7 @@ class S3Server:
         self.endpoint = f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self._server = make_server(
-            "127.0.0.1", self.port, self._app, threaded=True, request_handler=MotoRequestHandler
-        )
+        self._server = make_server("127.0.0.1", self.port, self._app, threaded=True, request_handler=MotoRequestHandler)
         self.port = self._server.port
         # A short poll makes stop() quick; the default waits up to half a second.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)

@@ -81,7 +81,14 @@ def test_entry_without_batch_or_input_parameters_falls_back_to_first_pair():
     entry = builder.conversation_entry({**MEMBER, "batch_job_id": None, "persona_key": None}, doc)
     meta = entry["conversation_metadata"]
     assert "batch_id" not in meta
-    assert list(meta) == ["conversation_id", "source_file", "created_date", "total_turns", "quality_tier", "scaffolding"]
+    assert list(meta) == [
+        "conversation_id",
+        "source_file",
+        "created_date",
+        "total_turns",
+        "quality_tier",
+        "scaffolding",
+    ]
     assert meta["scaffolding"] == {
         "persona_key": "anxious_planner",
         "persona_name": "Ana → Ávila",
@@ -94,9 +101,30 @@ def test_entry_without_batch_or_input_parameters_falls_back_to_first_pair():
 
 def test_statistics_exact_from_members():
     members = [
-        {"quality_score": 4.55, "human_reviewed": True, "persona_key": "a", "emotional_arc_key": "x", "topic_key": "t", "training_pairs": 8},
-        {"quality_score": 2.8, "human_reviewed": False, "persona_key": "b", "emotional_arc_key": "x", "topic_key": "t", "training_pairs": 5},
-        {"quality_score": None, "human_reviewed": True, "persona_key": "a", "emotional_arc_key": "y", "topic_key": "t", "training_pairs": 3},
+        {
+            "quality_score": 4.55,
+            "human_reviewed": True,
+            "persona_key": "a",
+            "emotional_arc_key": "x",
+            "topic_key": "t",
+            "training_pairs": 8,
+        },
+        {
+            "quality_score": 2.8,
+            "human_reviewed": False,
+            "persona_key": "b",
+            "emotional_arc_key": "x",
+            "topic_key": "t",
+            "training_pairs": 5,
+        },
+        {
+            "quality_score": None,
+            "human_reviewed": True,
+            "persona_key": "a",
+            "emotional_arc_key": "y",
+            "topic_key": "t",
+            "training_pairs": 3,
+        },
     ]
     assert builder.statistics(members) == {
         "total_conversations": 3,
@@ -197,7 +225,14 @@ def test_render_jsonl_header_and_rows():
 
 @pytest.mark.parametrize(
     ("score", "expected"),
-    [(None, "experimental"), (4.5, "seed_dataset"), (4.49, "production"), (3.5, "production"), (2.5, "experimental"), (2.49, "rejected")],
+    [
+        (None, "experimental"),
+        (4.5, "seed_dataset"),
+        (4.49, "production"),
+        (3.5, "production"),
+        (2.5, "experimental"),
+        (2.49, "rejected"),
+    ],
 )
 def test_tier(score, expected):
     assert tier(score) == expected
@@ -211,18 +246,28 @@ def test_round2_half_up_on_the_decimal_value(value, expected):
 def test_the_json_in_pieces_is_byte_for_byte_what_orjson_writes_for_the_whole_document():
     """Head, entries and tail: the streaming writer's pieces, on tricky values and the real
     reference conversations (nested lists, newlines in strings, empty maps, unicode)."""
-    from conftest import REFERENCE
+    from conftest import REFERENCE, require_reference
+
+    require_reference()
 
     docs = [document()] + [orjson.loads(p.read_bytes()) for p in sorted((REFERENCE / "enriched").glob("*.json"))]
     entries = [builder.conversation_entry({"conversation_id": CID, "quality_score": 4.2}, d) for d in docs]
-    profile = {"name": "Elena", "empty": {}, "list": [], "text": "line\nnext \u2028 \"quoted\""}
+    profile = {"name": "Elena", "empty": {}, "list": [], "text": 'line\nnext \u2028 "quoted"'}
     doc = builder.build_document(
-        name="dec", created="2025-12-01T00:00:00Z", updated="2025-12-02T00:00:00Z", target_model=None,
-        vertical="fp", profile=profile, conversations=entries, stats=builder.statistics([]),
+        name="dec",
+        created="2025-12-01T00:00:00Z",
+        updated="2025-12-02T00:00:00Z",
+        target_model=None,
+        vertical="fp",
+        profile=profile,
+        conversations=entries,
+        stats=builder.statistics([]),
     )
     whole = orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     assert builder.render_json(doc) == whole
     head = builder.json_head(doc["training_file_metadata"], profile)
     assert whole.startswith(head) and whole.endswith(builder.JSON_TAIL)
-    assert whole[len(head) : -len(builder.JSON_TAIL)] == builder.JSON_SEPARATOR.join(builder.json_entry(e) for e in entries)
+    assert whole[len(head) : -len(builder.JSON_TAIL)] == builder.JSON_SEPARATOR.join(
+        builder.json_entry(e) for e in entries
+    )
     assert whole.count(builder.JSON_ENTRIES_START) == 1

@@ -123,7 +123,14 @@ def test_header_is_what_the_hub_reads():
 
 def test_license_language_format_and_fitted_rows_are_stated():
     card = dataset_card(
-        RECORD, {"train": "train-0a1b2c3d.jsonl"}, rows=3, fmt="sharegpt", mode="pair", license="cc-by-4.0", language="en", max_tokens=1024
+        RECORD,
+        {"train": "train-0a1b2c3d.jsonl"},
+        rows=3,
+        fmt="sharegpt",
+        mode="pair",
+        license="cc-by-4.0",
+        language="en",
+        max_tokens=1024,
     )
     meta = header(card)
     assert meta["license"] == "cc-by-4.0" and meta["language"] == ["en"]

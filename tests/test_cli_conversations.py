@@ -3,13 +3,14 @@
 import shutil
 import sqlite3
 
-import generate
 import orjson
 import pytest
 
-from conftest import FIXTURES, REFERENCE, snapshot, write_json
 from trainfiles.catalog import SAVE_BATCH
 from trainfiles.conversations import NO_ID
+
+import generate
+from conftest import FIXTURES, REFERENCE, require_reference, snapshot, write_json
 
 BAD = FIXTURES / "bad"
 
@@ -130,7 +131,10 @@ def test_scan_bad_files_names_path_and_rule(cli, spill):
         "registered": 4,
         "updated": 0,
         "invalid": [
-            {"path": str(BAD / "broken.json"), "reason": f"not valid JSON: unexpected character, expected a JSON value at line {line}, column {column}; {NO_ID}"},
+            {
+                "path": str(BAD / "broken.json"),
+                "reason": f"not valid JSON: unexpected character, expected a JSON value at line {line}, column {column}; {NO_ID}",
+            },
             {"path": str(BAD / "missing-profile.json"), "reason": "$.consultant_profile: required field missing"},
             {
                 "path": str(BAD / "mistyped.json"),
@@ -139,7 +143,10 @@ def test_scan_bad_files_names_path_and_rule(cli, spill):
             },
             {"path": str(BAD / "no-target.json"), "reason": "$.training_pairs: no pair has a target_response"},
             {"path": str(BAD / "not-object.json"), "reason": f"$: expected a JSON object, found an array; {NO_ID}"},
-            {"path": str(BAD / "raw.json"), "reason": f"$: a raw conversation (`turns`), not an enriched file; {NO_ID}"},
+            {
+                "path": str(BAD / "raw.json"),
+                "reason": f"$: a raw conversation (`turns`), not an enriched file; {NO_ID}",
+            },
             {"path": str(BAD / "turn-gap.json"), "reason": "$.training_pairs[2].turn_number: expected 3, found 4"},
         ],
     }
@@ -148,11 +155,14 @@ def test_scan_bad_files_names_path_and_rule(cli, spill):
 
 
 def test_scan_reference_refuses_legacy_and_bad(cli):
+    require_reference()
     result = cli.json("conversations", "scan", REFERENCE)
     assert result["registered"] == 7
     reasons = {item["path"].split("reference/")[1]: item["reason"] for item in result["invalid"]}
     assert "at line 420, column 52; no conversation id" in reasons["bad/convo-10-broken-json.json"]
-    assert reasons["bad/raw-not-enriched.json"].startswith("$: a raw conversation (`turns`), not an enriched file; no conversation id")
+    assert reasons["bad/raw-not-enriched.json"].startswith(
+        "$: a raw conversation (`turns`), not an enriched file; no conversation id"
+    )
     legacy = [k for k in reasons if k.startswith("legacy-v3/")]
     assert len(legacy) == 9
     assert all("no v4 scaffolding" in reasons[k] for k in legacy)
@@ -192,9 +202,21 @@ def test_scan_missing_folder_is_not_found(cli, tmp_path):
 
 
 def test_import_csv_and_jsonl_agree_and_are_idempotent(cli, tmp_path):
-    assert cli.json("conversations", "import", FIXTURES / "manifest.csv") == {"missing_sources": [], "moved": [], "registered": 12, "updated": 0, "invalid": []}
+    assert cli.json("conversations", "import", FIXTURES / "manifest.csv") == {
+        "missing_sources": [],
+        "moved": [],
+        "registered": 12,
+        "updated": 0,
+        "invalid": [],
+    }
     csv_records = cli.json("conversations", "list")
-    assert cli.json("conversations", "import", FIXTURES / "manifest.jsonl") == {"missing_sources": [], "moved": [], "registered": 0, "updated": 0, "invalid": []}
+    assert cli.json("conversations", "import", FIXTURES / "manifest.jsonl") == {
+        "missing_sources": [],
+        "moved": [],
+        "registered": 0,
+        "updated": 0,
+        "invalid": [],
+    }
     assert cli.json("conversations", "list") == csv_records
     by_id = {r["conversation_id"]: r for r in csv_records}
     seed2 = by_id[generate.conversation_uuid(2)]
@@ -206,7 +228,9 @@ def test_import_csv_and_jsonl_agree_and_are_idempotent(cli, tmp_path):
     assert by_id[generate.conversation_uuid(11)]["enrichment_status"] == "enriched"
     assert by_id[generate.conversation_uuid(12)]["enriched_file_path"] is None
     batch_b = cli.json("conversations", "list", "--batch", generate.BATCH_B)
-    assert sorted(r["conversation_id"] for r in batch_b) == sorted(generate.conversation_uuid(s) for s in (9, 10, 11, 12))
+    assert sorted(r["conversation_id"] for r in batch_b) == sorted(
+        generate.conversation_uuid(s) for s in (9, 10, 11, 12)
+    )
 
 
 def test_manifest_values_win_over_scanned_ones(cli):
@@ -316,7 +340,10 @@ def test_bad_settings_are_clear_errors(cli, tmp_path):
     assert result.stderr.startswith(f"Error: catalog {blocker / 'c.db'}: ")
     # Read where a URL goes through fsspec; plain local paths need no options.
     result = cli("conversations", "scan", "s3://bucket/enriched", code=3, env={"TRAINFILES_STORAGE_OPTIONS": "[]"})
-    assert result.stderr == 'Error: TRAINFILES_STORAGE_OPTIONS must be a JSON object of objects, e.g. {"s3": {"profile": "ci"}}\n'
+    assert (
+        result.stderr
+        == 'Error: TRAINFILES_STORAGE_OPTIONS must be a JSON object of objects, e.g. {"s3": {"profile": "ci"}}\n'
+    )
     cli("conversations", "scan", FIXTURES / "conversations", env={"TRAINFILES_STORAGE_OPTIONS": "[]"})
 
 

@@ -4,15 +4,16 @@ completion, through the CLI runner: the command line as a new user meets it."""
 import types
 import uuid
 
-import generate
 import orjson
 import pytest
-
 from typer.main import get_command
 
-from conftest import FIXTURES, reference_tool
-from trainfiles import __version__, cli as cli_module, training_files
+from trainfiles import __version__, training_files
+from trainfiles import cli as cli_module
 from trainfiles.cli import app
+
+import generate
+from conftest import FIXTURES, reference_tool
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]
 EPOCH_LATER = "1764633600"  # 2025-12-02T00:00:00Z
@@ -102,16 +103,32 @@ def test_version(cli):
 
 
 USAGE_ERRORS = [
-    (["export", "dec", "--format", "csv"],
-     "Invalid value for '--format': 'csv' is not one of: json, jsonl, messages, prompt-completion, sharegpt, alpaca, card"),
-    (["list", "--status", "deleted"], "Invalid value for '--status': 'deleted' is not one of: active, archived, processing, failed, all"),
-    (["conversations", "list", "--status", "done"],
-     "Invalid value for '--status': 'done' is not one of: not_started, validation_failed, validated, "
-     "enrichment_in_progress, enriched, normalization_failed, completed"),
+    (
+        ["export", "dec", "--format", "csv"],
+        "Invalid value for '--format': 'csv' is not one of: json, jsonl, messages, prompt-completion, sharegpt, alpaca, card",
+    ),
+    (
+        ["list", "--status", "deleted"],
+        "Invalid value for '--status': 'deleted' is not one of: active, archived, processing, failed, all",
+    ),
+    (
+        ["conversations", "list", "--status", "done"],
+        "Invalid value for '--status': 'done' is not one of: not_started, validation_failed, validated, "
+        "enrichment_in_progress, enriched, normalization_failed, completed",
+    ),
     (["export", "dec", "--rows", "turn"], "Invalid value for '--rows': 'turn' is not one of: conversation, pair"),
-    (["export", "dec", "--url", "--expires", "0"], "Invalid value for '--expires': expected a whole number from 1 to 604800, got '0'"),
-    (["export", "dec", "--version", "two"], "Invalid value for '--version': expected a whole number 1 or more, got 'two'"),
-    (["check", "dec", "--max-tokens", "-3"], "Invalid value for '--max-tokens': expected a whole number 1 or more, got '-3'"),
+    (
+        ["export", "dec", "--url", "--expires", "0"],
+        "Invalid value for '--expires': expected a whole number from 1 to 604800, got '0'",
+    ),
+    (
+        ["export", "dec", "--version", "two"],
+        "Invalid value for '--version': expected a whole number 1 or more, got 'two'",
+    ),
+    (
+        ["check", "dec", "--max-tokens", "-3"],
+        "Invalid value for '--max-tokens': expected a whole number 1 or more, got '-3'",
+    ),
     (["restore", "dec", "--version", "0"], "Invalid value for '--version': expected a whole number 1 or more, got '0'"),
     (["gc", "--keep", "1.5"], "Invalid value for '--keep': expected a whole number 1 or more, got '1.5'"),
     (["gc", "--min-age", "soon"], "Invalid value for '--min-age': expected a number of seconds, 0 or more, got 'soon'"),
@@ -119,7 +136,9 @@ USAGE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(("args", "message"), USAGE_ERRORS, ids=[" ".join(a[:2]) + f"-{i}" for i, (a, _) in enumerate(USAGE_ERRORS)])
+@pytest.mark.parametrize(
+    ("args", "message"), USAGE_ERRORS, ids=[" ".join(a[:2]) + f"-{i}" for i, (a, _) in enumerate(USAGE_ERRORS)]
+)
 def test_usage_errors_in_our_words(cli, args, message):
     stderr = cli(*args, code=2).stderr
     assert stderr.endswith(f"\nError: {message}\n"), stderr
@@ -130,9 +149,10 @@ def test_choices_take_any_case(registered):
     registered("create", "--name", "dec", "--id", A[0])
     jsonl = registered("export", "dec", "--format", "jsonl").stdout_bytes
     assert registered("export", "dec", "--format", "JSONL").stdout_bytes == jsonl
-    assert registered("export", "dec", "--format", "Messages", "--rows", "PAIR").stdout == registered(
-        "export", "dec", "--format", "messages", "--rows", "pair"
-    ).stdout
+    assert (
+        registered("export", "dec", "--format", "Messages", "--rows", "PAIR").stdout
+        == registered("export", "dec", "--format", "messages", "--rows", "pair").stdout
+    )
     registered("archive", "dec")
     assert [r["name"] for r in registered.json("list", "--status", "ARCHIVED")] == ["dec"]
 
@@ -226,8 +246,12 @@ def test_unknown_and_ambiguous_conversation_prefixes(registered, tmp_path):
     assert registered("create", "--name", "x", "--id", "ffff1234", "--id", A[0], code=4).stderr == (
         "Error: unknown conversation ids: ffff1234\n"
     )
-    assert registered("conversations", "show", "abcd", code=5).stderr.startswith("Error: ambiguous conversation id prefix: 'abcd' starts ")
-    assert registered("conversations", "show", "ffff1234", code=4).stderr == "Error: unknown conversation id: ffff1234\n"
+    assert registered("conversations", "show", "abcd", code=5).stderr.startswith(
+        "Error: ambiguous conversation id prefix: 'abcd' starts "
+    )
+    assert (
+        registered("conversations", "show", "ffff1234", code=4).stderr == "Error: unknown conversation id: ffff1234\n"
+    )
 
 
 # conversations list and show
@@ -235,7 +259,18 @@ def test_unknown_and_ambiguous_conversation_prefixes(registered, tmp_path):
 
 def test_conversations_list_shows_the_source(registered):
     out = registered("conversations", "list", "--batch", generate.BATCH_B).stdout.splitlines()
-    assert out[0].split() == ["conversation_id", "status", "batch", "persona", "arc", "topic", "quality", "reviewed", "created", "source"]
+    assert out[0].split() == [
+        "conversation_id",
+        "status",
+        "batch",
+        "persona",
+        "arc",
+        "topic",
+        "quality",
+        "reviewed",
+        "created",
+        "source",
+    ]
     b9 = generate.conversation_uuid(9)
     source = FIXTURES / "conversations" / generate.USER_ID / b9 / "enriched.json"
     assert any(line.startswith(b9) and line.endswith(str(source)) for line in out)
@@ -245,7 +280,7 @@ def test_conversations_list_as_csv_tsv_and_json_lines(cli, tmp_path):
     manifest = tmp_path / "one.csv"
     manifest.write_text(
         "conversation_id,enrichment_status,enriched_file_path,quality_score,human_reviewed\n"
-        "abcd0000-0000-4000-8000-000000000001,completed,\"a, b.json\",4.5,yes\n"
+        'abcd0000-0000-4000-8000-000000000001,completed,"a, b.json",4.5,yes\n'
     )
     cli("conversations", "import", manifest)
     rec = cli.json("conversations", "list")[0]
@@ -310,9 +345,26 @@ def test_conversations_show(registered):
 
 
 def test_show_names_description_target_model_and_rows(registered):
-    registered("create", "--name", "dec", "--id", A[1], "--id", A[5], "--description", "December", "--target-model", "llama-3.1-8b")
+    registered(
+        "create",
+        "--name",
+        "dec",
+        "--id",
+        A[1],
+        "--id",
+        A[5],
+        "--description",
+        "December",
+        "--target-model",
+        "llama-3.1-8b",
+    )
     rec = registered.json("show", "dec")
-    assert (rec["description"], rec["target_model"], rec["total_training_pairs"], rec["jsonl_rows"]) == ("December", "llama-3.1-8b", 7, 3)
+    assert (rec["description"], rec["target_model"], rec["total_training_pairs"], rec["jsonl_rows"]) == (
+        "December",
+        "llama-3.1-8b",
+        7,
+        3,
+    )
     lines = registered("show", "dec").stdout.splitlines()
     assert lines[3:9] == [
         "version           1",
@@ -325,7 +377,10 @@ def test_show_names_description_target_model_and_rows(registered):
 
 
 def test_an_empty_list_says_what_to_do(registered):
-    assert registered("list").stdout == "No training files yet. Create one with: trainfiles create --name NAME --batch BATCH_ID\n"
+    assert (
+        registered("list").stdout
+        == "No training files yet. Create one with: trainfiles create --name NAME --batch BATCH_ID\n"
+    )
     assert registered("list", "--json").stdout == "[]\n"
     assert registered("list", "--csv").stdout == ""
     registered("create", "--name", "dec", "--id", A[0])
@@ -346,7 +401,9 @@ def test_an_empty_conversations_list_says_what_to_do(cli):
 
 def test_list_filters_by_creator_and_status(registered):
     registered("create", "--name", "mine", "--id", A[0])
-    registered("create", "--name", "bobs", "--id", A[1], env={"TRAINFILES_USER": "bob", "SOURCE_DATE_EPOCH": EPOCH_LATER})
+    registered(
+        "create", "--name", "bobs", "--id", A[1], env={"TRAINFILES_USER": "bob", "SOURCE_DATE_EPOCH": EPOCH_LATER}
+    )
     registered("create", "--name", "old", "--id", A[2], env={"TRAINFILES_USER": "bob"})
     registered("archive", "old", env={"TRAINFILES_USER": "bob"})
     assert [r["name"] for r in registered.json("list")] == ["bobs", "mine"]
@@ -355,7 +412,7 @@ def test_list_filters_by_creator_and_status(registered):
 
 
 def test_list_as_csv_tsv_and_json_lines(registered):
-    rec = registered.json("create", "--name", "dec, \"quoted\"", "--id", A[1], "--description", "two\tcells")
+    rec = registered.json("create", "--name", 'dec, "quoted"', "--id", A[1], "--description", "two\tcells")
     header = list(rec)
     values = [str(v) if not isinstance(v, (dict, type(None))) else "" for v in rec.values()]
     values[header.index("scaffolding_distribution")] = orjson.dumps(rec["scaffolding_distribution"]).decode()
@@ -370,7 +427,9 @@ def test_list_as_csv_tsv_and_json_lines(registered):
 def test_list_summarises_the_scaffolding_distribution(registered):
     rec = registered.json("create", "--name", "dec", "--batch", generate.BATCH_A)
     dist = rec["scaffolding_distribution"]
-    summary = f"{len(dist['personas'])} personas, {len(dist['emotional_arcs'])} arcs, {len(dist['training_topics'])} topics"
+    summary = (
+        f"{len(dist['personas'])} personas, {len(dist['emotional_arcs'])} arcs, {len(dist['training_topics'])} topics"
+    )
     header, _, row = registered("list").stdout.splitlines()
     cell = row[header.index("scaffolding") : header.index("target model")].strip()
     assert cell == summary == "4 personas, 4 arcs, 5 topics"

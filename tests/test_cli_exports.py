@@ -2,12 +2,13 @@
 
 import hashlib
 
-import generate
 import orjson
 import pytest
 
-from conftest import FIXTURES, REFERENCE, write_json
 from trainfiles import trainer_formats
+
+import generate
+from conftest import FIXTURES, REFERENCE, require_reference, write_json
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]
 
@@ -15,6 +16,7 @@ A = [generate.conversation_uuid(s) for s in range(1, 9)]
 @pytest.fixture
 def reference_file(cli):
     """A training file of the 7 real reference conversations, in a known order."""
+    require_reference()
     cli("conversations", "scan", REFERENCE / "enriched")
     ids = [r["conversation_id"] for r in cli.json("conversations", "list")]
     return cli.json("create", "--name", "ref", *[f"--id={i}" for i in ids])
@@ -29,7 +31,10 @@ def stored_rows(rec) -> list[dict]:
     return lines(open(rec["jsonl_file_path"], "rb").read())
 
 
-@pytest.mark.parametrize(("fmt", "mode"), [("messages", None), ("messages", "pair"), ("prompt-completion", None), ("sharegpt", None), ("alpaca", "pair")])
+@pytest.mark.parametrize(
+    ("fmt", "mode"),
+    [("messages", None), ("messages", "pair"), ("prompt-completion", None), ("sharegpt", None), ("alpaca", "pair")],
+)
 def test_trainer_export_is_the_formats_rows_of_the_stored_jsonl(cli, reference_file, fmt, mode):
     args = ["export", "ref", "--format", fmt] + (["--rows", mode] if mode else [])
     rows = lines(cli(*args).stdout_bytes)
@@ -67,7 +72,9 @@ def test_with_metadata_carries_ids_scaffolding_and_recorded_quality(cli):
 def test_export_to_a_file(cli, reference_file, tmp_path):
     (tmp_path / "out").mkdir()
     cli("export", "ref", "--format", "sharegpt", "--output", tmp_path / "out" / "sharegpt.jsonl")
-    assert (tmp_path / "out" / "sharegpt.jsonl").read_bytes() == cli("export", "ref", "--format", "sharegpt").stdout_bytes
+    assert (tmp_path / "out" / "sharegpt.jsonl").read_bytes() == cli(
+        "export", "ref", "--format", "sharegpt"
+    ).stdout_bytes
 
 
 def test_split_is_by_conversation_and_stable_as_the_file_grows(cli, tmp_path):
@@ -75,11 +82,26 @@ def test_split_is_by_conversation_and_stable_as_the_file_grows(cli, tmp_path):
     cli("create", "--name", "dec", *[f"--id={c}" for c in A[:4]])
     result = cli("export", "dec", "--format", "messages", "--split", "validation=0.5", "--output-dir", tmp_path / "v1")
     sides = {side: lines(split_file(tmp_path / "v1", side).read_bytes()) for side in ("train", "validation")}
-    names = ", ".join(["README.md", *(split_file(tmp_path / "v1", side).name for side in sides), "dataset_info.json", "axolotl.yaml"])
-    assert result.stderr == f"train {len(sides['train'])} rows, validation {len(sides['validation'])} rows in {tmp_path / 'v1'}: {names}\n"
+    names = ", ".join(
+        ["README.md", *(split_file(tmp_path / "v1", side).name for side in sides), "dataset_info.json", "axolotl.yaml"]
+    )
+    assert (
+        result.stderr
+        == f"train {len(sides['train'])} rows, validation {len(sides['validation'])} rows in {tmp_path / 'v1'}: {names}\n"
+    )
     assert len(sides["train"]) + len(sides["validation"]) == 4
     cli("add", "dec", *[f"--id={c}" for c in A[4:]])
-    cli("export", "dec", "--format", "messages", "--split", "validation=0.5", "--output-dir", tmp_path / "v2", "--with-metadata")
+    cli(
+        "export",
+        "dec",
+        "--format",
+        "messages",
+        "--split",
+        "validation=0.5",
+        "--output-dir",
+        tmp_path / "v2",
+        "--with-metadata",
+    )
     grown = {side: lines(split_file(tmp_path / "v2", side).read_bytes()) for side in ("train", "validation")}
     ids = {side: {row["metadata"]["conversation_id"] for row in rows} for side, rows in grown.items()}
     assert not ids["train"] & ids["validation"]
@@ -115,7 +137,9 @@ def test_check_passes_clean_data_and_reports_loss_tokens_per_mode(cli, reference
     assert report["tokenizer"] == "estimate: ceil(chars/4)"
     by_mode = report["loss_tokens_by_mode"]
     assert set(by_mode) == {"conversation", "pair"} and by_mode["pair"] > 2 * by_mode["conversation"]
-    human = [line.rstrip() for line in cli("check", "ref", "--format", "alpaca", "--max-tokens", "8192").stdout.splitlines()]
+    human = [
+        line.rstrip() for line in cli("check", "ref", "--format", "alpaca", "--max-tokens", "8192").stdout.splitlines()
+    ]
     assert human[:2] == ["format          alpaca", "rows            7"]
     assert "result          ok" in human
 

@@ -2,12 +2,13 @@
 
 import re
 
-import generate
 import orjson
 import pytest
 
-from conftest import FIXTURES, snapshot, write_json
 from trainfiles import builder, storage
+
+import generate
+from conftest import FIXTURES, snapshot, write_json
 
 EPOCH_LATER = "1764633600"  # 2025-12-02T00:00:00Z
 A = [generate.conversation_uuid(s) for s in range(1, 9)]  # batch A, all completed
@@ -33,7 +34,9 @@ def registered(cli):
 
 def source(seed: int) -> dict:
     return orjson.loads(
-        (FIXTURES / "conversations" / generate.USER_ID / generate.conversation_uuid(seed) / "enriched.json").read_bytes()
+        (
+            FIXTURES / "conversations" / generate.USER_ID / generate.conversation_uuid(seed) / "enriched.json"
+        ).read_bytes()
     )
 
 
@@ -50,7 +53,9 @@ def state(tmp_path):
 def test_create_from_ids_file_writes_both_outputs_and_the_record(registered, tmp_path):
     ids = tmp_path / "ids.txt"
     ids.write_text(f"# picked by hand\n\n  {A[2].upper()}  \n{A[0]}\n{CUSTOM}\n")
-    rec = registered.json("create", "--name", "dec", "--description", "first", "--target-model", "llama-3.1-8b", "--ids-file", ids)
+    rec = registered.json(
+        "create", "--name", "dec", "--description", "first", "--target-model", "llama-3.1-8b", "--ids-file", ids
+    )
     file_id = rec["id"]
     folder = tmp_path / "store" / file_id
     assert rec == {
@@ -110,7 +115,11 @@ def test_statistics_use_manifest_values_and_human_reviews(registered):
         "human_reviewed_count": 2,
         "human_reviewed_percentage": 66.67,
     }
-    assert [c["conversation_metadata"]["quality_tier"] for c in doc["conversations"]] == ["production", "seed_dataset", "production"]
+    assert [c["conversation_metadata"]["quality_tier"] for c in doc["conversations"]] == [
+        "production",
+        "seed_dataset",
+        "production",
+    ]
     assert [c["conversation_metadata"]["batch_id"] for c in doc["conversations"]] == [generate.BATCH_A] * 3
 
 
@@ -168,15 +177,32 @@ def test_skip_invalid_reports_each_reason(registered, tmp_path):
     gone = generate.conversation_uuid(31)
     failed = generate.conversation_uuid(24)  # bad/mistyped.json, registered as validation_failed
     rec = registered.json(
-        "create", "--name", "s", "--skip-invalid",
-        "--id", A[0], "--id", B11, "--id", gone, "--id", OTHER_PROFILE, "--id", OTHER_VERTICAL, "--id", failed,
+        "create",
+        "--name",
+        "s",
+        "--skip-invalid",
+        "--id",
+        A[0],
+        "--id",
+        B11,
+        "--id",
+        gone,
+        "--id",
+        OTHER_PROFILE,
+        "--id",
+        OTHER_VERTICAL,
+        "--id",
+        failed,
     )
     assert rec["conversation_count"] == 1
     assert rec["skipped"] == [
         {"conversation_id": B11, "reason": "status is enriched, not completed"},
         {"conversation_id": gone, "reason": f"source file not found: {missing}"},
         {"conversation_id": OTHER_PROFILE, "reason": PROFILE_DIFFERS},
-        {"conversation_id": OTHER_VERTICAL, "reason": "vertical 'wealth_management' differs from 'financial_planning_consultant'"},
+        {
+            "conversation_id": OTHER_VERTICAL,
+            "reason": "vertical 'wealth_management' differs from 'financial_planning_consultant'",
+        },
         {"conversation_id": failed, "reason": "status is validation_failed, not completed"},
     ]
 
@@ -236,7 +262,10 @@ def test_human_show_lists_members_and_distribution(registered):
 def test_human_registration_summary(cli):
     out = cli("conversations", "scan", FIXTURES / "bad").stdout
     assert out.splitlines()[0] == "registered 4, updated 0, invalid 7"
-    assert out.splitlines()[2] == f"  invalid {FIXTURES / 'bad' / 'missing-profile.json'}: $.consultant_profile: required field missing"
+    assert (
+        out.splitlines()[2]
+        == f"  invalid {FIXTURES / 'bad' / 'missing-profile.json'}: $.consultant_profile: required field missing"
+    )
 
 
 def test_export_streams_the_stored_bytes(registered, tmp_path):
@@ -245,7 +274,9 @@ def test_export_streams_the_stored_bytes(registered, tmp_path):
     jsonl_bytes = open(rec["jsonl_file_path"], "rb").read()
     assert registered("export", "dec").stdout_bytes == json_bytes
     assert registered("export", "dec", "--format", "jsonl").stdout_bytes == jsonl_bytes
-    assert registered("export", "dec", "--format", "jsonl", "--no-header").stdout_bytes == jsonl_bytes.split(b"\n", 1)[1]
+    assert (
+        registered("export", "dec", "--format", "jsonl", "--no-header").stdout_bytes == jsonl_bytes.split(b"\n", 1)[1]
+    )
     (tmp_path / "out").mkdir()
     registered("export", rec["id"], "--format", "jsonl", "--output", tmp_path / "out" / "t.jsonl")
     assert (tmp_path / "out" / "t.jsonl").read_bytes() == jsonl_bytes
@@ -288,7 +319,9 @@ def test_any_fsspec_protocol_through_the_same_code(cli, tmp_path):
 def test_no_cap_on_conversations_per_command(cli, tmp_path):
     folder = tmp_path / "many"
     for seed in range(100, 350):
-        write_json(folder / generate.conversation_uuid(seed) / "enriched.json", generate.make_conversation(seed, turns=2))
+        write_json(
+            folder / generate.conversation_uuid(seed) / "enriched.json", generate.make_conversation(seed, turns=2)
+        )
     assert cli.json("conversations", "scan", folder)["registered"] == 250
     ids = tmp_path / "ids.txt"
     ids.write_text("\n".join(generate.conversation_uuid(s) for s in range(100, 350)))
@@ -298,31 +331,79 @@ def test_no_cap_on_conversations_per_command(cli, tmp_path):
 # Refusals: exit code, one line naming every offender, nothing changed.
 
 REFUSALS = [
-    (["add", "taken", "--id", OTHER_PROFILE, "--id", OTHER_VERTICAL], 3,
-     f"ineligible conversations: {OTHER_PROFILE}: {PROFILE_DIFFERS}; "
-     f"{OTHER_VERTICAL}: vertical 'wealth_management' differs from 'financial_planning_consultant'"),
-    (["create", "--name", "x", "--id", "0a1b2c3d-1111-4222-8333-444455556666", "--id", A[0], "--id", "1a1b2c3d-1111-4222-8333-444455556666"], 4,
-     "unknown conversation ids: 0a1b2c3d-1111-4222-8333-444455556666, 1a1b2c3d-1111-4222-8333-444455556666"),
-    (["create", "--name", "x", "--id", "0a1b2c3d-1111-4222-8333-444455556666", "--id", B11, "--id", A[0]], 4,
-     f"unknown conversation ids: 0a1b2c3d-1111-4222-8333-444455556666; ineligible conversations: {B11}: status is enriched, not completed"),
-    (["create", "--name", "x", "--id", "0a1b2c3d-1111-4222-8333-444455556666", "--id", B11, "--skip-invalid"], 4,
-     "unknown conversation ids: 0a1b2c3d-1111-4222-8333-444455556666"),
-    (["create", "--name", "x", "--id", A[0], "--id", A[1], "--id", A[0].upper()], 5, f"conversation ids given more than once: {A[0]}"),
-    (["create", "--name", "x", "--id", B11, "--id", A[0]], 3, f"ineligible conversations: {B11}: status is enriched, not completed"),
-    (["create", "--name", "x", "--id", A[0], "--id", OTHER_PROFILE], 3, f"ineligible conversations: {OTHER_PROFILE}: {PROFILE_DIFFERS}"),
-    (["create", "--name", "x", "--id", OTHER_VERTICAL, "--id", A[0]], 3,
-     f"ineligible conversations: {A[0]}: vertical 'financial_planning_consultant' differs from 'wealth_management'"),
+    (
+        ["add", "taken", "--id", OTHER_PROFILE, "--id", OTHER_VERTICAL],
+        3,
+        f"ineligible conversations: {OTHER_PROFILE}: {PROFILE_DIFFERS}; "
+        f"{OTHER_VERTICAL}: vertical 'wealth_management' differs from 'financial_planning_consultant'",
+    ),
+    (
+        [
+            "create",
+            "--name",
+            "x",
+            "--id",
+            "0a1b2c3d-1111-4222-8333-444455556666",
+            "--id",
+            A[0],
+            "--id",
+            "1a1b2c3d-1111-4222-8333-444455556666",
+        ],
+        4,
+        "unknown conversation ids: 0a1b2c3d-1111-4222-8333-444455556666, 1a1b2c3d-1111-4222-8333-444455556666",
+    ),
+    (
+        ["create", "--name", "x", "--id", "0a1b2c3d-1111-4222-8333-444455556666", "--id", B11, "--id", A[0]],
+        4,
+        f"unknown conversation ids: 0a1b2c3d-1111-4222-8333-444455556666; ineligible conversations: {B11}: status is enriched, not completed",
+    ),
+    (
+        ["create", "--name", "x", "--id", "0a1b2c3d-1111-4222-8333-444455556666", "--id", B11, "--skip-invalid"],
+        4,
+        "unknown conversation ids: 0a1b2c3d-1111-4222-8333-444455556666",
+    ),
+    (
+        ["create", "--name", "x", "--id", A[0], "--id", A[1], "--id", A[0].upper()],
+        5,
+        f"conversation ids given more than once: {A[0]}",
+    ),
+    (
+        ["create", "--name", "x", "--id", B11, "--id", A[0]],
+        3,
+        f"ineligible conversations: {B11}: status is enriched, not completed",
+    ),
+    (
+        ["create", "--name", "x", "--id", A[0], "--id", OTHER_PROFILE],
+        3,
+        f"ineligible conversations: {OTHER_PROFILE}: {PROFILE_DIFFERS}",
+    ),
+    (
+        ["create", "--name", "x", "--id", OTHER_VERTICAL, "--id", A[0]],
+        3,
+        f"ineligible conversations: {A[0]}: vertical 'financial_planning_consultant' differs from 'wealth_management'",
+    ),
     (["create", "--name", "  ", "--id", A[0]], 3, "the name must not be empty"),
     (["create", "--name", A[0], "--id", A[0]], 3, "the name must not look like a training file id (a UUID)"),
     (["create", "--name", "taken", "--id", A[0]], 5, "a training file named 'taken' already exists"),
-    (["create", "--name", "x", "--id", "nope", "--id", "bad one"], 3, "not a conversation id: --id line 1: 'nope', --id line 2: 'bad one' (an id, or a unique prefix of 4 characters or more)"),
+    (
+        ["create", "--name", "x", "--id", "nope", "--id", "bad one"],
+        3,
+        "not a conversation id: --id line 1: 'nope', --id line 2: 'bad one' (an id, or a unique prefix of 4 characters or more)",
+    ),
     (["create", "--name", "x", "--batch", "no-such-batch"], 4, "no conversations in batch no-such-batch"),
     (["add", "taken", "--id", A[1], "--id", A[0], "--id", A[2]], 5, f"already in training file 'taken': {A[0]}"),
-    (["add", "taken", "--id", "0a1b2c3d-1111-4222-8333-444455556666", "--id", A[0]], 5,
-     f"already in training file 'taken': {A[0]}; unknown conversation ids: 0a1b2c3d-1111-4222-8333-444455556666"),
+    (
+        ["add", "taken", "--id", "0a1b2c3d-1111-4222-8333-444455556666", "--id", A[0]],
+        5,
+        f"already in training file 'taken': {A[0]}; unknown conversation ids: 0a1b2c3d-1111-4222-8333-444455556666",
+    ),
     (["add", "missing", "--id", A[1]], 4, "no training file with id or name 'missing'"),
     (["add", "taken", "--id", A[1]], 7, "training file 'taken' was created by alice; only its creator may change it"),
-    (["add", "archived", "--id", A[1]], 5, "training file 'archived' is archived (`trainfiles unarchive` makes it active again)"),
+    (
+        ["add", "archived", "--id", A[1]],
+        5,
+        "training file 'archived' is archived (`trainfiles unarchive` makes it active again)",
+    ),
     (["archive", "taken"], 7, "training file 'taken' was created by alice; only its creator may change it"),
     (["show", "missing"], 4, "no training file with id or name 'missing'"),
     (["export", "missing"], 4, "no training file with id or name 'missing'"),
@@ -330,7 +411,9 @@ REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize(("args", "code", "message"), REFUSALS, ids=[f"{r[0][0]}-{r[1]}-{i}" for i, r in enumerate(REFUSALS)])
+@pytest.mark.parametrize(
+    ("args", "code", "message"), REFUSALS, ids=[f"{r[0][0]}-{r[1]}-{i}" for i, r in enumerate(REFUSALS)]
+)
 def test_refusals_change_nothing(registered, tmp_path, args, code, message):
     registered("create", "--name", "taken", "--id", A[0])
     registered("create", "--name", "archived", "--id", A[0])
@@ -462,12 +545,40 @@ def test_help_teaches_every_command(cli):
     top = cli("--help").stdout
     listed = [line.split()[0] for line in top.split("Commands:")[1].splitlines() if line[2:3].strip()]
     assert sorted(listed) == [
-        "add", "archive", "check", "conversations", "create", "describe", "export", "gc", "list", "log",
-        "remove", "rename", "repair", "restore", "show", "unarchive", "verify",
+        "add",
+        "archive",
+        "check",
+        "conversations",
+        "create",
+        "describe",
+        "export",
+        "gc",
+        "list",
+        "log",
+        "remove",
+        "rename",
+        "repair",
+        "restore",
+        "show",
+        "unarchive",
+        "verify",
     ]
     for command in (
-        ["create"], ["add"], ["export"], ["check"], ["conversations", "scan"], ["conversations", "import"], ["remove"],
-        ["restore"], ["log"], ["verify"], ["gc"], ["rename"], ["describe"], ["archive"], ["unarchive"],
+        ["create"],
+        ["add"],
+        ["export"],
+        ["check"],
+        ["conversations", "scan"],
+        ["conversations", "import"],
+        ["remove"],
+        ["restore"],
+        ["log"],
+        ["verify"],
+        ["gc"],
+        ["rename"],
+        ["describe"],
+        ["archive"],
+        ["unarchive"],
     ):
         assert "Example:" in cli(*command, "--help").stdout
 

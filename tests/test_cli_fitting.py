@@ -3,14 +3,15 @@
 import re
 from typing import NamedTuple
 
-import generate
 import orjson
 import pytest
-
-from conftest import REFERENCE, write_json
 from test_cli_exports import lines, reference_file, stored_rows  # noqa: F401  (fixture)
+
 from trainfiles import trainer_formats
 from trainfiles.tokenizing import Tokens
+
+import generate
+from conftest import REFERENCE, require_reference, write_json
 
 tokenizers = pytest.importorskip("tokenizers")
 SPECIAL = ["<unk>", "<pad>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
@@ -21,6 +22,7 @@ SPECS = [(fmt, mode) for fmt in trainer_formats.FORMATS for mode in trainer_form
 def bpe(tmp_path_factory):
     """A small byte-level BPE trained on the reference conversations: fast, and with fewer merges
     than a model's tokenizer, so rows are long enough at 1,024 tokens for fitting to cut and leave out."""
+    require_reference()
     texts = []
     for path in sorted((REFERENCE / "enriched").glob("*.json")):
         for pair in orjson.loads(path.read_bytes())["training_pairs"]:
@@ -64,7 +66,11 @@ class Fit(NamedTuple):
 
 
 def row_of(system, user, reply) -> list[dict]:
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": reply},
+    ]
 
 
 def minimal_windows(rec, tokens) -> list[Fit]:
@@ -72,14 +78,26 @@ def minimal_windows(rec, tokens) -> list[Fit]:
     for row in stored_rows(rec)[1:]:
         system, user, reply = row["system_prompt"], row["current_user_input"], row["target_response"]
         last = re.search(r"\S+\s*$", user).group()
-        out.append(Fit(row["conversation_id"], row["id"], system, user, reply, tokens.length(row_of(system, user, reply)), tokens.length(row_of(system, last, reply))))
+        out.append(
+            Fit(
+                row["conversation_id"],
+                row["id"],
+                system,
+                user,
+                reply,
+                tokens.length(row_of(system, user, reply)),
+                tokens.length(row_of(system, last, reply)),
+            )
+        )
     return out
 
 
 @pytest.mark.parametrize(("fmt", "mode"), SPECS)
 def test_fitted_rows_fit_and_train_every_reply_once_whole(cli, reference_file, bpe, fmt, mode):
     tokens = Tokens(str(bpe))
-    out = lines(cli("export", "ref", "--format", fmt, "--rows", mode, "--max-tokens", 2048, "--tokenizer", bpe).stdout_bytes)
+    out = lines(
+        cli("export", "ref", "--format", fmt, "--rows", mode, "--max-tokens", 2048, "--tokenizer", bpe).stdout_bytes
+    )
     assert max(tokens.length(trainer_formats.parse(row, fmt).messages) for row in out) <= 2048
     assert trained(out, fmt) == replies(reference_file)
     system = stored_rows(reference_file)[1]["system_prompt"]
@@ -93,10 +111,13 @@ def test_every_reply_that_cannot_fit_is_named_and_nothing_is_written(cli, refere
     assert len(too_long) == 3
     expected = (
         "Error: replies that need more than --max-tokens 1024 tokens with the system prompt and only the last word of their "
-        "user message: " + "; ".join(f"conversation {w.conversation} pair {w.pair} ({w.shortest} tokens)" for w in too_long)
+        "user message: "
+        + "; ".join(f"conversation {w.conversation} pair {w.pair} ({w.shortest} tokens)" for w in too_long)
         + " (--skip-invalid leaves them out)\n"
     )
-    result = cli("export", "ref", "--format", "messages", "--max-tokens", 1024, "--tokenizer", bpe, "-o", "out.jsonl", code=3)
+    result = cli(
+        "export", "ref", "--format", "messages", "--max-tokens", 1024, "--tokenizer", bpe, "-o", "out.jsonl", code=3
+    )
     assert result.stderr == expected and not (tmp_path / "out.jsonl").exists()
     # To a pipe, nothing either: the refusal comes before the first row.
     result = cli("export", "ref", "--format", "messages", "--max-tokens", 1024, "--tokenizer", bpe, code=3)
@@ -110,7 +131,20 @@ def test_skip_invalid_leaves_out_what_cannot_fit_and_trims_user_messages(cli, re
     too_long = [w for w in windows if w.shortest > 1024]
     trimmed = [w for w in windows if w.tokens > 1024 >= w.shortest]
     assert (len(too_long), len(trimmed)) == (3, 3)
-    result = cli("export", "ref", "--format", fmt, "--rows", mode, "--max-tokens", 1024, "--tokenizer", bpe, "--skip-invalid", "--with-metadata")
+    result = cli(
+        "export",
+        "ref",
+        "--format",
+        fmt,
+        "--rows",
+        mode,
+        "--max-tokens",
+        1024,
+        "--tokenizer",
+        bpe,
+        "--skip-invalid",
+        "--with-metadata",
+    )
     out = lines(result.stdout_bytes)
     # Each trimmed reply: a row of its own, the reply whole after the longest tail of its user
     # message, at a word boundary, that fits (one word more would not).
@@ -121,11 +155,15 @@ def test_skip_invalid_leaves_out_what_cannot_fit_and_trims_user_messages(cli, re
         tail = messages[1]["content"]
         cut = len(w.user) - len(tail)
         assert messages == row_of(w.system, tail, w.reply) and w.user[cut:] == tail
-        assert 0 < cut and w.user[cut - 1].isspace() and not tail[0].isspace()
+        assert cut > 0 and w.user[cut - 1].isspace() and not tail[0].isspace()
         longer = re.search(r"\S+\s+$", w.user[:cut]).group() + tail
         assert tokens.length(messages) <= 1024 < tokens.length(row_of(w.system, longer, w.reply))
-        listed.append(f"trimmed: conversation {w.conversation} pair {w.pair} ({w.tokens} tokens > 1024): its user message cut to its last {len(tail.split())} of {len(w.user.split())} words\n")
-    assert result.stderr == "".join(f"left out: conversation {w.conversation} pair {w.pair} ({w.shortest} tokens > 1024)\n" for w in too_long) + "".join(listed)
+        listed.append(
+            f"trimmed: conversation {w.conversation} pair {w.pair} ({w.tokens} tokens > 1024): its user message cut to its last {len(tail.split())} of {len(w.user.split())} words\n"
+        )
+    assert result.stderr == "".join(
+        f"left out: conversation {w.conversation} pair {w.pair} ({w.shortest} tokens > 1024)\n" for w in too_long
+    ) + "".join(listed)
     left_out = {w.pair for w in too_long}
     kept = [row["target_response"] for row in stored_rows(reference_file)[1:] if row["id"] not in left_out]
     assert trained(out, fmt) == kept
@@ -139,6 +177,7 @@ def test_skip_invalid_leaves_out_what_cannot_fit_and_trims_user_messages(cli, re
     assert (report["loss_tokens"]["repeated"] > 0) == (fmt == "alpaca")
 
 
+@pytest.mark.slow
 def test_check_tells_what_each_trainer_would_lose(cli, reference_file, bpe):
     tokens = Tokens(str(bpe))
     windows = minimal_windows(reference_file, tokens)
@@ -151,8 +190,13 @@ def test_check_tells_what_each_trainer_would_lose(cli, reference_file, bpe):
         assert cost["dropping"]["kept"] + cost["dropping"]["lost"] == total
         assert 0 < cost["truncating"]["kept"] < total and cost["dropping"]["rows_dropped"] > 0
         assert cost["fitted"]["replies_too_long"] == 3 and cost["fitted"]["user_turns_trimmed"] == 3
-        too_long = sum(len(tokens.encode(row_of(w.system, w.user, w.reply), [2]).loss[2]) for w in windows if w.shortest > 1024)
-        assert (cost["fitted"]["kept"], cost["fitted"]["lost"]) == (report["loss_tokens"]["unique"] - too_long, too_long)
+        too_long = sum(
+            len(tokens.encode(row_of(w.system, w.user, w.reply), [2]).loss[2]) for w in windows if w.shortest > 1024
+        )
+        assert (cost["fitted"]["kept"], cost["fitted"]["lost"]) == (
+            report["loss_tokens"]["unique"] - too_long,
+            too_long,
+        )
     human = cli("check", "ref", "--tokenizer", bpe, "--max-tokens", 1024).stdout
     assert "truncated (TRL max_length)" in human and "3 replies too long, 3 user turns trimmed" in human
 
@@ -169,7 +213,13 @@ def test_check_an_export_file_or_split_folder(cli, reference_file, tmp_path):
 
 
 def test_duplicates_are_never_a_silent_ok_and_strict_fails_on_warnings(cli, tmp_path):
-    row = {"messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
+    row = {
+        "messages": [
+            {"role": "system", "content": "Be kind."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+        ]
+    }
     other = [{"messages": row["messages"][:2] + [{"role": "assistant", "content": f"Hello {n}"}]} for n in range(7)]
     (tmp_path / "openai.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in [row] * 593 + other))
     human = cli("check", tmp_path / "openai.jsonl").stdout
@@ -194,8 +244,9 @@ def test_a_history_that_differs_from_the_trained_reply_is_reported(cli, tmp_path
 
 
 def test_a_split_exported_again_names_new_files_and_removes_only_its_stale_ones(cli, tmp_path):
-    from conftest import FIXTURES
     from test_cli_exports import A
+
+    from conftest import FIXTURES
 
     cli("conversations", "scan", FIXTURES / "conversations")
     cli("create", "--name", "dec", *[f"--id={c}" for c in A[:4]])
@@ -206,10 +257,25 @@ def test_a_split_exported_again_names_new_files_and_removes_only_its_stale_ones(
     cli("export", "dec", "--format", "sharegpt", "--split", "validation=0.5", "--output-dir", out)
     first = sorted(p.name for p in out.glob("*.jsonl"))
     cli("add", "dec", *[f"--id={c}" for c in A[4:]])
-    cli("export", "dec", "--format", "sharegpt", "--split", "validation=0.5", "--output-dir", out, "--license", "cc-by-4.0", "--language", "en")
+    cli(
+        "export",
+        "dec",
+        "--format",
+        "sharegpt",
+        "--split",
+        "validation=0.5",
+        "--output-dir",
+        out,
+        "--license",
+        "cc-by-4.0",
+        "--language",
+        "en",
+    )
     second = sorted(p.name for p in out.glob("*.jsonl"))
     assert len(first) == len(second) == 2 and not set(first) & set(second)
-    assert sorted(p.name for p in out.iterdir()) == sorted(["README.md", "axolotl.yaml", "dataset_info.json", "keep", "notes.txt", *second])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["README.md", "axolotl.yaml", "dataset_info.json", "keep", "notes.txt", *second]
+    )
     assert (out / "keep" / "train-0a1b2c3d.jsonl").read_text() == "mine\n"
     card = (out / "README.md").read_text()
     assert 'license: "cc-by-4.0"\nlanguage:\n- "en"\n' in card
@@ -221,11 +287,19 @@ def test_a_split_exported_again_names_new_files_and_removes_only_its_stale_ones(
             "file_name": name,
             "formatting": "sharegpt",
             "columns": {"messages": "conversations"},
-            "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt", "system_tag": "system"},
+            "tags": {
+                "role_tag": "from",
+                "content_tag": "value",
+                "user_tag": "human",
+                "assistant_tag": "gpt",
+                "system_tag": "system",
+            },
         }
         for side, name in (("train", train), ("validation", validation))
     }
-    assert (out / "axolotl.yaml").read_text() == f"""\
+    assert (
+        (out / "axolotl.yaml").read_text()
+        == f"""\
 # Axolotl 0.19: paths are relative to this folder; prefix them with its location.
 datasets:
   - path: "{train}"
@@ -246,22 +320,34 @@ test_datasets:
     roles_to_train: [assistant]
     train_on_eos: turn
 """
+    )
 
 
 def test_an_empty_side_gets_no_file_and_no_mention(cli, reference_file, tmp_path):
     ids = [r["conversation_id"] for r in stored_rows(reference_file)[1:]]
     fraction = 0.001
     assert all(trainer_formats.split_of(c, fraction) == "train" for c in ids)
-    result = cli("export", "ref", "--format", "alpaca", "--split", f"validation={fraction}", "--output-dir", tmp_path / "d")
+    result = cli(
+        "export", "ref", "--format", "alpaca", "--split", f"validation={fraction}", "--output-dir", tmp_path / "d"
+    )
     (train,) = (tmp_path / "d").glob("*.jsonl")
-    assert result.stderr == f"train 7 rows, validation 0 rows in {tmp_path / 'd'}: README.md, {train.name}, dataset_info.json\n"
+    assert (
+        result.stderr
+        == f"train 7 rows, validation 0 rows in {tmp_path / 'd'}: README.md, {train.name}, dataset_info.json\n"
+    )
     card = (tmp_path / "d" / "README.md").read_text()
     assert "validation" not in card
     assert orjson.loads((tmp_path / "d" / "dataset_info.json").read_bytes()) == {
         "ref-train": {
             "file_name": train.name,
             "formatting": "alpaca",
-            "columns": {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"},
+            "columns": {
+                "prompt": "instruction",
+                "query": "input",
+                "response": "output",
+                "system": "system",
+                "history": "history",
+            },
         }
     }
 

@@ -2,9 +2,13 @@
 
 import jsonschema
 import orjson
+import pytest
 
-from conftest import REFERENCE
 from trainfiles.conversations import NO_ID
+
+from conftest import NO_REFERENCE, REFERENCE
+
+pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason=NO_REFERENCE)
 
 
 def open_vocabularies(schema):
@@ -51,6 +55,9 @@ def test_legacy_and_bad_reference_files_are_refused_with_reasons(cli):
     ] * 9
     bad = cli.json("conversations", "scan", REFERENCE / "bad")
     assert [(i["path"].rsplit("/", 1)[1], i["reason"]) for i in bad["invalid"]] == [
-        ("convo-10-broken-json.json", "not valid JSON: unexpected character, expected a JSON value at line 420, column 52; " + NO_ID),
+        (
+            "convo-10-broken-json.json",
+            "not valid JSON: unexpected character, expected a JSON value at line 420, column 52; " + NO_ID,
+        ),
         ("raw-not-enriched.json", "$: a raw conversation (`turns`), not an enriched file; " + NO_ID),
     ]

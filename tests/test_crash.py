@@ -13,11 +13,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import generate
 import orjson
 import pytest
 
+import generate
 from conftest import STORE
+
+pytestmark = [pytest.mark.crash, pytest.mark.slow]
 
 SEEDS = range(100, 170)
 IDS = [generate.conversation_uuid(seed) for seed in SEEDS]
@@ -44,7 +46,11 @@ def place(request, tmp_path):
             (tmp_path / "sources" / key).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / "sources" / key).write_bytes(data)
         root = tmp_path / "store"
-        return Place(str(root), str(tmp_path / "sources"), lambda: sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()))
+        return Place(
+            str(root),
+            str(tmp_path / "sources"),
+            lambda: sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()),
+        )
     s3 = request.getfixturevalue("s3")
     s3.pipe({f"sources/many/{key}": data for key, data in files.items()})
     prefix = STORE.removeprefix("s3://")
@@ -181,7 +187,9 @@ def test_sixteen_writers_with_catalogs_of_their_own_all_land(cli, place, tmp_pat
     assert ids_of(cli, "shared") == shown["conversation_ids"]
     # Within a round any order; across rounds in order.
     for round_ in range(3):
-        assert set(shown["conversation_ids"][1 + 16 * round_ : 17 + 16 * round_]) == set(added[16 * round_ : 16 * (round_ + 1)])
+        assert set(shown["conversation_ids"][1 + 16 * round_ : 17 + 16 * round_]) == set(
+            added[16 * round_ : 16 * (round_ + 1)]
+        )
     log = cli.json("log", "shared")
     assert [len(v["added"]) for v in log] == [1] * 49 and [v["version"] for v in log] == list(range(1, 50))
     assert cli.json("verify")["ok"]

@@ -11,7 +11,17 @@ def msg(role, content):
 
 
 S = msg("system", "s" * 10)
-U1, A1, U2, A2, U3, A3 = (msg(r, c * n) for r, c, n in (("user", "a", 10), ("assistant", "b", 20), ("user", "c", 10), ("assistant", "d", 20), ("user", "e", 10), ("assistant", "f", 20)))
+U1, A1, U2, A2, U3, A3 = (
+    msg(r, c * n)
+    for r, c, n in (
+        ("user", "a", 10),
+        ("assistant", "b", 20),
+        ("user", "c", 10),
+        ("assistant", "d", 20),
+        ("user", "e", 10),
+        ("assistant", "f", 20),
+    )
+)
 DIALOGUE = [S, U1, A1, U2, A2, U3, A3]  # 10 + 3 * 30 = 100 characters
 
 
@@ -72,7 +82,9 @@ def test_the_cut_keeps_the_longest_tail_that_fits():
     assert windows == [Window([S, msg("user", "three\nfour five"), REPLY], [2], [2], Trim(3, 5, 54))]
     # Leading whitespace goes first: the whole text from its first word.
     spaced = msg("user", "  one two")
-    assert fit([S, spaced, REPLY], [2], length, 37)[0] == [Window([S, msg("user", "one two"), REPLY], [2], [2], Trim(2, 2, 39))]
+    assert fit([S, spaced, REPLY], [2], length, 37)[0] == [
+        Window([S, msg("user", "one two"), REPLY], [2], [2], Trim(2, 2, 39))
+    ]
 
 
 def test_a_trimmed_reply_has_a_row_of_its_own_and_the_next_reply_its_context():
@@ -102,7 +114,14 @@ CID = "c1"
 
 def v4(pairs):
     return [
-        {"id": f"p{n}", "conversation_id": CID, "system_prompt": SYSTEM, "conversation_history": history, "current_user_input": user, "target_response": target}
+        {
+            "id": f"p{n}",
+            "conversation_id": CID,
+            "system_prompt": SYSTEM,
+            "conversation_history": history,
+            "current_user_input": user,
+            "target_response": target,
+        }
         for n, (history, user, target) in enumerate(pairs, 1)
     ]
 
@@ -110,7 +129,15 @@ def v4(pairs):
 PAIRS = v4(
     [
         ([], "u" * 30, "A" * 30),
-        ([{"role": "user", "content": "u" * 30}, {"role": "assistant", "content": "A" * 30}, {"role": "user", "content": "v" * 30}], "v" * 30, "B" * 30),
+        (
+            [
+                {"role": "user", "content": "u" * 30},
+                {"role": "assistant", "content": "A" * 30},
+                {"role": "user", "content": "v" * 30},
+            ],
+            "v" * 30,
+            "B" * 30,
+        ),
     ]
 )
 
@@ -129,7 +156,13 @@ def rows(fmt, mode, max_tokens, calls=None):
     return list(trainer_formats.rows(PAIRS, fmt, mode, metadata={}, fit=fitting(max_tokens, calls)))
 
 
-S_, U, A, V, B = msg("system", SYSTEM), msg("user", "u" * 30), msg("assistant", "A" * 30), msg("user", "v" * 30), msg("assistant", "B" * 30)
+S_, U, A, V, B = (
+    msg("system", SYSTEM),
+    msg("user", "u" * 30),
+    msg("assistant", "A" * 30),
+    msg("user", "v" * 30),
+    msg("assistant", "B" * 30),
+)
 
 
 def weighted(m, w):
@@ -142,15 +175,37 @@ def weighted(m, w):
         # 128 characters: one row trains both replies.
         ("messages", "conversation", [{"messages": [S_, U, weighted(A, 1), V, weighted(B, 1)]}]),
         # pair rows train their last reply only: the earlier one is context.
-        ("messages", "pair", [{"messages": [S_, U, weighted(A, 1)]}, {"messages": [S_, U, weighted(A, 0), V, weighted(B, 1)]}]),
-        ("prompt-completion", "pair", [{"prompt": [S_, U], "completion": [A]}, {"prompt": [S_, U, A, V], "completion": [B]}]),
+        (
+            "messages",
+            "pair",
+            [{"messages": [S_, U, weighted(A, 1)]}, {"messages": [S_, U, weighted(A, 0), V, weighted(B, 1)]}],
+        ),
+        (
+            "prompt-completion",
+            "pair",
+            [{"prompt": [S_, U], "completion": [A]}, {"prompt": [S_, U, A, V], "completion": [B]}],
+        ),
         # sharegpt too (LLaMA-Factory's mask_history), with weights for Axolotl.
         (
             "sharegpt",
             "conversation",
             [
-                {"conversations": [{"from": "system", "value": SYSTEM}, {"from": "human", "value": "u" * 30}, {"from": "gpt", "value": "A" * 30, "weight": 1}]},
-                {"conversations": [{"from": "system", "value": SYSTEM}, {"from": "human", "value": "u" * 30}, {"from": "gpt", "value": "A" * 30, "weight": 0}, {"from": "human", "value": "v" * 30}, {"from": "gpt", "value": "B" * 30, "weight": 1}]},
+                {
+                    "conversations": [
+                        {"from": "system", "value": SYSTEM},
+                        {"from": "human", "value": "u" * 30},
+                        {"from": "gpt", "value": "A" * 30, "weight": 1},
+                    ]
+                },
+                {
+                    "conversations": [
+                        {"from": "system", "value": SYSTEM},
+                        {"from": "human", "value": "u" * 30},
+                        {"from": "gpt", "value": "A" * 30, "weight": 0},
+                        {"from": "human", "value": "v" * 30},
+                        {"from": "gpt", "value": "B" * 30, "weight": 1},
+                    ]
+                },
             ],
         ),
         # alpaca trains only its output: a row per reply.
@@ -159,7 +214,13 @@ def weighted(m, w):
             "conversation",
             [
                 {"instruction": "u" * 30, "input": "", "output": "A" * 30, "system": SYSTEM, "history": []},
-                {"instruction": "v" * 30, "input": "", "output": "B" * 30, "system": SYSTEM, "history": [["u" * 30, "A" * 30]]},
+                {
+                    "instruction": "v" * 30,
+                    "input": "",
+                    "output": "B" * 30,
+                    "system": SYSTEM,
+                    "history": [["u" * 30, "A" * 30]],
+                },
             ],
         ),
     ],
@@ -185,5 +246,7 @@ def test_a_trimmed_user_message_is_told_with_its_conversation_and_pair():
     calls = []
     out = list(trainer_formats.rows(pairs, "alpaca", "pair", fit=fitting(56, calls)))
     # "at noon": 8 + 7 + 30 = 45; "blue at noon" 50; "sky blue at noon" 54; "the sky ..." 58.
-    assert out == [{"instruction": "sky blue at noon", "input": "", "output": "B" * 30, "system": SYSTEM, "history": []}]
+    assert out == [
+        {"instruction": "sky blue at noon", "input": "", "output": "B" * 30, "system": SYSTEM, "history": []}
+    ]
     assert calls == [(CID, "p1", Trim(4, 7, 65))]

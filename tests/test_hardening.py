@@ -4,10 +4,10 @@ import os
 import sqlite3
 import stat
 
-import generate
 import orjson
 import pytest
 
+import generate
 from conftest import FIXTURES, snapshot, write_json
 
 USER = FIXTURES / "conversations" / generate.USER_ID
@@ -41,7 +41,12 @@ def test_out_of_range_quality_score_is_ineligible_and_the_others_register(cli, t
         "moved": [],
         "registered": 2,
         "updated": 0,
-        "invalid": [{"path": str(bad), "reason": f"$.training_pairs[1].training_metadata.quality_score: expected 0 to 10, found {shown}"}],
+        "invalid": [
+            {
+                "path": str(bad),
+                "reason": f"$.training_pairs[1].training_metadata.quality_score: expected 0 to 10, found {shown}",
+            }
+        ],
     }
     statuses = {r["conversation_id"]: r["enrichment_status"] for r in cli.json("conversations", "list")}
     assert statuses == {A[0]: "completed", A[1]: "validation_failed"}
@@ -81,7 +86,13 @@ def test_csv_cell_over_the_csv_module_limit_imports(cli, tmp_path):
     batch = "b" * 200_000
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"conversation_id,batch_job_id\n{A[0]},{batch}\n")
-    assert cli.json("conversations", "import", manifest) == {"missing_sources": [], "moved": [], "registered": 1, "updated": 0, "invalid": []}
+    assert cli.json("conversations", "import", manifest) == {
+        "missing_sources": [],
+        "moved": [],
+        "registered": 1,
+        "updated": 0,
+        "invalid": [],
+    }
     assert cli.json("conversations", "list")[0]["batch_job_id"] == batch
 
 
@@ -89,7 +100,9 @@ def test_long_bad_cell_is_shown_shortened(cli, tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"conversation_id\n{'x' * 200_000}\n")
     result = cli("conversations", "import", manifest, code=3)
-    assert result.stderr == f'Error: bad manifest rows: {manifest} line 2: conversation_id "{"x" * 76}... is not a UUID\n'
+    assert (
+        result.stderr == f'Error: bad manifest rows: {manifest} line 2: conversation_id "{"x" * 76}... is not a UUID\n'
+    )
 
 
 # 4. dates
@@ -106,7 +119,9 @@ def test_created_at_beyond_the_calendar_in_utc_is_a_bad_cell(cli, tmp_path, valu
     )
 
 
-@pytest.mark.parametrize("value, shown", [("garbage", '"garbage"'), (20251202, "20251202"), ("2025-13-01", '"2025-13-01"')])
+@pytest.mark.parametrize(
+    "value, shown", [("garbage", '"garbage"'), (20251202, "20251202"), ("2025-13-01", '"2025-13-01"')]
+)
 def test_enriched_created_date_must_be_a_date(cli, tmp_path, value, shown):
     doc = source(1)
     doc["dataset_metadata"]["created_date"] = value
@@ -125,14 +140,18 @@ def test_enriched_created_date_must_be_a_date(cli, tmp_path, value, shown):
 def test_unreachable_ftp_store_is_storage_unavailable(cli, tmp_path):
     cli("conversations", "scan", FIXTURES / "conversations")
     result = cli("--store", "ftp://127.0.0.1:1/files", "create", "--name", "x", "--id", A[0], code=6)
-    assert result.stderr == "Error: ftp://127.0.0.1:1/files/_log: [Errno 111] Connection refused\n"  # the log is read first
+    assert (
+        result.stderr == "Error: ftp://127.0.0.1:1/files/_log: [Errno 111] Connection refused\n"
+    )  # the log is read first
     result = cli("conversations", "scan", "ftp://127.0.0.1:1/enriched", code=6)
     assert result.stderr == "Error: ftp://127.0.0.1:1/enriched: [Errno 111] Connection refused\n"
 
 
 def test_unreachable_ftp_source_is_storage_unavailable(cli, tmp_path):
     manifest = tmp_path / "m.csv"
-    manifest.write_text(f"conversation_id,enrichment_status,enriched_file_path\n{A[0]},completed,ftp://127.0.0.1:1/x.json\n")
+    manifest.write_text(
+        f"conversation_id,enrichment_status,enriched_file_path\n{A[0]},completed,ftp://127.0.0.1:1/x.json\n"
+    )
     cli("conversations", "import", manifest, "--allow-outside-base")
     result = cli("create", "--name", "x", "--id", A[0], code=6)
     assert result.stderr == "Error: ftp://127.0.0.1:1/x.json: [Errno 111] Connection refused\n"
@@ -163,7 +182,10 @@ def test_undecodable_arguments_are_refused(cli, tmp_path, args):
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("name, hidden", [("f\u200b1", "U+200B"), ("a\u202eb\u2066", "U+202E, U+2066"), ("a\x85b", "U+0085"), ("\ufeffx", "U+FEFF")])
+@pytest.mark.parametrize(
+    "name, hidden",
+    [("f\u200b1", "U+200B"), ("a\u202eb\u2066", "U+202E, U+2066"), ("a\x85b", "U+0085"), ("\ufeffx", "U+FEFF")],
+)
 def test_names_with_hidden_characters_are_refused(cli, name, hidden):
     cli("conversations", "scan", FIXTURES / "conversations")
     result = cli("create", "--name", name, "--id", A[0], code=3)
@@ -189,7 +211,9 @@ def test_scan_lists_file_names_that_are_not_utf8(cli, tmp_path):
 @pytest.mark.parametrize("epoch", ["abc", "99999999999999999999", "-99999999999999"])
 def test_bad_source_date_epoch_is_refused(cli, epoch):
     result = cli("conversations", "scan", FIXTURES / "conversations", code=3, env={"SOURCE_DATE_EPOCH": epoch})
-    assert result.stderr == f"Error: SOURCE_DATE_EPOCH must be whole seconds since 1970 up to year 9999, not {epoch!r}\n"
+    assert (
+        result.stderr == f"Error: SOURCE_DATE_EPOCH must be whole seconds since 1970 up to year 9999, not {epoch!r}\n"
+    )
 
 
 # 8. the catalog
@@ -266,8 +290,14 @@ def test_scan_skips_what_is_not_a_regular_file(cli, tmp_path):
         "invalid": [
             {"path": str(p), "reason": reason}
             for p, reason in [
-                (folder / A[0] / "enriched.json", f"{(folder / A[0] / 'enriched.json').stat().st_size} bytes, more than the 100 a source may have (TRAINFILES_MAX_SOURCE_BYTES)"),
-                (folder / A[1] / "enriched.json", f"{(folder / A[1] / 'enriched.json').stat().st_size} bytes, more than the 100 a source may have (TRAINFILES_MAX_SOURCE_BYTES)"),
+                (
+                    folder / A[0] / "enriched.json",
+                    f"{(folder / A[0] / 'enriched.json').stat().st_size} bytes, more than the 100 a source may have (TRAINFILES_MAX_SOURCE_BYTES)",
+                ),
+                (
+                    folder / A[1] / "enriched.json",
+                    f"{(folder / A[1] / 'enriched.json').stat().st_size} bytes, more than the 100 a source may have (TRAINFILES_MAX_SOURCE_BYTES)",
+                ),
                 (folder / "pipe.json", "not a regular file"),
                 (folder / "zero.json", "a symlink to /dev/zero, outside the scanned folder"),
             ]
@@ -278,7 +308,10 @@ def test_scan_skips_what_is_not_a_regular_file(cli, tmp_path):
 
 def test_fifo_manifest_and_oversized_source_are_refused(cli, tmp_path):
     os.mkfifo(tmp_path / "m.csv")
-    assert cli("conversations", "import", tmp_path / "m.csv", code=3).stderr == f"Error: {tmp_path / 'm.csv'}: not a regular file\n"
+    assert (
+        cli("conversations", "import", tmp_path / "m.csv", code=3).stderr
+        == f"Error: {tmp_path / 'm.csv'}: not a regular file\n"
+    )
     cli("conversations", "scan", FIXTURES / "conversations")
     size = (USER / A[0] / "enriched.json").stat().st_size
     result = cli("create", "--name", "x", "--id", A[0], code=3, env={"TRAINFILES_MAX_SOURCE_BYTES": str(size - 1)})
@@ -340,7 +373,12 @@ def test_a_file_with_many_problems_names_the_first_20(cli, tmp_path):
 
 def test_json_errors_for_usage_and_invalid_input(cli, tmp_path):
     result = cli("--catalog", "", "list", "--json", code=2)
-    assert error(result) == {"exit": 2, "kind": "usage", "message": "must not be empty: --catalog", "items": ["--catalog"]}
+    assert error(result) == {
+        "exit": 2,
+        "kind": "usage",
+        "message": "must not be empty: --catalog",
+        "items": ["--catalog"],
+    }
     result = cli("create", "--name", "x", "--id", "nope", "--json", code=3)
     assert error(result) == {
         "exit": 3,
@@ -388,7 +426,12 @@ def cli_app():
 def test_bom_is_accepted_in_ids_files_and_enriched_files(cli, tmp_path):
     path = place(tmp_path / "src", 1, source(1))
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
-    assert cli.json("conversations", "scan", tmp_path / "src") == {"moved": [], "registered": 1, "updated": 0, "invalid": []}
+    assert cli.json("conversations", "scan", tmp_path / "src") == {
+        "moved": [],
+        "registered": 1,
+        "updated": 0,
+        "invalid": [],
+    }
     ids = tmp_path / "ids.txt"
     ids.write_bytes(b"\xef\xbb\xbf" + A[0].encode() + b"\n")
     profile = tmp_path / "profile.json"
@@ -406,7 +449,10 @@ def test_importing_an_enriched_file_points_to_scan(cli, tmp_path, compact):
     path.write_bytes(orjson.dumps(doc) if compact else orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     result = cli("conversations", "import", path, code=3)
     what = "line 1 is an enriched conversation" if compact else "one JSON document, not JSON Lines"
-    assert result.stderr == f"Error: manifest {path}: {what}; register enriched conversation files with `trainfiles conversations scan`\n"
+    assert (
+        result.stderr
+        == f"Error: manifest {path}: {what}; register enriched conversation files with `trainfiles conversations scan`\n"
+    )
 
 
 # 15. confinement
@@ -419,9 +465,14 @@ def test_manifest_paths_stay_inside_base(cli, tmp_path):
     manifest.write_text("conversation_id,enriched_file_path\n" + "".join(f"{c},{p}\n" for c, p in zip(ids, rows)))
     base = tmp_path / "base"
     result = cli("conversations", "import", manifest, "--base", base, code=3)
-    assert result.stderr == "Error: bad manifest rows: " + "; ".join(
-        f"{manifest} line {n}: enriched_file_path {p!r} is outside --base {base}" for n, p in enumerate(rows, 2)
-    ) + "\n"
+    assert (
+        result.stderr
+        == "Error: bad manifest rows: "
+        + "; ".join(
+            f"{manifest} line {n}: enriched_file_path {p!r} is outside --base {base}" for n, p in enumerate(rows, 2)
+        )
+        + "\n"
+    )
     assert not (tmp_path / "catalog.db").exists()
     assert cli.json("conversations", "import", manifest, "--base", base, "--allow-outside-base")["registered"] == 5
 
@@ -455,7 +506,9 @@ def test_scan_does_not_follow_symlinks_out_of_the_folder(cli, tmp_path):
     (folder / "inside.json").symlink_to(folder / "real.txt")
     result = cli.json("conversations", "scan", folder)
     assert result["registered"] == 2
-    assert result["invalid"] == [{"path": str(folder / "link.json"), "reason": f"a symlink to {outside}, outside the scanned folder"}]
+    assert result["invalid"] == [
+        {"path": str(folder / "link.json"), "reason": f"a symlink to {outside}, outside the scanned folder"}
+    ]
 
 
 def test_credentials_never_appear_in_messages(cli):

@@ -6,17 +6,19 @@ import csv
 import io
 import itertools
 
-import generate
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import FIXTURES, snapshot
 from typer.testing import CliRunner
 
 from trainfiles.catalog import CONVERSATION_FIELDS
 from trainfiles.cli import app
+
+import generate
+from conftest import FIXTURES, snapshot
+
+pytestmark = pytest.mark.slow
 
 BUDGET = settings(
     max_examples=40,
@@ -26,9 +28,7 @@ BUDGET = settings(
 )
 DOCUMENTED = {0, 2, 3, 4, 5, 6, 7}
 A = [generate.conversation_uuid(s) for s in range(1, 9)]
-BASE_DOC = orjson.loads(
-    (FIXTURES / "conversations" / generate.USER_ID / A[0] / "enriched.json").read_bytes()
-)
+BASE_DOC = orjson.loads((FIXTURES / "conversations" / generate.USER_ID / A[0] / "enriched.json").read_bytes())
 HOT_SPOTS = [
     ("dataset_metadata", "created_date"),
     ("dataset_metadata", "dataset_name"),
@@ -43,7 +43,12 @@ app_runner = CliRunner()
 
 edge_values = st.sampled_from([1e30, -1e30, 1e308, -0.0, 2**63, "garbage", "9999-12-31T23:59:59-23:59", "\ufeff", ""])
 json_values = st.recursive(
-    edge_values | st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    edge_values
+    | st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=10,
 )
@@ -170,14 +175,23 @@ def test_hostile_ids_files(registered, data):
 @BUDGET
 @given(name=any_text, description=any_text, model=any_text, batch=any_text)
 def test_hostile_names_and_option_values(registered, name, description, model, batch):
-    refused_changes_nothing(registered, "create", "--name", name, "--description", description, "--target-model", model, "--id", A[0])
+    refused_changes_nothing(
+        registered, "create", "--name", name, "--description", description, "--target-model", model, "--id", A[0]
+    )
     refused_changes_nothing(registered, "create", "--name", next(names), "--batch", batch)
     refused_changes_nothing(registered, "show", name)
 
 
 @BUDGET
-@given(catalog=local_names, store=local_names, user=any_text, epoch=st.sampled_from(["", "0", "abc", "1e3", "-1", "99999999999999999"]))
+@given(
+    catalog=local_names,
+    store=local_names,
+    user=any_text,
+    epoch=st.sampled_from(["", "0", "abc", "1e3", "-1", "99999999999999999"]),
+)
 def test_hostile_settings(registered, catalog, store, user, epoch):
     env = {"SOURCE_DATE_EPOCH": epoch}
     refused_changes_nothing(registered, "--catalog", catalog, "--store", store, "--user", user, "list", env=env)
-    refused_changes_nothing(registered, "--store", store, "--user", user, "create", "--name", next(names), "--id", A[0], env=env)
+    refused_changes_nothing(
+        registered, "--store", store, "--user", user, "create", "--name", next(names), "--id", A[0], env=env
+    )

@@ -1,12 +1,13 @@
 """Scans and creates of many local files run on one forked process per core: they must give
 exactly what the same commands give on one process, refusals and their order included."""
 
-import generate
 import orjson
 import pytest
 
-from conftest import FIXTURES, write_json
 from trainfiles import conversations, examining, workers
+
+import generate
+from conftest import FIXTURES, write_json
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]
 B9, B10, B11, B12 = (generate.conversation_uuid(s) for s in (9, 10, 11, 12))
@@ -44,12 +45,16 @@ def modes(tmp_path, monkeypatch):
     return run
 
 
+@pytest.mark.slow
 def test_forked_scan_and_create_match_one_process(cli, modes, tmp_path):
     gone = write_json(tmp_path / "gone" / GONE / "enriched.json", generate.make_conversation(31))
     seen = {}
     for forked in (False, True):
         modes(cli, forked, "conversations", "import", FIXTURES / "manifest.csv")
-        scans = [modes(cli, forked, "conversations", "scan", FIXTURES / f, "--json").stdout for f in ("conversations", "other-profile", "other-vertical", "bad")]
+        scans = [
+            modes(cli, forked, "conversations", "scan", FIXTURES / f, "--json").stdout
+            for f in ("conversations", "other-profile", "other-vertical", "bad")
+        ]
         scans.append(modes(cli, forked, "conversations", "scan", gone, "--json").stdout)
         seen[forked] = [scans]
     gone.unlink()
@@ -67,5 +72,11 @@ def test_forked_scan_and_create_match_one_process(cli, modes, tmp_path):
     assert modes.forks == ["scan", "scan", "create", "create"]  # folders of 2 files or more forked, no other
     assert [p.name for p in (tmp_path / "forked" / "store").rglob(".tmp-*")] == []  # workers' spools too
     assert seen[True][1]["conversation_count"] == 11
-    assert [s["conversation_id"] for s in seen[True][1]["skipped"]] == [B11, GONE, OTHER_PROFILE, OTHER_VERTICAL, FAILED]
+    assert [s["conversation_id"] for s in seen[True][1]["skipped"]] == [
+        B11,
+        GONE,
+        OTHER_PROFILE,
+        OTHER_VERTICAL,
+        FAILED,
+    ]
     assert f"{GONE}: source file not found: {gone}" in seen[True][2]

@@ -4,12 +4,13 @@ through the CLI on the fixtures and the real reference conversations."""
 import csv
 import os
 
-import generate
 import orjson
 import pytest
 
-from conftest import FIXTURES, REFERENCE, write_json
 from trainfiles import exports, render
+
+import generate
+from conftest import FIXTURES, REFERENCE, require_reference, write_json
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]
 OTHER_PROFILE = "c15521b1-b3dc-450a-9daa-37e51b591d75"
@@ -57,8 +58,7 @@ def test_a_file_made_with_a_profile_takes_any_profile_at_create_and_at_add(regis
 
 @pytest.fixture
 def reference(cli):
-    if not REFERENCE.is_dir():
-        pytest.skip("the platform's reference data (../shared) is not beside this checkout")
+    require_reference()
     cli("conversations", "scan", REFERENCE / "enriched")
     ids = [r["conversation_id"] for r in cli.json("conversations", "list")]
     return cli.json("create", "--name", "ref", *[f"--id={i}" for i in ids])
@@ -71,8 +71,12 @@ def test_check_takes_our_own_outputs_for_what_they_are(cli, reference, tmp_path,
     report = cli.json("check", out)
     stored = cli.json("check", "ref")
     assert report["source"] == f"brightrun-lora-v4 {kind}" and report["ok"]
-    assert {k: v for k, v in report.items() if k not in ("file", "source")} == {k: v for k, v in stored.items() if k != "file"}
-    assert cli("check", out).stdout.startswith(f"source          brightrun-lora-v4 {kind}, as messages rows (conversation mode)\n")
+    assert {k: v for k, v in report.items() if k not in ("file", "source")} == {
+        k: v for k, v in stored.items() if k != "file"
+    }
+    assert cli("check", out).stdout.startswith(
+        f"source          brightrun-lora-v4 {kind}, as messages rows (conversation mode)\n"
+    )
 
 
 def test_check_refuses_a_jsonl_whose_header_miscounts_its_rows(cli, reference, tmp_path):
@@ -84,8 +88,15 @@ def test_check_refuses_a_jsonl_whose_header_miscounts_its_rows(cli, reference, t
 
 def test_export_json_reports_what_it_wrote(cli, reference, tmp_path):
     report = cli.json("export", "ref", "--format", "messages", "-o", tmp_path / "m.jsonl")
-    assert report == {"file": "ref", "format": "messages", "output": str(tmp_path / "m.jsonl"), "bytes": (tmp_path / "m.jsonl").stat().st_size}
-    split = cli.json("export", "ref", "--format", "messages", "--split", "validation=0.3", "--output-dir", tmp_path / "split")
+    assert report == {
+        "file": "ref",
+        "format": "messages",
+        "output": str(tmp_path / "m.jsonl"),
+        "bytes": (tmp_path / "m.jsonl").stat().st_size,
+    }
+    split = cli.json(
+        "export", "ref", "--format", "messages", "--split", "validation=0.3", "--output-dir", tmp_path / "split"
+    )
     assert split["rows"] == {"train": 5, "validation": 2} and split["files"][0] == "README.md"
     assert "standard output holds the export" in cli("export", "ref", "--format", "messages", "--json", code=2).stderr
 
@@ -96,7 +107,11 @@ def test_a_tampered_output_never_reaches_a_pipe(cli, reference):
     with open(path, "r+b") as f:
         f.write(data.replace(b"anxiety", b"ANXIETY", 1))
     result = cli("export", "ref", "--format", "jsonl", code=5)
-    assert result.stdout_bytes == b"" and result.stderr.startswith("Error: ") and "differs from its commit" in result.stderr
+    assert (
+        result.stdout_bytes == b""
+        and result.stderr.startswith("Error: ")
+        and "differs from its commit" in result.stderr
+    )
 
 
 def test_global_json_and_completion_options_mean_what_they_say(cli):
@@ -119,13 +134,22 @@ def test_restore_keeps_the_current_name_and_description_unless_asked(registered)
     assert registered.json("verify")["ok"]
     back = registered.json("restore", "dec-2", "--version", 1, "--as-was")
     assert (back["name"], back["description"]) == ("dec", "first")
-    assert [v["operation"] for v in registered.json("log", "dec")] == ["create", "add", "rename", "describe", "restore", "restore"]
+    assert [v["operation"] for v in registered.json("log", "dec")] == [
+        "create",
+        "add",
+        "rename",
+        "describe",
+        "restore",
+        "restore",
+    ]
 
 
 def test_gc_keep_prunes_young_versions_but_spares_young_staging(registered, tmp_path):
     registered("create", "--name", "dec", "--id", A[0])
     registered("add", "dec", "--id", A[1])
-    stray = tmp_path / "store" / registered.json("show", "dec")["id"] / "versions" / "000009-aaaaaaaaaaaa" / "training.json"
+    stray = (
+        tmp_path / "store" / registered.json("show", "dec")["id"] / "versions" / "000009-aaaaaaaaaaaa" / "training.json"
+    )
     stray.parent.mkdir(parents=True)
     stray.write_bytes(b"{}")  # a writer in flight
     report = registered.json("gc", "--keep", "1")
@@ -137,12 +161,18 @@ def test_an_empty_remove_is_refused_like_an_empty_add(registered, tmp_path):
     registered("create", "--name", "dec", "--id", A[0], "--id", A[1])
     (tmp_path / "none.txt").write_text("# nothing\n")
     for command in ("add", "remove"):
-        assert registered(command, "dec", "--ids-file", tmp_path / "none.txt", code=3).stderr == "Error: no conversation ids given\n"
+        assert (
+            registered(command, "dec", "--ids-file", tmp_path / "none.txt", code=3).stderr
+            == "Error: no conversation ids given\n"
+        )
     assert [v["version"] for v in registered.json("log", "dec")] == [1]
 
 
 def test_a_missing_ids_file_and_a_missing_manifest_are_both_not_found(cli, tmp_path):
-    assert cli("create", "--name", "x", "--ids-file", tmp_path / "no.txt", code=4).stderr == f"Error: ids file not found: {tmp_path / 'no.txt'}\n"
+    assert (
+        cli("create", "--name", "x", "--ids-file", tmp_path / "no.txt", code=4).stderr
+        == f"Error: ids file not found: {tmp_path / 'no.txt'}\n"
+    )
     assert cli("conversations", "import", tmp_path / "no.csv", code=4).stderr.startswith("Error: ")
 
 
@@ -159,7 +189,9 @@ def test_import_says_which_sources_are_not_there(cli, tmp_path):
     assert result["missing_sources"] == [{"conversation_id": rows[0]["conversation_id"], "path": missing}]
     assert result["registered"] == 12 and result["invalid"] == []
     said = cli("conversations", "import", manifest, "--base", FIXTURES).stdout
-    assert said.endswith(f"  missing source of {rows[0]['conversation_id']}: {missing} is not there (`create` will refuse it)\n")
+    assert said.endswith(
+        f"  missing source of {rows[0]['conversation_id']}: {missing} is not there (`create` will refuse it)\n"
+    )
 
 
 def test_a_conversation_found_at_another_path_is_said_to_have_moved(cli, tmp_path):
@@ -169,7 +201,10 @@ def test_a_conversation_found_at_another_path_is_said_to_have_moved(cli, tmp_pat
     (old,) = (FIXTURES / "conversations").glob(f"*/{A[0]}/enriched.json")
     (moved / "enriched.json").write_bytes(old.read_bytes())
     result = cli("conversations", "scan", tmp_path / "moved")
-    assert result.stdout == f"registered 0, updated 1, invalid 0\n  moved {A[0]}: from {old} to {moved / 'enriched.json'}\n"
+    assert (
+        result.stdout
+        == f"registered 0, updated 1, invalid 0\n  moved {A[0]}: from {old} to {moved / 'enriched.json'}\n"
+    )
 
 
 def test_long_work_shows_progress_for_check_and_export(cli, reference, monkeypatch, tmp_path):
@@ -203,6 +238,10 @@ def test_list_keeps_the_id_at_80_columns_and_sorts_and_limits(registered):
     registered("create", "--name", "b", "--id", A[1], "--id", A[2])
     narrow = registered("list", env={"COLUMNS": "80"}).stdout
     assert narrow.splitlines()[0].split()[:2] == ["name", "id"] and max(len(line) for line in narrow.splitlines()) <= 80
-    assert [f["name"] for f in registered.json("list", "--sort", "conversations")] == ["b", "a-file-with-a-rather-long-name"]
-    assert [f["name"] for f in registered.json("list", "--sort", "name", "--limit", "1")] == ["a-file-with-a-rather-long-name"]
-
+    assert [f["name"] for f in registered.json("list", "--sort", "conversations")] == [
+        "b",
+        "a-file-with-a-rather-long-name",
+    ]
+    assert [f["name"] for f in registered.json("list", "--sort", "name", "--limit", "1")] == [
+        "a-file-with-a-rather-long-name"
+    ]

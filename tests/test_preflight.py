@@ -216,7 +216,7 @@ def test_rows_are_streamed_not_kept():
 
 
 def test_missing_tokenizer_file(tmp_path):
-    with pytest.raises(NotFound, match="tokenizer.json"):
+    with pytest.raises(NotFound, match=r"tokenizer\.json"):
         Tokens(str(tmp_path))
 
 

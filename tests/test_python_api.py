@@ -2,12 +2,13 @@
 
 import re
 
-import generate
 import orjson
 import pytest
 
-from conftest import FIXTURES, REFERENCE, ROOT
 from trainfiles import NotFound, Trainfiles, TrainfilesError
+
+import generate
+from conftest import FIXTURES, REFERENCE, ROOT, require_reference
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]
 EXAMPLES = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "python.md").read_text(), re.S)
@@ -24,8 +25,7 @@ def test_the_examples_of_docs_python_md_run(monkeypatch, capsys):
 
 
 def test_the_api_gives_what_the_cli_gives(cli, tmp_path):
-    if not REFERENCE.is_dir():
-        pytest.skip("the platform's reference data (../shared) is not beside this checkout")
+    require_reference()
     with Trainfiles() as tf:
         assert tf.scan(str(REFERENCE / "enriched")).registered == 7
         ids = [c["conversation_id"] for c in tf.conversations()]
@@ -37,8 +37,13 @@ def test_the_api_gives_what_the_cli_gives(cli, tmp_path):
         cli("export", "ref", "--format", "jsonl", "-o", tmp_path / "cli.jsonl")
         assert f.export("jsonl") == (tmp_path / "cli.jsonl").read_bytes()
         cli("export", "ref", "--format", "messages", "--rows", "pair", "-o", tmp_path / "rows.jsonl")
-        assert list(f.rows("messages", "pair")) == [orjson.loads(line) for line in (tmp_path / "rows.jsonl").read_bytes().splitlines()]
-        assert f.export("json", version=1) == cli("export", "ref", "--format", "json", "--version", "1", "-o", "-").stdout_bytes
+        assert list(f.rows("messages", "pair")) == [
+            orjson.loads(line) for line in (tmp_path / "rows.jsonl").read_bytes().splitlines()
+        ]
+        assert (
+            f.export("json", version=1)
+            == cli("export", "ref", "--format", "json", "--version", "1", "-o", "-").stdout_bytes
+        )
         f = f.remove(ids=[ids[0]])
         assert f.conversation_count == 6 and tf.verify()["ok"]
 

@@ -10,14 +10,15 @@ import time
 import urllib.parse
 import urllib.request
 
-import generate
 import orjson
 import pytest
 import s3fs
 
-from conftest import BOUND, BUCKETS, FIXTURES, KEY_ID, REFUSED, SECRET, SOURCES, STORE, snapshot
 from trainfiles import conversations, storage, workers
 from trainfiles.cli import app
+
+import generate
+from conftest import BOUND, BUCKETS, FIXTURES, KEY_ID, REFUSED, SECRET, SOURCES, STORE, snapshot
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]  # batch A, all completed
 EPOCH_LATER = "1764633600"  # 2025-12-02T00:00:00Z
@@ -66,11 +67,19 @@ def test_scan_and_import_read_sources_from_s3(s3, cli, tmp_path):
     local = cli.json("--catalog", tmp_path / "local.db", "conversations", "scan", FIXTURES / "bad")
     expected = orjson.loads(orjson.dumps(local).replace(str(FIXTURES).encode(), SOURCES.encode()))
     assert cli.json("conversations", "scan", f"{SOURCES}/bad") == expected
-    assert cli("conversations", "scan", f"{SOURCES}/none", code=4).stderr == f"Error: nothing to scan at {SOURCES}/none\n"
+    assert (
+        cli("conversations", "scan", f"{SOURCES}/none", code=4).stderr == f"Error: nothing to scan at {SOURCES}/none\n"
+    )
     # A manifest on local disk whose relative paths are under an S3 base.
     fresh = ("--catalog", tmp_path / "fresh.db")
     imported = cli.json(*fresh, "conversations", "import", FIXTURES / "manifest.csv", "--base", SOURCES)
-    assert imported == {"missing_sources": [], "moved": [], "registered": 12, "updated": 0, "invalid": []}  # the manifest's rows
+    assert imported == {
+        "missing_sources": [],
+        "moved": [],
+        "registered": 12,
+        "updated": 0,
+        "invalid": [],
+    }  # the manifest's rows
     assert_paths_on_s3(cli.json(*fresh, "conversations", "list"))
     rec = cli.json(*fresh, "create", "--name", "from-manifest", "--batch", generate.BATCH_A)
     assert rec["conversation_count"] == 8
@@ -79,7 +88,12 @@ def test_scan_and_import_read_sources_from_s3(s3, cli, tmp_path):
 def test_a_scan_of_more_files_than_start_worker_processes_reads_them_all(s3, cli, monkeypatch):
     # Sources on S3 are read here, whatever their number (only local ones go to workers).
     monkeypatch.setattr(workers, "PARALLEL_FROM", 5)
-    assert cli.json("conversations", "scan", f"{SOURCES}/conversations") == {"moved": [], "registered": 13, "updated": 0, "invalid": []}
+    assert cli.json("conversations", "scan", f"{SOURCES}/conversations") == {
+        "moved": [],
+        "registered": 13,
+        "updated": 0,
+        "invalid": [],
+    }
 
 
 def test_every_command_on_an_s3_store_matches_a_local_store(registered, s3, tmp_path):
@@ -110,13 +124,19 @@ def test_every_command_on_an_s3_store_matches_a_local_store(registered, s3, tmp_
     assert cli.json("archive", "dec")["status"] == "archived"
     assert cli.json("list") == []
     # The store's layout (docs/store.md): the log, each version's outputs, the download copies.
-    assert sorted(re.sub(r"/(\d{6})-[0-9a-f]{12}/", r"/\1-TOKEN/", key) for key in s3.find("trainfiles")) == sorted([
-        *(f"trainfiles/store/_log/{n:020d}.json" for n in (1, 2, 3)),
-        f"trainfiles/store/{rec['id']}/current.json",
-        f"trainfiles/store/{rec['id']}/training.json",
-        f"trainfiles/store/{rec['id']}/training.jsonl",
-        *(f"trainfiles/store/{rec['id']}/versions/{v:06d}-TOKEN/training.{kind}" for v in (1, 2) for kind in ("json", "jsonl")),
-    ])
+    assert sorted(re.sub(r"/(\d{6})-[0-9a-f]{12}/", r"/\1-TOKEN/", key) for key in s3.find("trainfiles")) == sorted(
+        [
+            *(f"trainfiles/store/_log/{n:020d}.json" for n in (1, 2, 3)),
+            f"trainfiles/store/{rec['id']}/current.json",
+            f"trainfiles/store/{rec['id']}/training.json",
+            f"trainfiles/store/{rec['id']}/training.jsonl",
+            *(
+                f"trainfiles/store/{rec['id']}/versions/{v:06d}-TOKEN/training.{kind}"
+                for v in (1, 2)
+                for kind in ("json", "jsonl")
+            ),
+        ]
+    )
 
 
 def test_url_downloads_the_stored_file(registered, s3):
@@ -202,7 +222,10 @@ def test_sources_are_read_with_one_listing_and_one_get_each(registered, server, 
         # An up-to-date catalog costs one listing; `show` also reads the JSONL's header
         # (its row count) with one ranged GET.
         header = [("GET", f"{folder}/versions/000002-TOKEN/training.jsonl")] if command[0] == "show" else []
-        assert [(m, re.sub(r"/(\d{6})-[0-9a-f]{12}/", r"/\1-TOKEN/", p)) for m, p in requests] == [("GET", "/trainfiles"), *header]
+        assert [(m, re.sub(r"/(\d{6})-[0-9a-f]{12}/", r"/\1-TOKEN/", p)) for m, p in requests] == [
+            ("GET", "/trainfiles"),
+            *header,
+        ]
         requests.clear()
 
 
@@ -210,9 +233,7 @@ def test_settings_from_a_shared_config_profile(s3, cli, server, monkeypatch, tmp
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name)
     (tmp_path / "aws-config").write_text(f"[profile ci]\nregion = us-east-1\nendpoint_url = {server.endpoint}\n")
-    (tmp_path / "aws-credentials").write_text(
-        f"[ci]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n"
-    )
+    (tmp_path / "aws-credentials").write_text(f"[ci]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n")
     monkeypatch.setenv("AWS_PROFILE", "ci")
     assert cli.json("conversations", "scan", f"{SOURCES}/conversations")["registered"] == 13
 
@@ -248,8 +269,14 @@ def test_server_stopped_before_a_command(registered, s3, server, tmp_path):
         (["add", "dec", "--id", A[1]], log),
         (["export", "dec"], log),
         (["list"], log),
-        (["conversations", "import", f"{SOURCES}/manifest.csv"], f'Error: {SOURCES}/manifest.csv: {REFUSED}: "{server.endpoint}/sources/'),
-        (["conversations", "scan", f"{SOURCES}/conversations"], f'Error: {SOURCES}/conversations: {REFUSED}: "{server.endpoint}/sources?'),
+        (
+            ["conversations", "import", f"{SOURCES}/manifest.csv"],
+            f'Error: {SOURCES}/manifest.csv: {REFUSED}: "{server.endpoint}/sources/',
+        ),
+        (
+            ["conversations", "scan", f"{SOURCES}/conversations"],
+            f'Error: {SOURCES}/conversations: {REFUSED}: "{server.endpoint}/sources?',
+        ),
     ]
     for args, start in commands:
         server.stop()
@@ -299,7 +326,10 @@ def test_a_failing_write_publishes_nothing(registered, s3, server, tmp_path):
     server.fault = lambda environ: environ["REQUEST_METHOD"] == "PUT" and environ["PATH_INFO"].endswith(".jsonl")
     unavailable = "[Errno 16] injected failure"  # s3fs: ServiceUnavailable is EBUSY
     result, seconds = timed(cli, "add", "dec", "--id", A[1], code=6)
-    assert re.fullmatch(f"Error: {STORE}/[0-9a-f-]{{36}}/versions/000002-[0-9a-f]{{12}}/training.jsonl: {re.escape(unavailable)}\n", result.stderr)
+    assert re.fullmatch(
+        f"Error: {STORE}/[0-9a-f-]{{36}}/versions/000002-[0-9a-f]{{12}}/training.jsonl: {re.escape(unavailable)}\n",
+        result.stderr,
+    )
     assert seconds < BOUND
     assert state(s3, tmp_path) == before  # the JSON staged first was removed
     result = cli("create", "--name", "new", "--id", A[1], code=6)
@@ -330,7 +360,8 @@ def test_a_store_that_will_not_list_uploads_is_still_collected(registered, s3, s
     server.fault = lambda environ: answer if "uploads" in environ["QUERY_STRING"] else False
     report = registered.json("gc", "--min-age", "0")
     assert (report["deleted"], report["aborted_uploads"]) == (
-        [f"{STORE}/{rec['id']}/versions/000002-0123456789ab/training.json"], []
+        [f"{STORE}/{rec['id']}/versions/000002-0123456789ab/training.json"],
+        [],
     )
 
 
@@ -393,7 +424,9 @@ def test_server_lost_while_staging(registered, s3, server, tmp_path):
     # Nothing was committed: the staged JSON that could not be removed is garbage, not state.
     assert cli.json("show", "dec") == shown
     left = {key for key in objects(s3) if key not in stored}
-    assert len(left) == 1 and re.fullmatch(r"trainfiles/store/[0-9a-f-]{36}/versions/000002-[0-9a-f]{12}/training\.json", left.pop())
+    assert len(left) == 1 and re.fullmatch(
+        r"trainfiles/store/[0-9a-f-]{36}/versions/000002-[0-9a-f]{12}/training\.json", left.pop()
+    )
     assert cli.json("verify")["ok"]
     cli("gc", "--min-age", "0")
     assert objects(s3) == stored

@@ -3,7 +3,6 @@ against a local store and the live S3 test server, from a machine that knew the 
 from a new one. No exit 1 or hang, nothing outside the store created, read, linked or
 deleted, no committed output deleted by any gc, and every machine's `list --json` equal."""
 
-import contextlib
 import copy
 import http.server
 import os
@@ -15,14 +14,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import generate
 import orjson
 import pytest
 from typer.testing import CliRunner
 
-from conftest import FIXTURES, SOURCES, STORE, snapshot
 from trainfiles import housekeeping, records
 from trainfiles.cli import app
+
+import generate
+from conftest import FIXTURES, SOURCES, STORE, snapshot
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]
 DOCUMENTED = {0, 3, 4, 5, 6}
@@ -63,7 +63,11 @@ class Store:
         return self.fs.exists(f"{self.prefix}/{key}") if self.fs else (self.root / key).exists()
 
     def log(self) -> list[dict]:
-        keys = sorted(self.fs.ls(f"{self.prefix}/_log", detail=False)) if self.fs else sorted(str(p) for p in (self.root / "_log").iterdir())
+        keys = (
+            sorted(self.fs.ls(f"{self.prefix}/_log", detail=False))
+            if self.fs
+            else sorted(str(p) for p in (self.root / "_log").iterdir())
+        )
         return [orjson.loads(self.fs.cat_file(k) if self.fs else Path(k).read_bytes()) for k in keys]
 
 
@@ -119,7 +123,7 @@ def world(request, tmp_path):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     if request.param == "local":
         store = Store(str(tmp_path / "store"), root=tmp_path / "store")
         sources = str(FIXTURES / "conversations")
@@ -205,7 +209,9 @@ def _marker_ahead(w):
 def _link_record(w):
     """A believable record, outside the store, linked in as the next one."""
     outside = w.victim / "record.json"
-    outside.write_bytes(orjson.dumps(w.record(operation="describe", file={**w.good[1]["file"], "description": "from outside"})))
+    outside.write_bytes(
+        orjson.dumps(w.record(operation="describe", file={**w.good[1]["file"], "description": "from outside"}))
+    )
     (w.store.root / "_log").mkdir(exist_ok=True)
     os.symlink(outside, w.store.root / w.next_key)
 
@@ -267,12 +273,15 @@ LOCAL_ONLY = {
     "a link to a record outside",
 }
 BAD_RECORDS = {
-    name for name in VARIANTS if "folder a link" not in name and not name.startswith(("current", "objects")) and name != "sources outside"
+    name
+    for name in VARIANTS
+    if "folder a link" not in name and not name.startswith(("current", "objects")) and name != "sources outside"
 }
 # Variants after which no change can be written (a writer refuses to write through the link).
 READ_ONLY = {"log folder a link"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_a_hostile_store_is_refused_cleanly_on_every_machine(world, variant):
     if variant in LOCAL_ONLY and world.store.fs:
@@ -319,7 +328,11 @@ def _outside(world: World) -> dict:
     WATCHED.clear()
     found = snapshot(world.victim)
     WATCHED[:] = watched
-    return {path: (data, os.lstat(path).st_nlink) for path, data in found.items() if not os.path.islink(path) and data is not None}
+    return {
+        path: (data, os.lstat(path).st_nlink)
+        for path, data in found.items()
+        if not os.path.islink(path) and data is not None
+    }
 
 
 def test_a_bad_record_makes_only_its_file_unavailable_until_repaired(world, cli):
@@ -333,10 +346,16 @@ def test_a_bad_record_makes_only_its_file_unavailable_until_repaired(world, cli)
     )
     shown = run(world, "b", "show", "dec")
     assert shown.exit_code == 3
-    assert f"Error: training file 'dec' is unavailable: records of the store's log that touch it cannot be believed: {world.next_key}" in shown.stderr
+    assert (
+        f"Error: training file 'dec' is unavailable: records of the store's log that touch it cannot be believed: {world.next_key}"
+        in shown.stderr
+    )
     assert run(world, "b", "gc").exit_code == 3
     dry = orjson.loads(run(world, "b", "repair", "--dry-run", "--json").stdout)
-    assert dry == {"dry_run": True, "set_aside": [{"record": world.next_key, "file_id": world.file_id("dec"), "reason": reason}]}
+    assert dry == {
+        "dry_run": True,
+        "set_aside": [{"record": world.next_key, "file_id": world.file_id("dec"), "reason": reason}],
+    }
     assert run(world, "b", "repair").stdout == f"set aside 1 records\n  {world.next_key}: {reason}\n"
     # Every machine reads the repair record: the file is back, at the state its good records give.
     for machine in ("a", "b", "c"):
@@ -361,6 +380,7 @@ def test_a_first_read_that_fails_leaves_the_next_command_reading_the_log(world, 
     assert orjson.loads(run(world, "new", "verify", "--json").stdout)["checked"] == 10
 
 
+@pytest.mark.crash
 def test_a_kill_during_the_first_read_leaves_the_next_command_reading_the_log(world):
     import subprocess
 
@@ -473,7 +493,9 @@ def test_gc_deletes_no_named_output_whatever_the_spelling_of_the_store(world, sp
     if world.store.fs:
         pytest.skip("a local path's spellings")
     store = spelling.format(tmp=world.tmp)
-    result = runner.invoke(app, ["--store", store, "gc", "--min-age", "0", "--json"], env={"TRAINFILES_CATALOG": str(world.tmp / "a.db")})
+    result = runner.invoke(
+        app, ["--store", store, "gc", "--min-age", "0", "--json"], env={"TRAINFILES_CATALOG": str(world.tmp / "a.db")}
+    )
     assert result.exit_code == 0, result.stderr
     assert orjson.loads(result.stdout)["deleted"] == []
     assert run(world, "a", "verify").exit_code == 0
@@ -498,4 +520,7 @@ def test_check_of_a_stored_output_that_is_no_longer_json_names_it(world):
     (world.store.root / key).write_bytes(b"garbage\n")
     result = run(world, "a", "check", "dec")
     assert result.exit_code == 5
-    assert result.stderr == f"Error: {world.store.root / key}: a line is not JSON: the object differs from its commit (`trainfiles verify` checks it)\n"
+    assert (
+        result.stderr
+        == f"Error: {world.store.root / key}: a line is not JSON: the object differs from its commit (`trainfiles verify` checks it)\n"
+    )

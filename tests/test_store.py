@@ -9,13 +9,14 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-import generate
 import orjson
 import pytest
 
-from conftest import FIXTURES, SOURCES, STORE
 from trainfiles import builder, filecopy
 from trainfiles.members import Members
+
+import generate
+from conftest import FIXTURES, SOURCES, STORE
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]
 
@@ -40,7 +41,9 @@ def place(request, tmp_path):
         )
     s3 = request.getfixturevalue("s3")
     prefix = STORE.removeprefix("s3://")
-    return Place(STORE, f"{SOURCES}/conversations", lambda: sorted(k.removeprefix(prefix + "/") for k in s3.find(prefix)))
+    return Place(
+        STORE, f"{SOURCES}/conversations", lambda: sorted(k.removeprefix(prefix + "/") for k in s3.find(prefix))
+    )
 
 
 def sha(data: bytes) -> str:
@@ -71,7 +74,9 @@ def test_every_version_exports_byte_for_byte(cli, place):
         doc = orjson.loads(outputs[0])
         assert (builder.render_json(doc), builder.render_jsonl(doc)) == outputs
     log = cli.json("log", "dec")
-    assert [(v["version"], v["parent"], v["operation"], v["added"], v["removed"], v["conversation_count"]) for v in log] == [
+    assert [
+        (v["version"], v["parent"], v["operation"], v["added"], v["removed"], v["conversation_count"]) for v in log
+    ] == [
         (1, None, "create", [A[0], A[1]], [], 2),
         (2, 1, "add", [A[2]], [], 3),
         (3, 2, "add", [A[3], A[4]], [], 5),
@@ -82,9 +87,27 @@ def test_every_version_exports_byte_for_byte(cli, place):
     assert [v["created_at"] for v in log] == [f"2025-12-01T00:00:0{n}Z" for n in range(5)]  # moves at every change
     assert log[4]["restored_from"] == 2
     assert cli.json("show", "dec")["conversation_ids"] == [A[0], A[1], A[2]]
-    assert cli.json("verify", "--sources") == {"checked": 4 * 2 + 2 + 3, "pruned": 0, "mismatches": [], "not_read": [], "ok": True}
+    assert cli.json("verify", "--sources") == {
+        "checked": 4 * 2 + 2 + 3,
+        "pruned": 0,
+        "mismatches": [],
+        "not_read": [],
+        "ok": True,
+    }
     human = cli("log", "dec").stdout.splitlines()
-    assert human[0].split() == ["version", "when", "by", "operation", "changed", "conversations", "pairs", "json", "sha256", "jsonl", "sha256"]
+    assert human[0].split() == [
+        "version",
+        "when",
+        "by",
+        "operation",
+        "changed",
+        "conversations",
+        "pairs",
+        "json",
+        "sha256",
+        "jsonl",
+        "sha256",
+    ]
     assert human[2].split()[:6] == ["1", "2025-12-01T00:00:00Z", "alice", "create", "+2", "2"]
     assert human[5].split()[:6] == ["4", "2025-12-01T00:00:03Z", "alice", "remove", "-2", "3"]
     assert human[6].split()[:6] == ["5", "2025-12-01T00:00:04Z", "alice", "restore", "=", "v2"]
@@ -133,7 +156,10 @@ def test_an_add_stops_when_its_parent_changes_while_copied(cli, tmp_path, monkey
     if change == "edited":
         assert failed.stderr == f"Error: {parent} changed while it was copied: run `trainfiles verify`\n"
     else:
-        assert failed.stderr == f"Error: {parent} ends before byte {size}, where its commit says: run `trainfiles verify`\n"
+        assert (
+            failed.stderr
+            == f"Error: {parent} ends before byte {size}, where its commit says: run `trainfiles verify`\n"
+        )
     assert [v["version"] for v in cli.json("log", "dec")] == [1]
     assert [p.name for p in (tmp_path / "store").glob("*/versions/*")] == [parent.parent.name]
 
@@ -216,7 +242,9 @@ def test_the_source_size_limit_is_for_sources_not_the_stores_records(cli, tmp_pa
     for limit in (str(record.stat().st_size - 1), "64MB"):
         (tmp_path / "catalog.db").unlink()  # rebuilt from the records
         assert [f["name"] for f in cli.json("list", env={"TRAINFILES_MAX_SOURCE_BYTES": limit})] == ["dec"]
-    refused = cli("conversations", "scan", str(FIXTURES / "conversations"), env={"TRAINFILES_MAX_SOURCE_BYTES": "64MB"}, code=3)
+    refused = cli(
+        "conversations", "scan", str(FIXTURES / "conversations"), env={"TRAINFILES_MAX_SOURCE_BYTES": "64MB"}, code=3
+    )
     assert refused.stderr == "Error: TRAINFILES_MAX_SOURCE_BYTES must be a number of bytes, not '64MB'\n"
 
 
@@ -241,9 +269,18 @@ def test_names_descriptions_and_status_are_versions_too(cli, place):
     )
     assert cli.json("unarchive", "december")["status"] == "active"
     assert cli.json("unarchive", "december")["version"] == 6  # already active: nothing to change
-    assert [v["operation"] for v in cli.json("log", "december")] == ["create", "describe", "describe", "rename", "archive", "unarchive"]
+    assert [v["operation"] for v in cli.json("log", "december")] == [
+        "create",
+        "describe",
+        "describe",
+        "rename",
+        "archive",
+        "unarchive",
+    ]
     cli("create", "--name", "other", "--id", A[1])
-    assert cli("rename", "other", "december", code=5).stderr == "Error: a training file named 'december' already exists\n"
+    assert (
+        cli("rename", "other", "december", code=5).stderr == "Error: a training file named 'december' already exists\n"
+    )
     assert cli("describe", "other", code=2).stderr.endswith("give --description, --target-model or both\n")
 
 
@@ -260,8 +297,14 @@ def test_remove_refuses_like_add(cli, tmp_path):
     assert cli("remove", "dec", "--id", A[0], code=7, env={"TRAINFILES_USER": "bob"}).stderr == (
         "Error: training file 'dec' was created by alice; only its creator may change it\n"
     )
-    assert cli("restore", "dec", "--version", "3", code=4).stderr == "Error: training file 'dec' has no version 3 (versions 1 to 1)\n"
-    assert cli("export", "dec", "--version", "2", code=4).stderr == "Error: training file 'dec' has no version 2 (versions 1 to 1)\n"
+    assert (
+        cli("restore", "dec", "--version", "3", code=4).stderr
+        == "Error: training file 'dec' has no version 3 (versions 1 to 1)\n"
+    )
+    assert (
+        cli("export", "dec", "--version", "2", code=4).stderr
+        == "Error: training file 'dec' has no version 2 (versions 1 to 1)\n"
+    )
     assert [v["version"] for v in cli.json("log", "dec")] == [1]
 
 
@@ -287,7 +330,9 @@ def test_two_machines_share_one_store(cli, place, tmp_path):
     assert cli.json(*machine_b, "show", "shared")["conversation_ids"] == [A[0], A[1]]
     assert exported(cli, "shared", machine=machine_b) == exported(cli, "shared", machine=machine_a)
     # Only the creator may change a file (a guard against mistakes, not access control).
-    assert cli(*machine_b, "add", "shared", "--id", A[2], code=7).stderr.startswith("Error: training file 'shared' was created by alice")
+    assert cli(*machine_b, "add", "shared", "--id", A[2], code=7).stderr.startswith(
+        "Error: training file 'shared' was created by alice"
+    )
     cli(*machine_b, "create", "--name", "bobs", "--id", A[2])
     cli(*machine_b, "add", "bobs", "--id", A[3], "--id", A[4])
     cli(*machine_b, "remove", "bobs", "--id", A[3])
@@ -322,9 +367,19 @@ def legacy_catalog(tmp_path: Path) -> tuple[Path, Path]:
     shutil.copytree(FIXTURES / "legacy-0.1", tmp_path / "legacy")
     catalog, store = tmp_path / "legacy" / "catalog.db", tmp_path / "legacy" / "store"
     db = sqlite3.connect(catalog)
-    for table, column in (("training_files", "json_file_path"), ("training_files", "jsonl_file_path"), ("training_file_members", "source_path")):
-        db.execute(f"update {table} set {column} = replace(replace({column}, '/tmp/legacy/store', ?), '/work/main/fixtures', ?)", (str(store), str(FIXTURES)))
-    db.execute("update conversations set enriched_file_path = replace(enriched_file_path, '/work/main/fixtures', ?)", (str(FIXTURES),))
+    for table, column in (
+        ("training_files", "json_file_path"),
+        ("training_files", "jsonl_file_path"),
+        ("training_file_members", "source_path"),
+    ):
+        db.execute(
+            f"update {table} set {column} = replace(replace({column}, '/tmp/legacy/store', ?), '/work/main/fixtures', ?)",
+            (str(store), str(FIXTURES)),
+        )
+    db.execute(
+        "update conversations set enriched_file_path = replace(enriched_file_path, '/work/main/fixtures', ?)",
+        (str(FIXTURES),),
+    )
     db.commit()
     db.close()
     return catalog, store
@@ -335,7 +390,10 @@ def test_a_catalog_made_before_versions_is_migrated_once(cli, tmp_path):
     old = {p.parent.name + "/" + p.name: p.read_bytes() for p in store.rglob("training.*")}
     setting = ("--catalog", catalog, "--store", store)
     files = cli.json(*setting, "list")
-    assert sorted((f["name"], f["conversation_count"], f["version"]) for f in files) == [("legacy-one", 2, 1), ("legacy-two", 2, 1)]
+    assert sorted((f["name"], f["conversation_count"], f["version"]) for f in files) == [
+        ("legacy-one", 2, 1),
+        ("legacy-two", 2, 1),
+    ]
     for f in files:
         assert [v["operation"] for v in cli.json(*setting, "log", f["id"])] == ["migrate"]
         json_bytes, jsonl_bytes = exported(cli, f["id"], machine=setting)
@@ -375,7 +433,11 @@ def test_verify_export_and_check_refuse_what_differs_from_its_commit(cli, tmp_pa
     report = cli("verify", "--json", code=3)
     mismatches = orjson.loads(report.stdout)["mismatches"]
     assert [m["object"] for m in mismatches] == [str(jsonl), str(version_jsonl)]
-    for args in (["export", "dec", "--format", "jsonl", "-o", tmp_path / "out.jsonl"], ["export", "dec", "--format", "messages", "-o", tmp_path / "out.jsonl"], ["check", "dec"]):
+    for args in (
+        ["export", "dec", "--format", "jsonl", "-o", tmp_path / "out.jsonl"],
+        ["export", "dec", "--format", "messages", "-o", tmp_path / "out.jsonl"],
+        ["check", "dec"],
+    ):
         result = cli(*args, code=5)
         assert result.stderr == (
             f"Error: {version_jsonl} differs from its commit (sha256 {sha(jsonl.read_bytes())[:12]}, expected {expected[:12]}): run `trainfiles verify`\n"
@@ -408,7 +470,7 @@ def test_gc_deletes_what_no_commit_references_and_keep_prunes_old_versions(cli, 
     assert [exported(cli, "dec", "--version", n) for n in (1, 2, 3)] == versions
     assert cli.json("restore", "dec", "--version", "1")["conversation_count"] == 1
     assert exported(cli, "dec") == versions[0]
-    assert any(key.startswith(f"{made['id']}/versions/000004-") for key in place.keys())  # staged anew
+    assert any(key.startswith(f"{made['id']}/versions/000004-") for key in place.keys())  # noqa: SIM118 (a listing function)  staged anew
 
 
 def test_a_pruned_version_whose_source_changed_is_not_found(cli, tmp_path):
@@ -472,5 +534,8 @@ def test_members_stream_as_the_json_list_they_are():
     for count in (0, 1, 1_000, 2_345):
         spooled = Members(rows[:count])
         assert b"".join(spooled.json()) == orjson.dumps(rows[:count])
-        assert (len(spooled), list(spooled.after(count - 1 if count else 0))) == (count, rows[count - 1 : count] if count else [])
+        assert (len(spooled), list(spooled.after(count - 1 if count else 0))) == (
+            count,
+            rows[count - 1 : count] if count else [],
+        )
         assert spooled.statistics() == builder.statistics(rows[:count])

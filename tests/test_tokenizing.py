@@ -9,8 +9,17 @@ from trainfiles.tokenizing import PLAIN_TEMPLATE, Tokens, _jinja, _plain, resolv
 tokenizers = pytest.importorskip("tokenizers")
 
 ROWS = [
-    [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello, friend"}],
-    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yes"}, {"role": "user", "content": "More?"}, {"role": "assistant", "content": "No."}],
+    [
+        {"role": "system", "content": "Be kind."},
+        {"role": "user", "content": "Hi there"},
+        {"role": "assistant", "content": "Hello, friend"},
+    ],
+    [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Yes"},
+        {"role": "user", "content": "More?"},
+        {"role": "assistant", "content": "No."},
+    ],
 ]
 
 
@@ -36,7 +45,9 @@ def test_a_tokenizers_own_template_with_generation_blocks(tmp_path):
         "{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] }} {{ eos_token }}{% endgeneration %}"
         "{% else %}{{ m['content'] }}{% endif %}\n{% endfor %}"
     )
-    tokens = Tokens(str(whitespace_tokenizer(tmp_path, chat_template=template, bos_token="<s>", eos_token={"content": "</s>"})))
+    tokens = Tokens(
+        str(whitespace_tokenizer(tmp_path, chat_template=template, bos_token="<s>", eos_token={"content": "</s>"}))
+    )
     # "<s>[system] Be kind.[user] Hi there[assistant] Hello, friend </s>" (trim_blocks eats the
     # newline after a block, as in transformers): < s >[ system ] Be kind .[ user ] Hi there [
     # assistant ] | Hello , friend </ s >

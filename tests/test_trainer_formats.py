@@ -3,9 +3,10 @@
 import orjson
 import pytest
 
-from conftest import REFERENCE
 from trainfiles import builder, preflight
 from trainfiles.trainer_formats import FORMATS, MODES, ROW_MODES, parse, rows, rows_by_conversation, split_of
+
+from conftest import REFERENCE, require_reference
 
 CID = "0a1b2c3d-1111-4222-8333-444455556666"
 OTHER = "9f8e7d6c-aaaa-4bbb-8ccc-ddddeeeeffff"
@@ -291,6 +292,7 @@ def test_split_refuses_a_fraction_outside_0_1(fraction):
 
 
 def reference_conversations():
+    require_reference()
     out = []
     for path in sorted((REFERENCE / "enriched").glob("*.json")):
         doc = orjson.loads(path.read_bytes())

@@ -272,8 +272,11 @@ def compare(name: str, view, sources: Sources, expected: list[tuple[str, int]], 
         trimmed |= set(run[0]) if run[1] else set()
     if trained != expected:
         lost = [x for x in expected if x not in trained]
-        require(False, f"{name}: {len(trained)} replies trained, {len(expected)} expected; first missing or extra: "
-                f"{(lost or [x for x in trained if x not in expected] or ['order differs'])[0]}")
+        require(
+            False,
+            f"{name}: {len(trained)} replies trained, {len(expected)} expected; first missing or extra: "
+            f"{(lost or [x for x in trained if x not in expected] or ['order differs'])[0]}",
+        )
     return trimmed
 
 
@@ -298,7 +301,7 @@ def _run(sources: Sources, cid: str, first: int, replies: list[str], text: str, 
         return None
     tail, source = text[len(before) : len(text) - len(after)], sources.exchanges[cid][first][0]
     cut = len(source) - len(tail)
-    at_a_word = 0 < cut and source[cut:] == tail and source[cut - 1].isspace() and not tail[0].isspace()
+    at_a_word = cut > 0 and source[cut:] == tail and source[cut - 1].isspace() and not tail[0].isspace()
     if not (at_a_word and fits(tail)):
         return None
     # The longest such tail: one word more (or, before the first, the whole turn) would not fit.
@@ -328,7 +331,10 @@ def fitting_notes(path: Path, sources: Sources, tokenizer) -> tuple[set, set]:
             if pair in listed["left out"]:
                 last_word = re.search(r"\S+\s*$", sources.exchanges[cid][index][0]).group()
                 length = sources.length(tokenizer, cid, index, last_word)
-                require(length > MAX_LENGTH, f"{path.name}: left out {pair}, which fits ({length} tokens) with the last word of its user turn")
+                require(
+                    length > MAX_LENGTH,
+                    f"{path.name}: left out {pair}, which fits ({length} tokens) with the last word of its user turn",
+                )
             if pair in listed["trimmed"]:
                 trimmed.add((cid, index))
     return listed["left out"], trimmed
@@ -405,7 +411,9 @@ def train_tokens(name: str, examples: list[tuple[list[int], list[int]]], model_d
         optimizer.zero_grad()
         losses.append(out.loss.item())
     require(all(math.isfinite(x) for x in losses), f"{name}: losses {losses}")
-    require(any(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters())), f"{name}: no weight changed")
+    require(
+        any(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters())), f"{name}: no weight changed"
+    )
     print(f"  trained 2 steps on its labels: losses {[round(x, 3) for x in losses]}")
 
 
@@ -461,11 +469,17 @@ def load_card_folder(folder: Path, cache_dir: str | None = None) -> None:
     }
     for how, splits in (
         ("load_dataset(DIR)", datasets.load_dataset(str(folder), cache_dir=cache_dir)),
-        ("load_dataset('json', data_dir=DIR)", datasets.load_dataset("json", data_dir=str(folder), cache_dir=cache_dir)),
+        (
+            "load_dataset('json', data_dir=DIR)",
+            datasets.load_dataset("json", data_dir=str(folder), cache_dir=cache_dir),
+        ),
     ):
         loaded = {name: split.to_list() for name, split in splits.items()}
-        require(loaded == files, f"{folder}: {how} gives splits {[(k, len(v)) for k, v in loaded.items()]}, the files "
-                f"{[(k, len(v)) for k, v in files.items()]} (or other rows)")
+        require(
+            loaded == files,
+            f"{folder}: {how} gives splits {[(k, len(v)) for k, v in loaded.items()]}, the files "
+            f"{[(k, len(v)) for k, v in files.items()]} (or other rows)",
+        )
     print(f"{folder.name}: {', '.join(f'{name} {len(rows)} rows' for name, rows in files.items())}, loaded as written")
 
 
@@ -482,24 +496,37 @@ def check_export(path: Path, case: Path, sources: Sources, tokenizer, model_dir:
     def compared(trainer: str, view, trains_history: bool) -> None:
         name = f"{path.name} ({trainer})"
         trimmed = compare(name, view, sources, expected_replies(sources, fmt, mode, trains_history, skipped), may_trim)
-        require(trimmed == listed, f"{name}: rows trim the user turns of {sorted(trimmed)}, the export lists {sorted(listed)}")
-        print(f"  {trainer}: every row and reply as in the sources ({sum(len(r) for _, r in view)} replies trained"
-              f"{f', {len(trimmed)} with a trimmed user turn' if trimmed else ''})")
+        require(
+            trimmed == listed,
+            f"{name}: rows trim the user turns of {sorted(trimmed)}, the export lists {sorted(listed)}",
+        )
+        print(
+            f"  {trainer}: every row and reply as in the sources ({sum(len(r) for _, r in view)} replies trained"
+            f"{f', {len(trimmed)} with a trimmed user turn' if trimmed else ''})"
+        )
+
     if fmt in ("messages", "prompt-completion") and not (fitted and fmt == "messages"):
         trainer, view = trl_view(dataset, tokenizer, model_dir, tmp / path.stem, None)
         compared("TRL", view, fmt == "messages")
         if report is not None:
-            truncated = sft_trainer(dataset, tokenizer, model_dir, tmp / f"{path.stem}-1024", max_length=MAX_LENGTH, lora=False).train_dataset
+            truncated = sft_trainer(
+                dataset, tokenizer, model_dir, tmp / f"{path.stem}-1024", max_length=MAX_LENGTH, lora=False
+            ).train_dataset
             kept = sum(sum(1 for label in ex["labels"] if label != -100) for ex in truncated)
             full = sum(sum(1 for label in ex["labels"] if label != -100) for ex in trainer.train_dataset)
             cost = report["length_cost"]["truncating"]
-            require(full == report["loss_tokens"]["total"], f"{path.name}: TRL trains {full} loss tokens, check says {report['loss_tokens']['total']}")
+            require(
+                full == report["loss_tokens"]["total"],
+                f"{path.name}: TRL trains {full} loss tokens, check says {report['loss_tokens']['total']}",
+            )
             require(
                 (kept, len(truncated)) == (cost["kept"], len(rows) - cost["rows_left_without_loss"]),
                 f"{path.name}: at max_length {MAX_LENGTH} TRL keeps {kept} loss tokens in {len(truncated)} rows; check says "
                 f"{cost['kept']} in {len(rows) - cost['rows_left_without_loss']}",
             )
-            print(f"  TRL max_length={MAX_LENGTH}: keeps {kept} of {full} loss tokens, {len(truncated)} of {len(rows)} rows, as check says")
+            print(
+                f"  TRL max_length={MAX_LENGTH}: keeps {kept} of {full} loss tokens, {len(truncated)} of {len(rows)} rows, as check says"
+            )
         if train:
             train_trl(path.name, trainer)
     if fmt in ("messages", "sharegpt"):
@@ -517,7 +544,9 @@ def check_export(path: Path, case: Path, sources: Sources, tokenizer, model_dir:
                 f"{path.name}: at sequence_len {MAX_LENGTH} Axolotl keeps {kept} loss tokens and drops "
                 f"{len(rows) - len(kept_rows)} rows; check says {cost['kept']} and {cost['rows_dropped']}",
             )
-            print(f"  Axolotl sequence_len={MAX_LENGTH}: keeps {kept} loss tokens, drops {len(rows) - len(kept_rows)} rows, as check says")
+            print(
+                f"  Axolotl sequence_len={MAX_LENGTH}: keeps {kept} loss tokens, drops {len(rows) - len(kept_rows)} rows, as check says"
+            )
         if train:
             train_tokens(path.name, examples, model_dir)
     if fmt in ("sharegpt", "alpaca"):
@@ -535,7 +564,10 @@ def verify(case: Path, tokenizer_dir: Path, mutations: bool) -> None:
     tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_dir)
     sources = Sources(case)
     exports = sorted((case / "exports").glob("*.jsonl"))
-    require({f for p in exports for f in FORMATS if p.stem.startswith(f + "-")} == set(FORMATS), f"{case}: an export of every format")
+    require(
+        {f for p in exports for f in FORMATS if p.stem.startswith(f + "-")} == set(FORMATS),
+        f"{case}: an export of every format",
+    )
     with tempfile.TemporaryDirectory(prefix="check-trainers-") as tmp:
         model_dir = make_model(Path(tmp), tokenizer)
         if mutations:
@@ -545,7 +577,13 @@ def verify(case: Path, tokenizer_dir: Path, mutations: bool) -> None:
         for path in exports:
             check_export(path, case, sources, tokenizer, model_dir, Path(tmp), train=True)
         first = case / "exports" / "messages-conversation.jsonl"
-        train_trl(f"{first.name} (LoRA)", sft_trainer(load(first, "messages")[1], tokenizer, model_dir, Path(tmp) / "lora", max_length=None, lora=True), lora=True)
+        train_trl(
+            f"{first.name} (LoRA)",
+            sft_trainer(
+                load(first, "messages")[1], tokenizer, model_dir, Path(tmp) / "lora", max_length=None, lora=True
+            ),
+            lora=True,
+        )
     print(f"check-trainers {case.name}: all checks passed in {time.monotonic() - started:.0f}s")
 
 
@@ -591,7 +629,13 @@ def _trim_a_word_too_far(rows, trimmed):
 
 
 def _trim_a_row_that_fits(rows, trimmed):
-    row = next(r for r in rows if len(r["prompt"]) == 2 and r["metadata"]["pair_ids"][0] not in trimmed and len(r["prompt"][1]["content"].split()) > 1)
+    row = next(
+        r
+        for r in rows
+        if len(r["prompt"]) == 2
+        and r["metadata"]["pair_ids"][0] not in trimmed
+        and len(r["prompt"][1]["content"].split()) > 1
+    )
     row["prompt"][1]["content"] = row["prompt"][1]["content"].split(maxsplit=1)[1]
 
 

@@ -24,6 +24,8 @@ from .settings import Settings, resolve
 if TYPE_CHECKING:
     import datasets
 
+    from .gathering import Selection
+
 
 @dataclass(frozen=True)
 class Registration:
@@ -89,7 +91,8 @@ class TrainingFile:
         """The member conversations, in file order."""
         from . import training_files
 
-        return training_files.show(self._settings, self.id)["conversation_ids"]
+        ids: list[str] = training_files.show(self._settings, self.id)["conversation_ids"]
+        return ids
 
     def add(self, ids: Sequence[str] = (), *, batch: str | None = None, skip_invalid: bool = False) -> TrainingFile:
         """Append conversations (ids, unique id prefixes, or a whole batch)."""
@@ -159,7 +162,14 @@ class TrainingFile:
         storage.write_atomic(str(path), chunks, create_folder=False)
         return None
 
-    def rows(self, format: str = "messages", mode: str | None = None, *, with_metadata: bool = False, version: int | None = None) -> Iterator[dict]:
+    def rows(
+        self,
+        format: str = "messages",
+        mode: str | None = None,
+        *,
+        with_metadata: bool = False,
+        version: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """Trainer rows, one at a time (the same rows `export --format FORMAT` writes)."""
         from . import exports
 
@@ -175,7 +185,9 @@ class TrainingFile:
             raise UsageError("to_dataset needs the `datasets` package: pip install datasets") from None
         return datasets.Dataset.from_generator(lambda: self.rows(format, mode, **options))
 
-    def check(self, format: str = "messages", mode: str | None = None, max_tokens: int = 1024, tokenizer: str | None = None) -> dict:
+    def check(
+        self, format: str = "messages", mode: str | None = None, max_tokens: int = 1024, tokenizer: str | None = None
+    ) -> dict[str, Any]:
         """The pre-training report of `trainfiles check FILE`."""
         from . import exports
 
@@ -225,12 +237,12 @@ class Trainfiles:
 
         return Registration(**conversations.import_manifest(self.settings, path, base, allow_outside_base))
 
-    def conversations(self, status: str | None = None, batch: str | None = None) -> list[dict]:
+    def conversations(self, status: str | None = None, batch: str | None = None) -> list[dict[str, Any]]:
         from . import conversations
 
         return conversations.list_conversations(self.settings, status, batch)
 
-    def conversation(self, ref: str) -> dict:
+    def conversation(self, ref: str) -> dict[str, Any]:
         from . import conversations
 
         return conversations.show(self.settings, ref)
@@ -268,40 +280,44 @@ class Trainfiles:
 
         return self._file(training_files.show(self.settings, ref))
 
-    def files(self, status: str = "active", created_by: str | None = None, sort: str = "newest", limit: int | None = None) -> list[TrainingFile]:
+    def files(
+        self, status: str = "active", created_by: str | None = None, sort: str = "newest", limit: int | None = None
+    ) -> list[TrainingFile]:
         from . import training_files
 
         return [self._file(rec) for rec in training_files.list_files(self.settings, status, created_by, sort, limit)]
 
     # The store
 
-    def verify(self, ref: str | None = None, sources: bool = False, bases: Sequence[str] = ()) -> dict:
+    def verify(self, ref: str | None = None, sources: bool = False, bases: Sequence[str] = ()) -> dict[str, Any]:
         from . import housekeeping
 
         return housekeeping.verify(self.settings, ref, sources, tuple(bases))
 
-    def gc(self, keep: int | None = None, dry_run: bool = False, min_age: float = 3600) -> dict:
+    def gc(self, keep: int | None = None, dry_run: bool = False, min_age: float = 3600) -> dict[str, Any]:
         from . import housekeeping
 
         return housekeeping.gc(self.settings, keep, dry_run, min_age)
 
-    def repair(self, dry_run: bool = False) -> dict:
+    def repair(self, dry_run: bool = False) -> dict[str, Any]:
         from . import housekeeping
 
         return housekeeping.repair(self.settings, dry_run)
 
-    def check(self, path: str, format: str | None = None, max_tokens: int = 1024, tokenizer: str | None = None) -> dict:
+    def check(
+        self, path: str, format: str | None = None, max_tokens: int = 1024, tokenizer: str | None = None
+    ) -> dict[str, Any]:
         """The pre-training report of `trainfiles check PATH` on an export file or folder."""
         from . import exports
 
         return exports.check(self.settings, path, format, None, max_tokens, tokenizer)
 
-    def _file(self, rec: dict) -> TrainingFile:
+    def _file(self, rec: dict[str, Any]) -> TrainingFile:
         known = {f.name for f in fields(TrainingFile)} - {"_tf"}
         return TrainingFile(**{k: v for k, v in rec.items() if k in known}, _tf=self)
 
 
-def _selection(ids: Sequence[str], batch: str | None):
+def _selection(ids: Sequence[str], batch: str | None) -> Selection:
     from .errors import UsageError
     from .gathering import Selection
     from .selection import parse_ids

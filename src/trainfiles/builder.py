@@ -77,7 +77,11 @@ class Tally:
             self.high = score if self.high is None else max(self.high, score)
         if member.get("human_reviewed"):
             self.reviewed += 1
-        for counts, key in ((self.personas, "persona_key"), (self.arcs, "emotional_arc_key"), (self.topics, "topic_key")):
+        for counts, key in (
+            (self.personas, "persona_key"),
+            (self.arcs, "emotional_arc_key"),
+            (self.topics, "topic_key"),
+        ):
             if value := member.get(key):
                 counts[value] = counts.get(value, 0) + 1
 
@@ -137,7 +141,9 @@ def build_document(
     stats: dict,
 ) -> dict:
     """The full training JSON document, keys in the order of format-v4 section 3."""
-    meta = metadata(name=name, created=created, updated=updated, target_model=target_model, vertical=vertical, stats=stats)
+    meta = metadata(
+        name=name, created=created, updated=updated, target_model=target_model, vertical=vertical, stats=stats
+    )
     return {"training_file_metadata": meta, "consultant_profile": profile, "conversations": conversations}
 
 
@@ -174,7 +180,9 @@ def json_entry(entry: dict) -> bytes:
 
 def jsonl_head(file_name: str, total_pairs: int) -> bytes:
     """The JSONL's `_meta` line, counting the rows that follow."""
-    header = {"_meta": {"file_name": file_name, "total_pairs": total_pairs, "version": VERSION, "format_spec": FORMAT_SPEC}}
+    header = {
+        "_meta": {"file_name": file_name, "total_pairs": total_pairs, "version": VERSION, "format_spec": FORMAT_SPEC}
+    }
     return orjson.dumps(header, option=orjson.OPT_APPEND_NEWLINE)
 
 

@@ -123,9 +123,7 @@ class Catalog:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self.db.query(
-                f"select * from conversations where conversation_id in ({marks})", chunk
-            ):
+            for row in self.db.query(f"select * from conversations where conversation_id in ({marks})", chunk):
                 found[row["conversation_id"]] = _conversation(row)
         return found
 
@@ -153,9 +151,7 @@ class Catalog:
             where.append("c.enrichment_status = ?")
             params.append(status)
         if batch:
-            where.append(
-                "c.conversation_id in (select conversation_id from batch_items where batch_job_id = ?)"
-            )
+            where.append("c.conversation_id in (select conversation_id from batch_items where batch_job_id = ?)")
             params.append(batch)
         sql = "select c.* from conversations c"
         if where:
@@ -215,7 +211,13 @@ class Catalog:
             else:
                 changes = _changes(old, row)
                 if "enriched_file_path" in changes and old["enriched_file_path"]:
-                    moved.append({"conversation_id": row["conversation_id"], "from": old["enriched_file_path"], "to": row["enriched_file_path"]})
+                    moved.append(
+                        {
+                            "conversation_id": row["conversation_id"],
+                            "from": old["enriched_file_path"],
+                            "to": row["enriched_file_path"],
+                        }
+                    )
                 if changes:
                     table.update(row["conversation_id"], {**_stored(changes), "updated_at": now})
                     updated += 1
@@ -228,7 +230,11 @@ class Catalog:
             ((*map(_stored(row).get, columns), now, now) for row in new),
         )
         self.db["batch_items"].insert_all(
-            ({"batch_job_id": row["batch_job_id"], "conversation_id": row["conversation_id"]} for row in rows if row.get("batch_job_id")),
+            (
+                {"batch_job_id": row["batch_job_id"], "conversation_id": row["conversation_id"]}
+                for row in rows
+                if row.get("batch_job_id")
+            ),
             ignore=True,
             batch_size=500,
         )
@@ -269,7 +275,16 @@ class Catalog:
     def flag(self, bad: Iterable["BadRecord"]) -> None:
         """Keep records that cannot be believed apart, with why (inside a write)."""
         self.db["bad_records"].upsert_all(
-            ({"sequence": b.sequence, "file_id": b.file_id, "reason": b.reason, "keys": json.dumps(b.keys), "set_aside": False} for b in bad),
+            (
+                {
+                    "sequence": b.sequence,
+                    "file_id": b.file_id,
+                    "reason": b.reason,
+                    "keys": json.dumps(b.keys),
+                    "set_aside": False,
+                }
+                for b in bad
+            ),
             pk="sequence",
         )
 
@@ -304,9 +319,23 @@ class Catalog:
                 row[0] for row in self.db.execute("select id from files where name = ?", [name]) if row[0] not in state
             }
             if r["version"] <= state[file_id][0]:
-                refused.append(BadRecord(r["sequence"], f"version {r['version']} of training file {file_id} is in an earlier record", file_id, _keys(r)))
+                refused.append(
+                    BadRecord(
+                        r["sequence"],
+                        f"version {r['version']} of training file {file_id} is in an earlier record",
+                        file_id,
+                        _keys(r),
+                    )
+                )
             elif holders - {file_id}:
-                refused.append(BadRecord(r["sequence"], f"name {name!r} is held by training file {min(holders - {file_id})} since an earlier record", file_id, _keys(r)))
+                refused.append(
+                    BadRecord(
+                        r["sequence"],
+                        f"name {name!r} is held by training file {min(holders - {file_id})} since an earlier record",
+                        file_id,
+                        _keys(r),
+                    )
+                )
             else:
                 accepted.append(r)
                 state[file_id] = (r["version"], name)
@@ -349,7 +378,9 @@ class Catalog:
         """Training file rows, newest first; all statuses when status is None, every
         creator when created_by is None."""
         where = [(column, value) for column, value in (("status", status), ("created_by", created_by)) if value]
-        sql = "select * from files" + (" where " + " and ".join(f"{column} = ?" for column, _ in where) if where else "")
+        sql = "select * from files" + (
+            " where " + " and ".join(f"{column} = ?" for column, _ in where) if where else ""
+        )
         return list(self.db.query(sql + " order by created_at desc, name", [value for _, value in where]))
 
     def file_count(self) -> int:
@@ -357,7 +388,10 @@ class Catalog:
 
     def members(self, file_id: str) -> Iterator[dict]:
         """A training file's members in file order, as its commits record them."""
-        return (member_row(row) for row in self.db.query("select * from members where file_id = ? order by position", [file_id]))
+        return (
+            member_row(row)
+            for row in self.db.query("select * from members where file_id = ? order by position", [file_id])
+        )
 
     def members_among(self, file_id: str, ids: list[str]) -> set[str]:
         """Those of `ids` that are members of the file (costs what `ids` holds, not the file)."""
@@ -381,12 +415,17 @@ class Catalog:
     def member_ids(self, file_id: str) -> list[str]:
         return [
             row["conversation_id"]
-            for row in self.db.query("select conversation_id from members where file_id = ? order by position", [file_id])
+            for row in self.db.query(
+                "select conversation_id from members where file_id = ? order by position", [file_id]
+            )
         ]
 
     def versions(self, file_id: str) -> list[dict]:
         """Every version of a training file, oldest first."""
-        return [_version(row) for row in self.db.query("select * from versions where file_id = ? order by version", [file_id])]
+        return [
+            _version(row)
+            for row in self.db.query("select * from versions where file_id = ? order by version", [file_id])
+        ]
 
     def version(self, file_id: str, number: int) -> dict | None:
         rows = list(self.db.query("select * from versions where file_id = ? and version = ?", [file_id, number]))
@@ -431,7 +470,12 @@ class Catalog:
 
 def _ids_starting(db: "sqlite_utils.Database", table: str, column: str, prefix: str) -> list[str]:
     # A range on the primary key (ids are lower case): no LIKE escaping, uses the index.
-    return [row[0] for row in db.execute(f"select {column} from {table} where {column} >= ? and {column} < ?", [prefix, prefix + "\uffff"])]
+    return [
+        row[0]
+        for row in db.execute(
+            f"select {column} from {table} where {column} >= ? and {column} < ?", [prefix, prefix + "\uffff"]
+        )
+    ]
 
 
 MEMBER_FIELDS = (
@@ -497,7 +541,10 @@ def _output_columns(outputs: dict) -> dict:
 
 def outputs_of(row: dict) -> dict:
     """The `outputs` of a version from its row in `files` or `versions`."""
-    return {kind: {field: row[column.format(kind)] for field, column in _OUTPUT_COLUMNS.items()} for kind in ("json", "jsonl")}
+    return {
+        kind: {field: row[column.format(kind)] for field, column in _OUTPUT_COLUMNS.items()}
+        for kind in ("json", "jsonl")
+    }
 
 
 def _version_row(r: dict) -> dict:
@@ -535,11 +582,7 @@ def _changes(old: dict, row: dict) -> dict:
     """The columns of `row` that differ from `old`; values a manifest set win over derived ones."""
     incoming = set(row.get("manifest_fields") or ())
     protected = set(old["manifest_fields"]) - incoming
-    changes = {
-        k: v
-        for k, v in row.items()
-        if k != "manifest_fields" and k not in protected and old.get(k) != v
-    }
+    changes = {k: v for k, v in row.items() if k != "manifest_fields" and k not in protected and old.get(k) != v}
     fields = sorted(incoming | set(old["manifest_fields"]))
     if fields != old["manifest_fields"]:
         changes["manifest_fields"] = fields

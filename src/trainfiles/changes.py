@@ -152,7 +152,9 @@ def from_sources(record: dict, spool: outputs.Spool) -> outputs.Composition:
     the commit; NotFound naming every source that changed or went missing."""
     members = Members(record["members"])
     changed = []
-    for member, (data, digest) in zip(record["members"], storage.read_each([m["source_path"] for m in record["members"]])):
+    for member, (data, digest) in zip(
+        record["members"], storage.read_each([m["source_path"] for m in record["members"]])
+    ):
         if isinstance(data, NotFound):
             changed.append(f"{member['conversation_id']} ({member['source_path']} is missing)")
         elif digest != member["source_sha256"]:

@@ -113,7 +113,9 @@ class _Command(TyperCommand):
         formatter.write_text(COMMON_OPTIONS)
 
 
-COMMON_OPTIONS = "--catalog PATH, --store URL, --user NAME and --debug (see `trainfiles --help`) go before or after the command."
+COMMON_OPTIONS = (
+    "--catalog PATH, --store URL, --user NAME and --debug (see `trainfiles --help`) go before or after the command."
+)
 
 
 def _command(group: typer.Typer, name: str | None = None):
@@ -143,11 +145,18 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def _settings(
     ctx: typer.Context,
-    catalog: Annotated[str | None, typer.Option(envvar="TRAINFILES_CATALOG", metavar="PATH", help="Catalog SQLite file.")] = None,
-    store: Annotated[
-        str | None, typer.Option(envvar="TRAINFILES_STORE", metavar="URL", help="Where training files are stored: a folder or fsspec URL.")
+    catalog: Annotated[
+        str | None, typer.Option(envvar="TRAINFILES_CATALOG", metavar="PATH", help="Catalog SQLite file.")
     ] = None,
-    user: Annotated[str | None, typer.Option(envvar="TRAINFILES_USER", metavar="NAME", help="Who is acting (default: login name).")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TRAINFILES_STORE", metavar="URL", help="Where training files are stored: a folder or fsspec URL."
+        ),
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option(envvar="TRAINFILES_USER", metavar="NAME", help="Who is acting (default: login name).")
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Print tracebacks of internal errors.")] = False,
     version: Annotated[
         bool, typer.Option("--version", is_eager=True, callback=_show_version, help="Print the version and exit.")
@@ -191,7 +200,9 @@ def _complete_file(ctx: typer.Context, incomplete: str) -> list[str]:
 FileArg = Annotated[
     str,
     typer.Argument(
-        metavar="FILE", help="A training file's name, id or unique id prefix (4 characters or more).", autocompletion=_complete_file
+        metavar="FILE",
+        help="A training file's name, id or unique id prefix (4 characters or more).",
+        autocompletion=_complete_file,
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
@@ -236,7 +247,10 @@ def _records(records: list[dict], json: bool, csv: bool, tsv: bool, nl: bool, hu
 def conversations_scan(
     ctx: typer.Context,
     url: Annotated[str, typer.Argument(metavar="URL", help="Folder or fsspec URL to walk for enriched *.json files.")],
-    batch: Annotated[str | None, typer.Option(metavar="BATCH_ID", help="Record the conversations as members of this generation batch.")] = None,
+    batch: Annotated[
+        str | None,
+        typer.Option(metavar="BATCH_ID", help="Record the conversations as members of this generation batch."),
+    ] = None,
     json: JsonFlag = False,
 ):
     """Register every enriched conversation file under a folder or URL.
@@ -252,12 +266,22 @@ def conversations_scan(
 @_command(conversations_app, "import")
 def conversations_import(
     ctx: typer.Context,
-    manifest: Annotated[str, typer.Argument(metavar="MANIFEST", help="CSV (header row) or JSON Lines export of the conversations table.")],
+    manifest: Annotated[
+        str,
+        typer.Argument(metavar="MANIFEST", help="CSV (header row) or JSON Lines export of the conversations table."),
+    ],
     base: Annotated[
-        str | None, typer.Option(metavar="URL", help="Folder or URL that relative enriched_file_path values are under (default: the manifest's folder).")
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Folder or URL that relative enriched_file_path values are under (default: the manifest's folder).",
+        ),
     ] = None,
     allow_outside_base: Annotated[
-        bool, typer.Option("--allow-outside-base", help="Accept enriched_file_path values outside --base (absolute paths, other URLs).")
+        bool,
+        typer.Option(
+            "--allow-outside-base", help="Accept enriched_file_path values outside --base (absolute paths, other URLs)."
+        ),
     ] = False,
     json: JsonFlag = False,
 ):
@@ -287,7 +311,10 @@ def _report_registration(result: dict, json: bool) -> None:
 @_command(conversations_app, "list")
 def conversations_list(
     ctx: typer.Context,
-    status: Annotated[str | None, _choice("--status", ENRICHMENT_STATUSES, "STATUS", "Only conversations with this enrichment status.")] = None,
+    status: Annotated[
+        str | None,
+        _choice("--status", ENRICHMENT_STATUSES, "STATUS", "Only conversations with this enrichment status."),
+    ] = None,
     batch: Annotated[str | None, typer.Option(metavar="BATCH_ID", help="Only conversations of this batch.")] = None,
     json: JsonFlag = False,
     csv: Csv = False,
@@ -312,7 +339,9 @@ NO_CONVERSATIONS = "No conversations registered yet. Register some with: trainfi
 @_command(conversations_app, "show")
 def conversations_show(
     ctx: typer.Context,
-    id: Annotated[str, typer.Argument(metavar="ID", help="A conversation id or a unique prefix of it (4 characters or more).")],
+    id: Annotated[
+        str, typer.Argument(metavar="ID", help="A conversation id or a unique prefix of it (4 characters or more).")
+    ],
     json: JsonFlag = False,
 ):
     """Show one conversation: its record and the training pairs of its source file.
@@ -332,12 +361,21 @@ def conversations_show(
 
 IdsFile = Annotated[
     str | None,
-    typer.Option("--ids-file", metavar="PATH", help="File of conversation ids or unique prefixes, one per line (`-` for stdin; # comments)."),
+    typer.Option(
+        "--ids-file",
+        metavar="PATH",
+        help="File of conversation ids or unique prefixes, one per line (`-` for stdin; # comments).",
+    ),
 ]
 Ids = Annotated[
-    list[str] | None, typer.Option("--id", metavar="ID", help="A conversation id or a unique prefix of it (4+ characters); repeat for more.")
+    list[str] | None,
+    typer.Option(
+        "--id", metavar="ID", help="A conversation id or a unique prefix of it (4+ characters); repeat for more."
+    ),
 ]
-Batch = Annotated[str | None, typer.Option("--batch", metavar="BATCH_ID", help="Every conversation of this generation batch.")]
+Batch = Annotated[
+    str | None, typer.Option("--batch", metavar="BATCH_ID", help="Every conversation of this generation batch.")
+]
 SkipInvalid = Annotated[
     bool, typer.Option("--skip-invalid", help="Leave ineligible conversations out and list them, instead of refusing.")
 ]
@@ -348,7 +386,9 @@ def _selection(ids_file: str | None, ids: list[str] | None, batch: str | None):
 
     given = [name for name, value in (("--ids-file", ids_file), ("--id", ids), ("--batch", batch)) if value]
     if len(given) != 1:
-        raise typer.BadParameter("give exactly one of --ids-file, --id or --batch" + (f" (got {', '.join(given)})" if given else ""))
+        raise typer.BadParameter(
+            "give exactly one of --ids-file, --id or --batch" + (f" (got {', '.join(given)})" if given else "")
+        )
     files = _files()
     if batch:
         return files.Selection(batch=batch)
@@ -373,10 +413,17 @@ def _report_file(rec: dict, json: bool) -> None:
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option(metavar="NAME", help="Unique name of the training file.")],
-    description: Annotated[str | None, typer.Option(metavar="TEXT", help="Free text shown by show and list --json.")] = None,
-    target_model: Annotated[str | None, typer.Option(metavar="MODEL", help="Model the file is meant for, e.g. llama-3.1-8b.")] = None,
+    description: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="Free text shown by show and list --json.")
+    ] = None,
+    target_model: Annotated[
+        str | None, typer.Option(metavar="MODEL", help="Model the file is meant for, e.g. llama-3.1-8b.")
+    ] = None,
     profile: Annotated[
-        str | None, typer.Option(metavar="PATH", help="JSON file with the consultant_profile to use when the conversations' profiles differ.")
+        str | None,
+        typer.Option(
+            metavar="PATH", help="JSON file with the consultant_profile to use when the conversations' profiles differ."
+        ),
     ] = None,
     ids_file: IdsFile = None,
     id: Ids = None,
@@ -425,8 +472,12 @@ def add(
 @_command(app, "list")
 def list_(
     ctx: typer.Context,
-    status: Annotated[str, _choice("--status", (*FILE_STATUSES, "all"), "STATUS", "Which training files to list.")] = "active",
-    created_by: Annotated[str | None, typer.Option("--created-by", metavar="USER", help="Only files this user created.")] = None,
+    status: Annotated[
+        str, _choice("--status", (*FILE_STATUSES, "all"), "STATUS", "Which training files to list.")
+    ] = "active",
+    created_by: Annotated[
+        str | None, typer.Option("--created-by", metavar="USER", help="Only files this user created.")
+    ] = None,
     sort: Annotated[
         str, _choice("--sort", tuple(FILE_SORTS), "KEY", "Order of the files (largest first for counts and quality).")
     ] = "newest",
@@ -526,7 +577,9 @@ def _write_stdout(chunks, guarded: bool, what: str) -> None:
         if guarded and total > TERMINAL_LIMIT and _to_terminal():
             from .render import size as shown
 
-            raise UsageError(f"refusing to write {shown(total)} of {what} to the terminal: use -o FILE, or -o - to insist")
+            raise UsageError(
+                f"refusing to write {shown(total)} of {what} to the terminal: use -o FILE, or -o - to insist"
+            )
         spool.seek(0)
         shutil.copyfileobj(spool, sys.stdout.buffer, 1 << 20)
     sys.stdout.buffer.flush()
@@ -572,17 +625,28 @@ def export(
     ] = False,
     split: Annotated[
         str | None,
-        typer.Option(metavar="validation=FRACTION", help="Write the split files, a README.md card and trainer recipes to --output-dir."),
+        typer.Option(
+            metavar="validation=FRACTION",
+            help="Write the split files, a README.md card and trainer recipes to --output-dir.",
+        ),
     ] = None,
     output_dir: Annotated[str | None, typer.Option(metavar="DIR", help="Folder for a --split export.")] = None,
-    url: Annotated[bool, typer.Option("--url", help="Print a time-limited download URL instead (remote stores).")] = False,
+    url: Annotated[
+        bool, typer.Option("--url", help="Print a time-limited download URL instead (remote stores).")
+    ] = False,
     expires: Annotated[
-        int, typer.Option(parser=arguments.whole(1, 604800), metavar="SECONDS", help="Seconds the --url stays valid (1 to 604800).")
+        int,
+        typer.Option(
+            parser=arguments.whole(1, 604800), metavar="SECONDS", help="Seconds the --url stays valid (1 to 604800)."
+        ),
     ] = 3600,
     version: Annotated[
         int | None,
         typer.Option(
-            "--version", parser=arguments.whole(1), metavar="N", help="Export version N (see `trainfiles log`), byte for byte; default: the latest."
+            "--version",
+            parser=arguments.whole(1),
+            metavar="N",
+            help="Export version N (see `trainfiles log`), byte for byte; default: the latest.",
         ),
     ] = None,
     max_tokens: Annotated[
@@ -595,11 +659,20 @@ def export(
         ),
     ] = None,
     tokenizer: TokenizerOption = None,
-    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="With --max-tokens: leave out, and list, replies that cannot fit.")] = False,
-    license: Annotated[str | None, typer.Option(metavar="ID", help="License id for the --split dataset card (e.g. cc-by-4.0).")] = None,
-    language: Annotated[str | None, typer.Option(metavar="CODE", help="Language for the --split dataset card (e.g. en).")] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option("--skip-invalid", help="With --max-tokens: leave out, and list, replies that cannot fit.")
+    ] = False,
+    license: Annotated[
+        str | None, typer.Option(metavar="ID", help="License id for the --split dataset card (e.g. cc-by-4.0).")
+    ] = None,
+    language: Annotated[
+        str | None, typer.Option(metavar="CODE", help="Language for the --split dataset card (e.g. en).")
+    ] = None,
     json: Annotated[
-        bool, typer.Option("--json", help="Print what was written as one JSON document (with -o FILE, --output-dir or --url).")
+        bool,
+        typer.Option(
+            "--json", help="Print what was written as one JSON document (with -o FILE, --output-dir or --url)."
+        ),
     ] = False,
 ):
     """Export a training file: its stored JSON or JSONL, rows for a trainer, or a dataset card.
@@ -632,7 +705,9 @@ def export(
     if (license or language) and fraction is None:
         raise typer.BadParameter("--license and --language are written to the card of a --split export")
     if json and output in (None, "-") and fraction is None and not url:
-        raise typer.BadParameter("--json describes an export written with -o FILE, --output-dir or --url (standard output holds the export)")
+        raise typer.BadParameter(
+            "--json describes an export written with -o FILE, --output-dir or --url (standard output holds the export)"
+        )
     if url:
         signed = exports.sign(ctx.obj, file, fmt, expires, version)
         _json({"url": signed, "expires_in": expires}) if json else print(signed)
@@ -640,11 +715,15 @@ def export(
     fit, fitted = exports.fitting(max_tokens, tokenizer, skip_invalid) if max_tokens else (None, None)
     summary: dict[str, Any] = {"file": file, "format": fmt}
     if fraction is not None:
-        done = exports.split(ctx.obj, file, fmt, rows, with_metadata, fraction, output_dir, version, fit, license, language)
+        done = exports.split(
+            ctx.obj, file, fmt, rows, with_metadata, fraction, output_dir, version, fit, license, language
+        )
         counts = done["rows"]
         summary.update(output_dir=output_dir, files=done["files"], rows=counts)
         if not json:
-            _warn(f"train {counts['train']} rows, validation {counts['validation']} rows in {output_dir}: {', '.join(done['files'])}")
+            _warn(
+                f"train {counts['train']} rows, validation {counts['validation']} rows in {output_dir}: {', '.join(done['files'])}"
+            )
     else:
         if stored:
             chunks = exports.stored(ctx.obj, file, fmt, header=not no_header, number=version)
@@ -675,7 +754,9 @@ def export(
 def _report_fitting(fitted: dict[str, list[dict]], max_tokens: int) -> None:
     """On stderr: the replies fitting left out, and those whose user message it cut."""
     for reply in fitted["left_out"]:
-        _warn(f"left out: conversation {reply['conversation_id']} pair {reply['pair_id']} ({reply['tokens']} tokens > {max_tokens})")
+        _warn(
+            f"left out: conversation {reply['conversation_id']} pair {reply['pair_id']} ({reply['tokens']} tokens > {max_tokens})"
+        )
     for reply in fitted["trimmed"]:
         _warn(
             f"trimmed: conversation {reply['conversation_id']} pair {reply['pair_id']} ({reply['tokens']} tokens > "
@@ -689,7 +770,8 @@ def check(
     file: Annotated[
         str,
         typer.Argument(
-            metavar="PATH", help="A training file's name, id or unique id prefix, or an export: a JSONL file or a split folder."
+            metavar="PATH",
+            help="A training file's name, id or unique id prefix, or an export: a JSONL file or a split folder.",
         ),
     ],
     format: Annotated[
@@ -711,7 +793,13 @@ def check(
         ),
     ] = 1024,
     tokenizer: TokenizerOption = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 3 on warnings too: duplicate rows, rows over --max-tokens, replies that differ from the history.")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit 3 on warnings too: duplicate rows, rows over --max-tokens, replies that differ from the history.",
+        ),
+    ] = False,
     json: JsonFlag = False,
 ):
     """Check a training file or an export before training: errors, duplicates, token lengths,
@@ -801,7 +889,9 @@ def describe(
     ctx: typer.Context,
     file: FileArg,
     description: Annotated[str | None, typer.Option(metavar="TEXT", help="The new description ('' clears it).")] = None,
-    target_model: Annotated[str | None, typer.Option(metavar="MODEL", help="The new target model ('' clears it).")] = None,
+    target_model: Annotated[
+        str | None, typer.Option(metavar="MODEL", help="The new target model ('' clears it).")
+    ] = None,
     json: JsonFlag = False,
 ):
     """Change a training file's description or target model.
@@ -818,10 +908,19 @@ def restore(
     ctx: typer.Context,
     file: FileArg,
     version: Annotated[
-        int, typer.Option("--version", parser=arguments.whole(1), metavar="N", help="The version to bring back (see `trainfiles log`).")
+        int,
+        typer.Option(
+            "--version",
+            parser=arguments.whole(1),
+            metavar="N",
+            help="The version to bring back (see `trainfiles log`).",
+        ),
     ],
     as_was: Annotated[
-        bool, typer.Option("--as-was", help="Also take back version N's name and description (default: keep the current ones).")
+        bool,
+        typer.Option(
+            "--as-was", help="Also take back version N's name and description (default: keep the current ones)."
+        ),
     ] = False,
     json: JsonFlag = False,
 ):
@@ -881,7 +980,9 @@ def verify(
     if json:
         _json(report)
     else:
-        print(f"checked {report['checked']} objects, {len(report['mismatches'])} mismatches, {report['pruned']} pruned by gc")
+        print(
+            f"checked {report['checked']} objects, {len(report['mismatches'])} mismatches, {report['pruned']} pruned by gc"
+        )
     if report["not_read"]:
         _warn(f"note: {len(report['not_read'])} sources not read: neither registered on this machine nor under --base")
     if report["mismatches"]:
@@ -895,7 +996,11 @@ def gc(
     ctx: typer.Context,
     keep: Annotated[
         int | None,
-        typer.Option(parser=arguments.whole(1), metavar="N", help="Also delete the outputs of all but each file's newest N versions."),
+        typer.Option(
+            parser=arguments.whole(1),
+            metavar="N",
+            help="Also delete the outputs of all but each file's newest N versions.",
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")] = False,
     min_age: Annotated[
@@ -923,7 +1028,9 @@ def gc(
     from .render import size
 
     verb = "would delete" if dry_run else "deleted"
-    print(f"{verb} {len(report['deleted'])} objects ({size(report['bytes'])}), {len(report['aborted_uploads'])} open uploads")
+    print(
+        f"{verb} {len(report['deleted'])} objects ({size(report['bytes'])}), {len(report['aborted_uploads'])} open uploads"
+    )
     for url in report["deleted"]:
         print(f"  {url}")
 

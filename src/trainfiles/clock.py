@@ -18,7 +18,9 @@ def now() -> datetime:
     try:
         return datetime.fromtimestamp(int(epoch), UTC)
     except (ValueError, OverflowError, OSError):
-        raise InvalidInput(f"SOURCE_DATE_EPOCH must be whole seconds since 1970 up to year 9999, not {epoch!r}") from None
+        raise InvalidInput(
+            f"SOURCE_DATE_EPOCH must be whole seconds since 1970 up to year 9999, not {epoch!r}"
+        ) from None
 
 
 def stamp() -> str:

@@ -101,7 +101,9 @@ def confined(store: str, key: str) -> str:
         for part in key.split("/")[:-1]:
             folder = os.path.join(folder, part)
             if os.path.islink(folder):
-                raise StorageUnavailable(f"{folder} is a symbolic link: trainfiles writes nothing through a link inside a store")
+                raise StorageUnavailable(
+                    f"{folder} is a symbolic link: trainfiles writes nothing through a link inside a store"
+                )
     return url
 
 
@@ -227,7 +229,9 @@ def update_fixed(store: str, record: dict) -> None:
         return
     for kind in KINDS:
         crash_point(f"fixed-{kind}")
-        storage.publish_copy(storage.join(store, record["outputs"][kind]["key"]), confined(store, fixed_key(file_id, kind)))
+        storage.publish_copy(
+            storage.join(store, record["outputs"][kind]["key"]), confined(store, fixed_key(file_id, kind))
+        )
     # Written last, atomically, and its folder fsynced: the copies are durable before it says so.
     marker = {
         "version": record["version"],

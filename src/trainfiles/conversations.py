@@ -172,7 +172,11 @@ def _missing_sources(rows: list[dict]) -> list[dict]:
     wanted = [row for row in rows if row.get("enrichment_status") == "completed" and row.get("enriched_file_path")]
     with ThreadPoolExecutor(max_workers=storage.READ_CONCURRENCY) as pool:
         there = list(pool.map(_there, (row["enriched_file_path"] for row in wanted)))
-    return [{"conversation_id": row["conversation_id"], "path": row["enriched_file_path"]} for row, found in zip(wanted, there) if not found]
+    return [
+        {"conversation_id": row["conversation_id"], "path": row["enriched_file_path"]}
+        for row, found in zip(wanted, there)
+        if not found
+    ]
 
 
 def _there(url: str) -> bool:

@@ -113,10 +113,14 @@ def check(doc: Any) -> dict:
         for key in ("system_prompt", "current_user_input"):
             if isinstance(pair.get(key), str) and not pair[key].strip():
                 reasons.append(f"$.training_pairs[{i}].{key}: must not be empty")
-        score = pair["training_metadata"].get("quality_score") if isinstance(pair.get("training_metadata"), dict) else None
+        score = (
+            pair["training_metadata"].get("quality_score") if isinstance(pair.get("training_metadata"), dict) else None
+        )
         if _number(score) and not SCORE_RANGE[0] <= score <= SCORE_RANGE[1]:
             low, high = SCORE_RANGE
-            reasons.append(f"$.training_pairs[{i}].training_metadata.quality_score: expected {low} to {high}, found {score!r}")
+            reasons.append(
+                f"$.training_pairs[{i}].training_metadata.quality_score: expected {low} to {high}, found {score!r}"
+            )
     if pairs and all(isinstance(p, dict) and p.get("target_response") is None for p in pairs):
         reasons.append("$.training_pairs: no pair has a target_response")
     meta = doc.get("dataset_metadata")
@@ -326,7 +330,9 @@ def difference(expected: Any, found: Any, path: str = "", context: int = 24) -> 
     if isinstance(expected, dict) and isinstance(found, dict):
         for key in sorted(expected.keys() | found.keys()):
             if expected.get(key, _ABSENT) != found.get(key, _ABSENT):
-                return difference(expected.get(key, _ABSENT), found.get(key, _ABSENT), f"{path}.{key}" if path else key, context)
+                return difference(
+                    expected.get(key, _ABSENT), found.get(key, _ABSENT), f"{path}.{key}" if path else key, context
+                )
     if isinstance(expected, list) and isinstance(found, list) and len(expected) == len(found):
         for i, (a, b) in enumerate(zip(expected, found)):
             if a != b:
@@ -344,7 +350,12 @@ def _around(a: Any, b: Any, context: int) -> tuple[str, str]:
         return tuple("(absent)" if v is _ABSENT else _short(orjson.dumps(v).decode(), 2 * context) for v in (a, b))
     at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
     start = max(0, at - context)
-    return tuple(("..." if start else "") + orjson.dumps(v[start : at + context]).decode() + ("..." if len(v) > at + context else "") for v in (a, b))
+    return tuple(
+        ("..." if start else "")
+        + orjson.dumps(v[start : at + context]).decode()
+        + ("..." if len(v) > at + context else "")
+        for v in (a, b)
+    )
 
 
 def _short(text: str, most: int) -> str:

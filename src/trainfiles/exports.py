@@ -48,7 +48,9 @@ def _content(settings: Settings, version: dict, kind: str) -> Iterator[bytes]:
         with outputs.spool(settings.store, record["file_id"]) as spool:
             yield from outputs.content(changes.from_sources(record, spool), kind)
         return
-    yield from outputs.verified(url, version[f"{kind}_sha256"], (storage.lines if kind == "jsonl" else storage.chunks)(url))
+    yield from outputs.verified(
+        url, version[f"{kind}_sha256"], (storage.lines if kind == "jsonl" else storage.chunks)(url)
+    )
 
 
 def stored(settings: Settings, ref: str, fmt: str, header: bool, number: int | None = None) -> Iterator[bytes]:
@@ -79,7 +81,9 @@ def sign(settings: Settings, ref: str, fmt: str, expires: int, number: int | Non
     return storage.sign(url, expires)
 
 
-def fitting(max_tokens: int, tokenizer: str, skip_invalid: bool) -> tuple[trainer_formats.Fitting, dict[str, list[dict]]]:
+def fitting(
+    max_tokens: int, tokenizer: str, skip_invalid: bool
+) -> tuple[trainer_formats.Fitting, dict[str, list[dict]]]:
     """Rows fitted to `max_tokens` as `tokenizer` counts them, and what fitting did (filled
     as rows stream): `left_out`, the replies too long to fit (without `skip_invalid`, once
     the last row is made, InvalidInput naming every one of them), and `trimmed`, those kept
@@ -95,14 +99,23 @@ def fitting(max_tokens: int, tokenizer: str, skip_invalid: bool) -> tuple[traine
             raise InvalidInput(
                 f"replies that need more than --max-tokens {max_tokens} tokens with the system prompt and only the last "
                 "word of their user message: ",
-                [f"conversation {r['conversation_id']} pair {r['pair_id']} ({r['tokens']} tokens)" for r in report["left_out"]],
+                [
+                    f"conversation {r['conversation_id']} pair {r['pair_id']} ({r['tokens']} tokens)"
+                    for r in report["left_out"]
+                ],
                 sep="; ",
                 suffix=" (--skip-invalid leaves them out)",
             )
 
     def trimmed(conversation_id: str, pair_id: object, trim: Trim) -> None:
         report["trimmed"].append(
-            {"conversation_id": conversation_id, "pair_id": pair_id, "tokens": trim.tokens, "kept_words": trim.kept, "words": trim.words}
+            {
+                "conversation_id": conversation_id,
+                "pair_id": pair_id,
+                "tokens": trim.tokens,
+                "kept_words": trim.kept,
+                "words": trim.words,
+            }
         )
 
     return trainer_formats.Fitting(tokens.length, max_tokens, too_long, trimmed, finished), report
@@ -151,7 +164,9 @@ def _v4_rows(settings: Settings, version: dict) -> Iterator[dict]:
                     row = orjson.loads(line)
                 except orjson.JSONDecodeError:
                     url = storage.join(settings.store, version["jsonl_key"])
-                    raise Conflict(f"{url}: a line is not JSON: the object differs from its commit (`trainfiles verify` checks it)") from None
+                    raise Conflict(
+                        f"{url}: a line is not JSON: the object differs from its commit (`trainfiles verify` checks it)"
+                    ) from None
                 if isinstance(row, dict) and row.get("conversation_id") != previous:
                     previous = row.get("conversation_id")
                     advance(1)
@@ -263,18 +278,29 @@ def check(
         v4 = _v4_export(path)
         if v4 is not None:  # our own outputs, checked as the rows a trainer format makes of them
             kind, rows = v4
-            return {"file": target, "source": f"brightrun-lora-v4 {kind}", **_check_v4(rows, fmt, mode, max_tokens, tokens, {})}
+            return {
+                "file": target,
+                "source": f"brightrun-lora-v4 {kind}",
+                **_check_v4(rows, fmt, mode, max_tokens, tokens, {}),
+            }
         if mode is not None:
-            raise InvalidInput(f"--rows applies to a training file or a brightrun-lora-v4 export: the rows of {path} are checked as written")
+            raise InvalidInput(
+                f"--rows applies to a training file or a brightrun-lora-v4 export: the rows of {path} are checked as written"
+            )
         return _check_export(path, fmt, max_tokens, tokens)
-    catalog, _, version = _version(settings, target, None)
+    _, _, version = _version(settings, target, None)
     members = commits.read_one(settings.store, version["sequence"])["members"]
     metadata = {m["conversation_id"]: {"quality_score": m["quality_score"]} for m in members}
     return {"file": target, **_check_v4(lambda: _v4_rows(settings, version), fmt, mode, max_tokens, tokens, metadata)}
 
 
 def _check_v4(
-    v4_rows: Callable[[], Iterator[dict]], fmt: str | None, mode: str | None, max_tokens: int, tokens: Tokens, metadata: dict
+    v4_rows: Callable[[], Iterator[dict]],
+    fmt: str | None,
+    mode: str | None,
+    max_tokens: int,
+    tokens: Tokens,
+    metadata: dict,
 ) -> dict:
     """The report on v4 rows made into `fmt` rows in `mode`, with the loss tokens and the
     cost of `max_tokens` for every row mode of the format."""
@@ -318,7 +344,7 @@ def _v4_export(path: Path) -> tuple[str, Callable[[], Iterator[dict]]] | None:
         if isinstance(doc, dict) and isinstance(doc.get("conversations"), list) and "training_file_metadata" in doc:
             return "json", lambda: (orjson.loads(line) for line in builder.render_jsonl(doc).splitlines()[1:])
         return None
-    if isinstance(head, dict) and (isinstance(head.get("_meta"), dict) or V4_ROW <= set(head)):
+    if isinstance(head, dict) and (isinstance(head.get("_meta"), dict) or set(head) >= V4_ROW):
         return "jsonl", lambda: _v4_lines(path)
     return None
 

@@ -41,7 +41,10 @@ class Findings:
                 self._db.execute("create table found (path text, cid text, row blob, reason text)")
             self._db.executemany(
                 "insert into found values (?, ?, ?, ?)",
-                ((path, row and row["conversation_id"], row and orjson.dumps(row), why) for path, row, why in self._held),
+                (
+                    (path, row and row["conversation_id"], row and orjson.dumps(row), why)
+                    for path, row, why in self._held
+                ),
             )
         self._held = []
 
@@ -56,7 +59,11 @@ class Findings:
                     if row:
                         firsts.setdefault(row["conversation_id"], path)
             else:
-                firsts = dict(self._db.execute("select cid, min(path) from found where cid is not null group by cid having count(*) > 1"))
+                firsts = dict(
+                    self._db.execute(
+                        "select cid, min(path) from found where cid is not null group by cid having count(*) > 1"
+                    )
+                )
                 ordered = (
                     (path, row and orjson.loads(row), why)
                     for path, row, why in self._db.execute("select path, row, reason from found order by path")

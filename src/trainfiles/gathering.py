@@ -97,7 +97,9 @@ def gather(
     local = not any("://" in path for path in paths)
     try:
         with bar("Reading conversations", len(readable)) as advance, _no_collection_pauses():
-            examined = examining.examine_all(_items(catalog, readable, paths), len(readable), local, advance, spool.worker_prefix())
+            examined = examining.examine_all(
+                _items(catalog, readable, paths), len(readable), local, advance, spool.worker_prefix()
+            )
             try:
                 for found in examined:
                     cid = found.cid
@@ -109,7 +111,10 @@ def gather(
                     if found.vertical != vertical:
                         problems[cid] = (f"vertical {found.vertical!r} differs from {vertical!r}", InvalidInput)
                     elif check_profile and found.profile != profile:
-                        problems[cid] = (f"{PROFILE_DIFFERS}: {enriched.difference(profile, found.profile)}", InvalidInput)
+                        problems[cid] = (
+                            f"{PROFILE_DIFFERS}: {enriched.difference(profile, found.profile)}",
+                            InvalidInput,
+                        )
                     elif unrecordable := records.member_problem(found.member):
                         problems[cid] = (unrecordable, InvalidInput)
                     else:
@@ -123,13 +128,17 @@ def gather(
                 examined.close()
     except StorageUnavailable as e:
         if missing:  # what is wrong with the request comes first
-            raise NotFound("unknown conversation ids: ", missing, suffix=f" (and the sources could not be read: {e})") from e
+            raise NotFound(
+                "unknown conversation ids: ", missing, suffix=f" (and the sources could not be read: {e})"
+            ) from e
         raise
     skipped = [{"conversation_id": cid, "reason": problems[cid][0]} for cid in ids if cid in problems]
     offenders = [f"{s['conversation_id']}: {s['reason']}" for s in skipped]
     ineligible = f"ineligible conversations: {named(offenders, '; ')}"
     if missing:  # never skipped: an id that names nothing is a mistake in the request
-        raise NotFound("unknown conversation ids: ", missing, suffix=f"; {ineligible}" if skipped and not skip_invalid else "")
+        raise NotFound(
+            "unknown conversation ids: ", missing, suffix=f"; {ineligible}" if skipped and not skip_invalid else ""
+        )
     if skipped and not skip_invalid:
         kinds = {problems[cid][1] for cid in problems}
         raise (NotFound if kinds == {NotFound} else InvalidInput)("ineligible conversations: ", offenders, sep="; ")

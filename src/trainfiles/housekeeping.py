@@ -25,7 +25,10 @@ def verify(settings: Settings, ref: str | None, sources: bool, bases: tuple[str,
     rows = [find(catalog, ref)] if ref else [row for row in catalog.list_files(None) if row["id"] not in unavailable]
     checked, pruned, not_read = 0, 0, []
     mismatches = [
-        {"object": storage.join(settings.store, record_name(b["sequence"])), "problem": f"record cannot be believed: {b['reason']}"}
+        {
+            "object": storage.join(settings.store, record_name(b["sequence"])),
+            "problem": f"record cannot be believed: {b['reason']}",
+        }
         for b in bad
     ]
 
@@ -149,13 +152,21 @@ def repair(settings: Settings, dry_run: bool) -> dict:
     bad = catalog.bad_records()
     report = {
         "dry_run": dry_run,
-        "set_aside": [{"record": record_name(b["sequence"]), "file_id": b["file_id"], "reason": b["reason"]} for b in bad],
+        "set_aside": [
+            {"record": record_name(b["sequence"]), "file_id": b["file_id"], "reason": b["reason"]} for b in bad
+        ],
     }
     if bad and not dry_run:
         sequences = [b["sequence"] for b in bad]
 
         def attempt(lost: dict | None) -> dict:
-            return {"format": REPAIR, "sequence": None, "created_at": clock.stamp(), "created_by": settings.user, "set_aside": sequences}
+            return {
+                "format": REPAIR,
+                "sequence": None,
+                "created_at": clock.stamp(),
+                "created_by": settings.user,
+                "set_aside": sequences,
+            }
 
         def landed() -> int:
             index.sync(catalog, settings.store)

@@ -72,7 +72,9 @@ def sync(catalog: Catalog, store: str) -> None:
                 read = [r for r in read if _sequence(r) not in done]
             good = [r for r in read if isinstance(r, dict) and r["format"] == commits.FORMAT]
             catalog.flag([r for r in read if isinstance(r, BadRecord)] + catalog.apply(good))
-            catalog.set_aside([s for r in read if isinstance(r, dict) and r["format"] == REPAIR for s in r["set_aside"]])
+            catalog.set_aside(
+                [s for r in read if isinstance(r, dict) and r["format"] == REPAIR for s in r["set_aside"]]
+            )
             catalog.mark_read([_sequence(r) for r in read])
         _repair_download_copies(catalog, store, {r["file_id"]: r for r in good})
     if bad := catalog.bad_records():

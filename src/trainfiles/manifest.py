@@ -131,7 +131,9 @@ def _row(raw: dict, locate: Callable[[str], str]) -> dict:
                 problems.append("conversation_id is empty")
             continue
         try:
-            values[field] = locate(value) if field == "enriched_file_path" and isinstance(value, str) else _convert(field, value)
+            values[field] = (
+                locate(value) if field == "enriched_file_path" and isinstance(value, str) else _convert(field, value)
+            )
         except ValueError as e:
             problems.append(str(e))
     if problems:
@@ -182,4 +184,6 @@ def _timestamp(value: str, shown: str) -> str:
     try:
         return normalize(value)
     except ValueError:
-        raise ValueError(f"created_at {shown} is not an ISO 8601 date or date-time (e.g. 2025-10-09T10:07:00Z)") from None
+        raise ValueError(
+            f"created_at {shown} is not an ISO 8601 date or date-time (e.g. 2025-10-09T10:07:00Z)"
+        ) from None

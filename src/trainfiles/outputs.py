@@ -171,7 +171,10 @@ def stage(store: str, file_id: str, version: int, composition: Composition) -> d
     keys = {kind: f"{folder}/training.{kind}" for kind in KINDS}
     # Both outputs at once: reading, hashing and writing release the GIL, so each takes a core.
     with ThreadPoolExecutor(max_workers=len(KINDS)) as pool:
-        futures = {kind: pool.submit(_write, commits.confined(store, keys[kind]), keys[kind], kind, composition) for kind in KINDS}
+        futures = {
+            kind: pool.submit(_write, commits.confined(store, keys[kind]), keys[kind], kind, composition)
+            for kind in KINDS
+        }
         wait(futures.values())
     staged = {kind: f.result() for kind, f in futures.items() if f.exception() is None}
     failed = [f.exception() for f in futures.values() if f.exception() is not None]
@@ -185,7 +188,10 @@ def stage(store: str, file_id: str, version: int, composition: Composition) -> d
 def _write(url: str, key: str, kind: str, composition: Composition) -> dict:
     h = hashlib.sha256()
     size = 0
-    with storage.atomic_writers({kind: url}, into_special=False) as writers, ThreadPoolExecutor(max_workers=1) as hasher:
+    with (
+        storage.atomic_writers({kind: url}, into_special=False) as writers,
+        ThreadPoolExecutor(max_workers=1) as hasher,
+    ):
         # Chunks are read (and the parent's checked) on one thread, hashed and written on this one.
         for chunk in ahead(content(composition, kind), depth=8):
             if isinstance(chunk, FileRange):

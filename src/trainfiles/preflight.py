@@ -111,7 +111,13 @@ def check(
             if _first_time(seen_replies, _text(messages[index]["content"]).encode()):
                 loss["unique"] += len(positions[index])
                 fits = index not in too_long
-                _tally(cost["fitted"], len(positions[index]) * fits, len(positions[index]) * (not fits), "replies_too_long", not fits)
+                _tally(
+                    cost["fitted"],
+                    len(positions[index]) * fits,
+                    len(positions[index]) * (not fits),
+                    "replies_too_long",
+                    not fits,
+                )
                 cost["fitted"]["user_turns_trimmed"] += int(index in trimmed)
             else:
                 loss["repeated"] += len(positions[index])

@@ -33,7 +33,13 @@ LLAMA_FACTORY = {
     "sharegpt": {"formatting": "sharegpt", "columns": {"messages": "conversations"}, "tags": _SHAREGPT_TAGS},
     "alpaca": {
         "formatting": "alpaca",
-        "columns": {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"},
+        "columns": {
+            "prompt": "instruction",
+            "query": "input",
+            "response": "output",
+            "system": "system",
+            "history": "history",
+        },
     },
 }
 _AXOLOTL_FIELDS = {

@@ -10,11 +10,11 @@ Pure: bytes in, a record or a reason out.
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 import orjson
 from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 from . import enriched
 from .errors import InvalidInput
@@ -132,8 +132,8 @@ class Repair(TypedDict):
     set_aside: list[Number]
 
 
-_SCHEMAS = {COMMIT: TypeAdapter(Commit), REPAIR: TypeAdapter(Repair)}
-_MEMBER = TypeAdapter(Member)
+_SCHEMAS: dict[str, TypeAdapter[Any]] = {COMMIT: TypeAdapter(Commit), REPAIR: TypeAdapter(Repair)}
+_MEMBER: TypeAdapter[Any] = TypeAdapter(Member)
 
 
 class BadRecord(InvalidInput):
@@ -151,7 +151,7 @@ def record_name(sequence: int) -> str:
     return f"_log/{sequence:020d}.json"
 
 
-def parse(sequence: int, data: bytes) -> dict:
+def parse(sequence: int, data: bytes) -> dict[str, Any]:
     """The record stored at `sequence`, checked; BadRecord if it cannot be believed."""
     if len(data) > MAX_BYTES:
         raise BadRecord(sequence, f"larger than {MAX_BYTES // 2**20} MiB")
@@ -164,7 +164,9 @@ def parse(sequence: int, data: bytes) -> dict:
     file_id, keys = _claims(record)
     fmt = record.get("format")
     if fmt not in _SCHEMAS:
-        raise BadRecord(sequence, f"format {str(fmt)[:80]!r} is not one this trainfiles reads ({', '.join(FORMATS)})", file_id, keys)
+        raise BadRecord(
+            sequence, f"format {str(fmt)[:80]!r} is not one this trainfiles reads ({', '.join(FORMATS)})", file_id, keys
+        )
     try:
         _SCHEMAS[fmt].validate_python(record)
         if record["sequence"] != sequence:
@@ -183,7 +185,7 @@ def parse(sequence: int, data: bytes) -> dict:
     return record
 
 
-def check_own(record: dict) -> None:
+def check_own(record: dict[str, Any]) -> None:
     """InvalidInput if a commit record this process is about to publish would not be
     believed by a reader (a description or user name too long for it, say): checked as
     `parse` checks one read, but for its members, which `member_problem` checked as each
@@ -198,7 +200,7 @@ def check_own(record: dict) -> None:
         raise InvalidInput(f"the store's readers would refuse this change: {e}") from None
 
 
-def member_problem(member: dict) -> str | None:
+def member_problem(member: dict[str, Any]) -> str | None:
     """Why a conversation's member values cannot go into a record a reader believes, if so."""
     stamped = {**member, "added_at": member["added_at"] or "2000-01-01T00:00:00Z", "added_by": member["added_by"] or ""}
     try:
@@ -208,7 +210,7 @@ def member_problem(member: dict) -> str | None:
     return None
 
 
-def _check_commit(record: dict, data: bytes) -> None:
+def _check_commit(record: dict[str, Any], data: bytes) -> None:
     file_id, version, parent = record["file_id"], record["version"], record["parent"]
     if parent != (version - 1 or None):
         raise ValueError(f"version {version} names parent {parent}")
@@ -220,11 +222,17 @@ def _check_commit(record: dict, data: bytes) -> None:
         if not re.fullmatch(rf"{file_id}/versions/\d{{6}}-[0-9a-f]{{12}}/training\.{kind}", key):
             raise ValueError(f"output key {key[:200]!r} is not under {file_id}/versions/")
     if record["statistics"]["total_conversations"] != len(record["members"]):
-        raise ValueError(f"{len(record['members'])} members for total_conversations {record['statistics']['total_conversations']}")
+        raise ValueError(
+            f"{len(record['members'])} members for total_conversations {record['statistics']['total_conversations']}"
+        )
     ids = [m["conversation_id"] for m in record["members"]]
     if len(set(ids)) != len(ids):
         raise ValueError("a conversation is a member twice")
-    for where, stamp in (("created_at", record["created_at"]), ("file.created_at", record["file"]["created_at"]), ("file.last_updated", record["file"]["last_updated"])):
+    for where, stamp in (
+        ("created_at", record["created_at"]),
+        ("file.created_at", record["file"]["created_at"]),
+        ("file.last_updated", record["file"]["last_updated"]),
+    ):
         _check_stamp(stamp, where)
     name = record["file"]["name"]
     refuse_hidden_characters(name, "file.name")
@@ -242,14 +250,18 @@ def _check_stamp(value: str, where: str) -> None:
         raise ValueError(f"{where} {value!r} is outside the years {YEARS[0]} to {YEARS[1]}")
 
 
-def _claims(record: dict) -> tuple[str | None, list[str]]:
+def _claims(record: dict[str, Any]) -> tuple[str | None, list[str]]:
     """What a record that fails still says, read leniently: the file it would change (a
     UUID only) and every output key it names."""
     file_id = record.get("file_id")
-    file_id = file_id if isinstance(file_id, str) and enriched.UUID_RE.fullmatch(file_id) and file_id.islower() else None
+    file_id = (
+        file_id if isinstance(file_id, str) and enriched.UUID_RE.fullmatch(file_id) and file_id.islower() else None
+    )
     outputs = record.get("outputs")
     found = outputs.values() if isinstance(outputs, dict) else []
-    keys = [o["key"] for o in found if isinstance(o, dict) and isinstance(o.get("key"), str) and len(o["key"]) <= MAX_TEXT]
+    keys = [
+        o["key"] for o in found if isinstance(o, dict) and isinstance(o.get("key"), str) and len(o["key"]) <= MAX_TEXT
+    ]
     return file_id, keys
 
 

@@ -149,7 +149,9 @@ def file_summary(rec: dict) -> str:
         ("training pairs", str(rec["total_training_pairs"])),
     ]
     if "jsonl_rows" in rec:
-        rows.append(("jsonl rows", f"{rec['jsonl_rows']} (training pairs with a target response; the others are user turns)"))
+        rows.append(
+            ("jsonl rows", f"{rec['jsonl_rows']} (training pairs with a target response; the others are user turns)")
+        )
     rows += [
         (
             "quality",
@@ -168,7 +170,18 @@ def file_summary(rec: dict) -> str:
     return fields(rows)
 
 
-CONVERSATION_COLUMNS = ["conversation_id", "status", "batch", "persona", "arc", "topic", "quality", "reviewed", "created", "source"]
+CONVERSATION_COLUMNS = [
+    "conversation_id",
+    "status",
+    "batch",
+    "persona",
+    "arc",
+    "topic",
+    "quality",
+    "reviewed",
+    "created",
+    "source",
+]
 CONVERSATION_OPTIONAL = (4, 5, 3, 2, 8, 7)
 
 
@@ -215,11 +228,18 @@ def conversation_summary(rec: dict) -> str:
     if rec["invalid_reason"]:
         rows.append(("invalid", rec["invalid_reason"]))
     if rec["jsonl_rows"] is not None:
-        rows.append(("jsonl rows", f"{rec['jsonl_rows']} (training pairs with a target response; the others are user turns)"))
+        rows.append(
+            ("jsonl rows", f"{rec['jsonl_rows']} (training pairs with a target response; the others are user turns)")
+        )
     text = fields(rows)
     if rec["turns"]:
         turns = [
-            [str(t["turn_number"]), _yes_no(t["has_target_response"]), score(t["quality_score"]), _yes_no(t["human_reviewed"])]
+            [
+                str(t["turn_number"]),
+                _yes_no(t["has_target_response"]),
+                score(t["quality_score"]),
+                _yes_no(t["human_reviewed"]),
+            ]
             for t in rec["turns"]
         ]
         text += "\n" + aligned(["turn", "target response", "quality", "reviewed"], turns, right=frozenset({0, 2}))
@@ -236,7 +256,11 @@ def check_report(report: dict) -> str:
     result = "errors found" if not report["ok"] else f"ok, with warnings ({', '.join(warnings)})" if warnings else "ok"
     text = fields(
         [
-            *([("source", report["source"] + f", as {report['format']} rows ({report['rows_mode']} mode)")] if "source" in report else []),
+            *(
+                [("source", report["source"] + f", as {report['format']} rows ({report['rows_mode']} mode)")]
+                if "source" in report
+                else []
+            ),
             ("format", report["format"]),
             ("rows", str(report["rows"])),
             ("tokenizer", report["tokenizer"]),
@@ -248,7 +272,11 @@ def check_report(report: dict) -> str:
     text += f"\nloss tokens kept at {report['max_tokens']} tokens per row\n" + _length_cost(report)
     for title, labels in (("errors", ERRORS), ("warnings", WARNINGS)):
         found = [
-            [labels[category] + (f" ({report['max_tokens']})" if category == "over_max_tokens" else ""), str(hits["count"]), ", ".join(map(str, hits["rows"]))]
+            [
+                labels[category] + (f" ({report['max_tokens']})" if category == "over_max_tokens" else ""),
+                str(hits["count"]),
+                ", ".join(map(str, hits["rows"])),
+            ]
             for category, hits in report[title].items()
             if hits["count"]
         ]
@@ -270,7 +298,9 @@ def _length_cost(report: dict) -> str:
         ]
         for mode, cost in by_mode.items()
     ]
-    return aligned(["rows", "truncated (TRL max_length)", "dropped (Axolotl sequence_len)", "export --max-tokens"], rows)
+    return aligned(
+        ["rows", "truncated (TRL max_length)", "dropped (Axolotl sequence_len)", "export --max-tokens"], rows
+    )
 
 
 def _share(entry: dict) -> str:
@@ -284,7 +314,17 @@ def counted(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
-VERSION_COLUMNS = ["version", "when", "by", "operation", "changed", "conversations", "pairs", "json sha256", "jsonl sha256"]
+VERSION_COLUMNS = [
+    "version",
+    "when",
+    "by",
+    "operation",
+    "changed",
+    "conversations",
+    "pairs",
+    "json sha256",
+    "jsonl sha256",
+]
 
 
 def versions_table(versions: list[dict]) -> str:
@@ -322,5 +362,8 @@ def left_out(skipped: list[dict]) -> str:
     for item in skipped:
         reason = item["reason"].split(": ", 1)[0]
         reasons[reason] = reasons.get(reason, 0) + 1
-    parts = [f"{n} {reason}" + (f" ({LEFT_OUT_HINTS[reason]})" if reason in LEFT_OUT_HINTS else "") for reason, n in reasons.items()]
+    parts = [
+        f"{n} {reason}" + (f" ({LEFT_OUT_HINTS[reason]})" if reason in LEFT_OUT_HINTS else "")
+        for reason, n in reasons.items()
+    ]
     return f"left out {counted(len(skipped), 'conversation', 'conversations')}: " + "; ".join(parts)

@@ -24,7 +24,9 @@ def parse_ids(lines: Iterable[str], source: str) -> list[str]:
             continue
         ids.append(text.lower())
     if bad:
-        raise InvalidInput("not a conversation id: ", bad, suffix=f" (an id, or a unique prefix of {MIN_LENGTH} characters or more)")
+        raise InvalidInput(
+            "not a conversation id: ", bad, suffix=f" (an id, or a unique prefix of {MIN_LENGTH} characters or more)"
+        )
     return ids
 
 

@@ -81,7 +81,9 @@ def _configured() -> dict[str, dict[str, Any]]:
     except orjson.JSONDecodeError as e:
         raise InvalidInput(f"TRAINFILES_STORAGE_OPTIONS is not valid JSON: {e}") from None
     if not (isinstance(configured, dict) and all(isinstance(v, dict) for v in configured.values())):
-        raise InvalidInput('TRAINFILES_STORAGE_OPTIONS must be a JSON object of objects, e.g. {"s3": {"profile": "ci"}}')
+        raise InvalidInput(
+            'TRAINFILES_STORAGE_OPTIONS must be a JSON object of objects, e.g. {"s3": {"profile": "ci"}}'
+        )
     return configured
 
 
@@ -95,7 +97,13 @@ def resolve(url: str):
     except ValueError as e:  # "Protocol not known", or options it cannot take
         raise InvalidInput(redact(f"{url}: {e}")) from None
     except ImportError as e:
-        raise InvalidInput(redact(f"{url}: the {protocol} protocol needs a package that is not installed ({e})")) from None
+        if protocol in S3_PROTOCOLS:
+            raise InvalidInput(
+                redact(f"{url}: S3 needs trainfiles' s3 extra: pip install 'trainfiles[s3]' ({e})")
+            ) from None
+        raise InvalidInput(
+            redact(f"{url}: the {protocol} protocol needs a package that is not installed ({e})")
+        ) from None
     except Exception as e:  # filesystems that connect when made (ftp, sftp)
         raise failure(url, e) from e
     if protocol in S3_PROTOCOLS:
@@ -299,7 +307,9 @@ def _read_async(fs, jobs: list[tuple[str, str]], progress: Progress) -> list[byt
     return sync(fs.loop, read_all)
 
 
-def _read_threads(fs, jobs: list[tuple[str, str]], progress: Progress, limit: Callable[[], int]) -> list[bytes | NotFound]:
+def _read_threads(
+    fs, jobs: list[tuple[str, str]], progress: Progress, limit: Callable[[], int]
+) -> list[bytes | NotFound]:
     """Threads for a synchronous remote filesystem; `file://` URLs in order.
 
     On local disk the threads only contend for the GIL: 1,000 page-cached 50 KB files took
@@ -442,7 +452,9 @@ def first_line(url: str) -> bytes:
     return next(lines(url), b"")
 
 
-def write_atomic(url: str, data: bytes | Iterable[bytes], create_folder: bool = True, into_special: bool = True) -> None:
+def write_atomic(
+    url: str, data: bytes | Iterable[bytes], create_folder: bool = True, into_special: bool = True
+) -> None:
     """Replace `url` with `data` (bytes, or chunks streamed in) all at once.
 
     A local device or FIFO (`/dev/null`, a named pipe) is written into instead, unless
@@ -693,7 +705,9 @@ def put_if_absent(url: str, data: bytes | Iterable[bytes]) -> bool:
     except FileExistsError:
         return False
     except (NotImplementedError, TypeError) as e:
-        raise InvalidInput(f"{url}: this store cannot write conditionally (put-if-absent), so it cannot hold training files") from e
+        raise InvalidInput(
+            f"{url}: this store cannot write conditionally (put-if-absent), so it cannot hold training files"
+        ) from e
     except Exception as e:
         raise failure(url, e) from e
     return True

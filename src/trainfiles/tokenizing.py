@@ -15,7 +15,7 @@ import os
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import orjson
 
@@ -85,7 +85,9 @@ def resolve(spec: str) -> Path:
         cached = _cached(spec)
         if cached is not None:
             return cached
-        raise NotFound(f"tokenizer not found: {spec} is neither a file nor a model in the Hugging Face cache ({_hub_cache()})")
+        raise NotFound(
+            f"tokenizer not found: {spec} is neither a file nor a model in the Hugging Face cache ({_hub_cache()})"
+        )
     raise NotFound(f"tokenizer not found: {path}")
 
 
@@ -102,14 +104,23 @@ def _cached(model_id: str) -> Path | None:
     main = root / "refs" / "main"
     revisions = [main.read_text().strip()] if main.is_file() else []
     revisions += sorted(p.name for p in (root / "snapshots").glob("*"))
-    return next((root / "snapshots" / r / "tokenizer.json" for r in revisions if (root / "snapshots" / r / "tokenizer.json").is_file()), None)
+    return next(
+        (
+            root / "snapshots" / r / "tokenizer.json"
+            for r in revisions
+            if (root / "snapshots" / r / "tokenizer.json").is_file()
+        ),
+        None,
+    )
 
 
 def _load(path: Path) -> Callable[[str], list[tuple[int, int]]]:
     try:
         from tokenizers import Tokenizer  # optional: only real token counts need it
     except ImportError:
-        raise InvalidInput("counting with a tokenizer needs the tokenizers package: pip install 'trainfiles[trainers]'") from None
+        raise InvalidInput(
+            "counting with a tokenizer needs the tokenizers package: pip install 'trainfiles[trainers]'"
+        ) from None
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as e:  # tokenizers raises a bare Exception for an unreadable file
@@ -155,12 +166,14 @@ def _jinja(template: str, specials: dict) -> Callable[[Sequence[dict]], tuple[st
         from jinja2.ext import Extension
         from jinja2.sandbox import ImmutableSandboxedEnvironment
     except ImportError:
-        raise InvalidInput("a tokenizer's chat template needs the jinja2 package: pip install 'trainfiles[trainers]'") from None
+        raise InvalidInput(
+            "a tokenizer's chat template needs the jinja2 package: pip install 'trainfiles[trainers]'"
+        ) from None
 
     class Generation(Extension):
         """`{% generation %}...{% endgeneration %}` (transformers' extension): marks the span."""
 
-        tags = {"generation"}
+        tags: ClassVar[set[str]] = {"generation"}
 
         def parse(self, parser):
             lineno = next(parser.stream).lineno

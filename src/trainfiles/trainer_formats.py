@@ -136,7 +136,9 @@ def parse(row: object, fmt: str) -> Parsed:
 
 def _trained(messages: list[dict], items: object, first: int) -> Parsed:
     """The assistant messages from `first` on, except those whose item has `weight: 0`."""
-    weights = [item.get("weight") if isinstance(item, Mapping) else None for item in items] if isinstance(items, list) else []
+    weights = (
+        [item.get("weight") if isinstance(item, Mapping) else None for item in items] if isinstance(items, list) else []
+    )
     untrained = {index for index, weight in enumerate(weights) if weight == 0}
     return Parsed(
         messages,
@@ -147,7 +149,11 @@ def _trained(messages: list[dict], items: object, first: int) -> Parsed:
 def format_of(row: object) -> str:
     """The trainer format a row is in, told by its keys (OpenAI chat rows are messages rows)."""
     keys = set(row) if isinstance(row, Mapping) else set()
-    for fmt, needed in (("prompt-completion", {"prompt", "completion"}), ("sharegpt", {"conversations"}), ("alpaca", {"instruction", "output"})):
+    for fmt, needed in (
+        ("prompt-completion", {"prompt", "completion"}),
+        ("sharegpt", {"conversations"}),
+        ("alpaca", {"instruction", "output"}),
+    ):
         if needed <= keys:
             return fmt
     return "messages"

@@ -19,8 +19,8 @@ from .catalog import RECORD_FIELDS, Catalog, file_row, outputs_of
 from .changes import Draft
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, named
 from .gathering import Selection
-from .records import record_name
 from .members import Members
+from .records import record_name
 from .settings import Settings
 from .text import refuse_hidden_characters
 from .vocabulary import FILE_SORTS
@@ -51,11 +51,15 @@ def create(
         gathered = gathering.gather(
             catalog, ids, skip_invalid, spool, profile=profile, vertical=None, explicit_profile=profile is not None
         )
-        committed = _commit_new(settings, catalog, file_id, name, description, target_model, gathered, spool, profile is not None)
+        committed = _commit_new(
+            settings, catalog, file_id, name, description, target_model, gathered, spool, profile is not None
+        )
     return _with_skipped(_record(settings, catalog, file_id, committed), gathered, skip_invalid)
 
 
-def _commit_new(settings, catalog, file_id, name, description, target_model, gathered, spool, profile_set: bool) -> dict:
+def _commit_new(
+    settings, catalog, file_id, name, description, target_model, gathered, spool, profile_set: bool
+) -> dict:
     def build(current: dict | None, now: str) -> Draft:
         file = {
             "name": name,
@@ -85,7 +89,13 @@ def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool) 
     with outputs.spool(settings.store, row["id"]) as spool:
         profile = orjson.loads(row["consultant_profile"])
         gathered = gathering.gather(
-            catalog, ids, skip_invalid, spool, profile=profile, vertical=row["vertical"], explicit_profile=bool(row["profile_set"])
+            catalog,
+            ids,
+            skip_invalid,
+            spool,
+            profile=profile,
+            vertical=row["vertical"],
+            explicit_profile=bool(row["profile_set"]),
         )
 
         def check(current: dict | None) -> None:
@@ -153,7 +163,9 @@ def _set_status(settings: Settings, ref: str, status: str) -> dict:
             operation = "archive" if status == "archived" else "unarchive"
             return Draft(operation, file, Members(catalog.members(current["id"])), outputs_of(current))
 
-        committed = changes.commit(settings, catalog, row["id"], lambda current: _creator(current, settings.user), build)
+        committed = changes.commit(
+            settings, catalog, row["id"], lambda current: _creator(current, settings.user), build
+        )
     return _record(settings, catalog, row["id"], committed)
 
 
@@ -196,7 +208,9 @@ def describe(settings: Settings, ref: str, description: str | None, target_model
                 return Draft("describe", file, Members(catalog.members(current["id"])), outputs_of(current))
             return _rewritten("describe", settings.store, catalog, current, {**file, "last_updated": now})
 
-        committed = changes.commit(settings, catalog, row["id"], lambda current: _writable(current, settings.user), build)
+        committed = changes.commit(
+            settings, catalog, row["id"], lambda current: _writable(current, settings.user), build
+        )
     return _record(settings, catalog, row["id"], committed)
 
 
@@ -240,7 +254,9 @@ def restore(settings: Settings, ref: str, number: int, as_was: bool = False) -> 
 def _rewritten(operation: str, store: str, catalog: Catalog, current: dict, file: dict) -> Draft:
     """A draft with the same conversations (copied as bytes) under new file fields."""
     members = Members(catalog.members(current["id"]))
-    return Draft(operation, file, members, changes.composition(file, members, [changes.parent(store, catalog, current)]))
+    return Draft(
+        operation, file, members, changes.composition(file, members, [changes.parent(store, catalog, current)])
+    )
 
 
 def _outputs_kept(store: str, record: dict) -> bool:
@@ -377,11 +393,17 @@ def _record(settings: Settings, catalog: Catalog, file_id: str, committed: dict 
     return record(settings, row)
 
 
-def list_files(settings: Settings, status: str, created_by: str | None = None, sort: str = "newest", limit: int | None = None) -> list[dict]:
+def list_files(
+    settings: Settings, status: str, created_by: str | None = None, sort: str = "newest", limit: int | None = None
+) -> list[dict]:
     """Training files as `cli.md` records, `sort` first (files with no value for it last), at most `limit`."""
     catalog = open_catalog(settings)
     unavailable = {b["file_id"] for b in catalog.bad_records()}
-    rows = [row for row in catalog.list_files(None if status == "all" else status, created_by) if row["id"] not in unavailable]
+    rows = [
+        row
+        for row in catalog.list_files(None if status == "all" else status, created_by)
+        if row["id"] not in unavailable
+    ]
     if sort != "newest":
         key, largest_first = FILE_SORTS[sort]
         known = sorted((r for r in rows if r[key] is not None), key=lambda r: r[key], reverse=largest_first)
@@ -397,7 +419,9 @@ def nothing_listed(settings: Settings, status: str, created_by: str | None) -> s
     total = Catalog(settings.catalog).file_count()
     if not total:
         return NO_FILES
-    filters = ([f"--status {status}"] if status != "all" else []) + ([f"--created-by {created_by}"] if created_by else [])
+    filters = ([f"--status {status}"] if status != "all" else []) + (
+        [f"--created-by {created_by}"] if created_by else []
+    )
     return f"No training files match {' '.join(filters)} ({total} in all: trainfiles list --status all)"
 
 
@@ -410,8 +434,6 @@ def show(settings: Settings, ref: str) -> dict:
     return rec
 
 
-
-
 def jsonl_rows(store: str, row: dict) -> int:
     """The rows of the file's JSONL: its pairs with a target response (a user turn with no
     reply is a training pair but no row). Read from the `_meta` header in one ranged read."""
@@ -421,7 +443,9 @@ def jsonl_rows(store: str, row: dict) -> int:
     except (orjson.JSONDecodeError, TypeError, KeyError):
         rows = None
     if type(rows) is not int:
-        raise InvalidInput(f"{url}: its first line is not the `_meta` header of a trainfiles JSONL (`trainfiles verify` checks it)")
+        raise InvalidInput(
+            f"{url}: its first line is not the `_meta` header of a trainfiles JSONL (`trainfiles verify` checks it)"
+        )
     return rows
 
 
