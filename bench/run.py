@@ -175,8 +175,8 @@ def export_rows() -> list:
 def populate_catalog(folder: Path, ids: list[str], versions: bool) -> None:
     """1,000 one-conversation training files, made in-process through the use cases; with
     `versions`, each gets two more versions (an add, a new description)."""
-    from trainfiles import conversations, training_files
     from trainfiles.settings import Settings
+    from trainfiles.usecases import conversations, training_files
 
     folder.mkdir(parents=True, exist_ok=True)
     settings = Settings(catalog=str(folder / "catalog.db"), store=str(folder / "store"), user="bench")

@@ -65,6 +65,7 @@ def isolated(tmp_path, monkeypatch):
     """Every test gets its own catalog, store and user, and never touches the real home."""
     monkeypatch.setenv("TRAINFILES_CATALOG", str(tmp_path / "catalog.db"))
     monkeypatch.setenv("TRAINFILES_STORE", str(tmp_path / "store"))
+    (tmp_path / "store").mkdir()  # a store that exists (an empty one): a missing store is refused
     monkeypatch.setenv("TRAINFILES_USER", "alice")
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764547200")  # 2025-12-01T00:00:00Z
     for name in ("TRAINFILES_DEBUG", "TRAINFILES_STORAGE_OPTIONS"):

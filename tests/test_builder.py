@@ -3,8 +3,8 @@
 import orjson
 import pytest
 
-from trainfiles import builder
-from trainfiles.enriched import round2, tier
+from trainfiles.core import builder
+from trainfiles.core.enriched import round2, tier
 
 CID = "0a1b2c3d-1111-4222-8333-444455556666"
 

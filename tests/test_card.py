@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from trainfiles.card import dataset_card, size_category
+from trainfiles.core.card import dataset_card, size_category
 
 RECORD = {
     "name": "demo-file",

@@ -8,8 +8,8 @@ import orjson
 import pytest
 import sqlite_utils
 
-from trainfiles.catalog import Catalog
-from trainfiles.migrations import migrations
+from trainfiles.store.catalog import Catalog
+from trainfiles.store.migrations import migrations
 
 import generate
 from conftest import FIXTURES

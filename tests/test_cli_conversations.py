@@ -6,8 +6,8 @@ import sqlite3
 import orjson
 import pytest
 
-from trainfiles.catalog import SAVE_BATCH
-from trainfiles.conversations import NO_ID
+from trainfiles.store.catalog import SAVE_BATCH
+from trainfiles.usecases.conversations import NO_ID
 
 import generate
 from conftest import FIXTURES, REFERENCE, require_reference, snapshot, write_json
@@ -24,7 +24,7 @@ def spill(request, monkeypatch):
     """Each scan test twice: its findings held in memory, and sent to disk three at a time
     (as a scan of more than SPILL files sends them)."""
     if request.param == "spilled":
-        monkeypatch.setattr("trainfiles.findings.SPILL", 3)
+        monkeypatch.setattr("trainfiles.usecases.findings.SPILL", 3)
 
 
 def test_scan_registers_every_fixture_with_derived_values(cli, spill):
@@ -64,7 +64,7 @@ def test_scan_registers_every_fixture_with_derived_values(cli, spill):
 def test_scan_is_idempotent_and_counts_updates(cli, tmp_path, monkeypatch, batch):
     """With the catalog written SAVE_BATCH rows at a time, and two at a time (as a scan of
     many thousand files is written in several batches)."""
-    monkeypatch.setattr("trainfiles.catalog.SAVE_BATCH", batch)
+    monkeypatch.setattr("trainfiles.store.catalog.SAVE_BATCH", batch)
     folder = tmp_path / "src"
     shutil.copytree(FIXTURES / "conversations", folder)
     assert cli.json("conversations", "scan", folder) == {"moved": [], "registered": 13, "updated": 0, "invalid": []}
@@ -108,12 +108,12 @@ def test_scan_keeps_a_conversation_at_the_first_path_that_holds_it(cli, tmp_path
 def test_scan_without_temporary_space_says_where_it_is_missing(cli, tmp_path, monkeypatch):
     """A scan whose findings cannot go to SQLite's temporary file (no room, no writable
     folder) fails with one line naming that, not the catalog, and registers nothing."""
-    monkeypatch.setattr("trainfiles.findings.SPILL", 3)
+    monkeypatch.setattr("trainfiles.usecases.findings.SPILL", 3)
 
     def no_room(*args):
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr("trainfiles.findings.sqlite3.connect", no_room)
+    monkeypatch.setattr("trainfiles.usecases.findings.sqlite3.connect", no_room)
     failed = cli("conversations", "scan", FIXTURES / "conversations", code=6)
     assert failed.stderr == (
         "Error: temporary space for a scan of more than 3 files: database or disk is full "
@@ -336,8 +336,11 @@ def test_a_conversation_twice_in_a_manifest_is_refused(cli, tmp_path):
 def test_bad_settings_are_clear_errors(cli, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    result = cli("--catalog", blocker / "c.db", "conversations", "scan", FIXTURES / "conversations", code=6)
-    assert result.stderr.startswith(f"Error: catalog {blocker / 'c.db'}: ")
+    result = cli("--catalog", blocker / "c.db", "conversations", "scan", FIXTURES / "conversations", code=4)
+    assert (
+        result.stderr
+        == f"Error: no folder {blocker} for the catalog {blocker / 'c.db'}: make it first, or check --catalog\n"
+    )
     # Read where a URL goes through fsspec; plain local paths need no options.
     result = cli("conversations", "scan", "s3://bucket/enriched", code=3, env={"TRAINFILES_STORAGE_OPTIONS": "[]"})
     assert (
@@ -353,5 +356,6 @@ def test_a_missing_catalog_is_rebuilt_from_the_store(cli, tmp_path):
     cli("conversations", "scan", FIXTURES / "conversations")
     made = cli.json("create", "--name", "x", "--id", generate.conversation_uuid(1))
     fresh = tmp_path / "elsewhere" / "catalog.db"
+    fresh.parent.mkdir()
     assert cli.json("--catalog", fresh, "list") == [made]
     assert cli.json("--catalog", fresh, "conversations", "list") == []

@@ -8,9 +8,10 @@ import orjson
 import pytest
 from typer.main import get_command
 
-from trainfiles import __version__, training_files
-from trainfiles import cli as cli_module
+from trainfiles import __version__
 from trainfiles.cli import app
+from trainfiles.cli import exports as cli_exports
+from trainfiles.usecases import training_files
 
 import generate
 from conftest import FIXTURES, reference_tool
@@ -180,7 +181,7 @@ def test_json_before_the_command_applies_to_it(registered):
 
 
 def test_debug_after_the_command(registered, monkeypatch):
-    from trainfiles import builder
+    from trainfiles.core import builder
 
     monkeypatch.setattr(builder, "json_entry", lambda entry: 1 / 0)
     result = registered.runner.invoke(app, ["create", "--name", "x", "--id", A[0], "--debug"])
@@ -444,7 +445,7 @@ def test_a_large_export_to_a_terminal_needs_o(registered, monkeypatch, tmp_path)
     assert rec["json_file_size"] > 64_000 > rec["jsonl_file_size"]
     stored = open(rec["json_file_path"], "rb").read()
     assert registered("export", "dec").stdout_bytes == stored  # piped: as before
-    monkeypatch.setattr(cli_module, "_to_terminal", lambda: True)
+    monkeypatch.setattr(cli_exports, "_to_terminal", lambda: True)
     result = registered("export", "dec", code=2)
     assert result.stderr == (
         f"Error: refusing to write {rec['json_file_size'] / 1000:.1f} KB of JSON to the terminal: use -o FILE, or -o - to insist\n"

@@ -5,7 +5,7 @@ import hashlib
 import orjson
 import pytest
 
-from trainfiles import trainer_formats
+from trainfiles.core import trainer_formats
 
 import generate
 from conftest import FIXTURES, REFERENCE, require_reference, write_json

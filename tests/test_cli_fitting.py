@@ -7,8 +7,8 @@ import orjson
 import pytest
 from test_cli_exports import lines, reference_file, stored_rows  # noqa: F401  (fixture)
 
-from trainfiles import trainer_formats
-from trainfiles.tokenizing import Tokens
+from trainfiles.core import trainer_formats
+from trainfiles.core.tokenizing import Tokens
 
 import generate
 from conftest import REFERENCE, require_reference, write_json

@@ -4,7 +4,7 @@ import jsonschema
 import orjson
 import pytest
 
-from trainfiles.conversations import NO_ID
+from trainfiles.usecases.conversations import NO_ID
 
 from conftest import NO_REFERENCE, REFERENCE
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from trainfiles import trainer_formats
-from trainfiles.fitting import TooLong, Trim, Window, fit
+from trainfiles.core import trainer_formats
+from trainfiles.core.fitting import TooLong, Trim, Window, fit
 
 
 def msg(role, content):

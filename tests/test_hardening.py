@@ -244,7 +244,7 @@ def test_garbage_catalog_is_storage_unavailable(cli, tmp_path):
 
 
 def test_a_full_disk_under_the_catalog_is_storage_unavailable(cli, tmp_path, monkeypatch):
-    from trainfiles.catalog import Catalog
+    from trainfiles.store.catalog import Catalog
 
     cli("conversations", "scan", FIXTURES / "conversations")
 
@@ -400,7 +400,7 @@ def test_control_characters_in_a_message_stay_on_one_line(cli):
 
 
 def test_internal_error_is_one_line_with_its_traceback_under_debug(cli, monkeypatch):
-    from trainfiles import conversations
+    from trainfiles.usecases import conversations
 
     def broken(*args):
         raise RuntimeError("boom")
@@ -528,7 +528,7 @@ def _nested(levels: int, text: str):
 def test_depth_is_measured_on_structure_only(levels, text):
     """Brackets, quotes and backslashes inside strings neither add depth nor hide it (a
     hostile file could cancel its real nesting with `"]"` strings)."""
-    from trainfiles import enriched
+    from trainfiles.core import enriched
 
     doc = {"k": _nested(levels, text)}  # the object holding it is one more level
     data = orjson.dumps(doc)
@@ -542,7 +542,7 @@ def test_depth_is_measured_on_structure_only(levels, text):
 def test_open_parts_must_be_objects_and_arrays():
     """Parts of the format whose content is free are still checked for their type, each
     named by its JSON path."""
-    from trainfiles import enriched
+    from trainfiles.core import enriched
 
     doc = orjson.loads(next((FIXTURES / "conversations").rglob("enriched.json")).read_bytes())
     doc["training_pairs"][0]["conversation_history"] = {}

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from trainfiles.catalog import CONVERSATION_FIELDS
 from trainfiles.cli import app
+from trainfiles.core.vocabulary import CONVERSATION_FIELDS
 
 import generate
 from conftest import FIXTURES, snapshot

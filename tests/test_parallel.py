@@ -4,7 +4,7 @@ exactly what the same commands give on one process, refusals and their order inc
 import orjson
 import pytest
 
-from trainfiles import conversations, examining, workers
+from trainfiles.usecases import conversations, examining, workers
 
 import generate
 from conftest import FIXTURES, write_json

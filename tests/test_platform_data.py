@@ -7,7 +7,8 @@ import os
 import orjson
 import pytest
 
-from trainfiles import exports, render
+from trainfiles.cli import render
+from trainfiles.usecases import exports
 
 import generate
 from conftest import FIXTURES, REFERENCE, require_reference, write_json

@@ -6,9 +6,10 @@ import weakref
 
 import pytest
 
-from trainfiles import preflight, render
+from trainfiles.cli import render
+from trainfiles.core import preflight
+from trainfiles.core.tokenizing import Tokens
 from trainfiles.errors import InvalidInput, NotFound
-from trainfiles.tokenizing import Tokens
 
 SYSTEM = {"role": "system", "content": "Be kind."}
 

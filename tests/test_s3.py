@@ -14,8 +14,10 @@ import orjson
 import pytest
 import s3fs
 
-from trainfiles import conversations, storage, workers
+from trainfiles import storage
 from trainfiles.cli import app
+from trainfiles.errors import StorageUnavailable
+from trainfiles.usecases import conversations, workers
 
 import generate
 from conftest import BOUND, BUCKETS, FIXTURES, KEY_ID, REFUSED, SECRET, SOURCES, STORE, snapshot
@@ -381,7 +383,7 @@ def test_a_large_output_goes_up_in_parts_and_a_failed_part_leaves_nothing(s3, se
         return bool(query & failing)
 
     server.fault = parts_seen
-    with pytest.raises(storage.StorageUnavailable):
+    with pytest.raises(StorageUnavailable):
         storage.write_atomic(url, data)
     assert not s3.exists(url)
     assert s3.call_s3("list_multipart_uploads", Bucket="trainfiles").get("Uploads", []) == []  # aborted

@@ -18,8 +18,9 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from trainfiles import housekeeping, records
 from trainfiles.cli import app
+from trainfiles.core import records
+from trainfiles.usecases import housekeeping
 
 import generate
 from conftest import FIXTURES, SOURCES, STORE, snapshot
@@ -393,7 +394,7 @@ def test_a_kill_during_the_first_read_leaves_the_next_command_reading_the_log(wo
 def test_a_record_landing_in_a_gap_is_read_by_every_machine(world, monkeypatch):
     """A writer that read the log before a gap appeared publishes into it after machine a
     read past the gap: a, b and a new machine agree."""
-    from trainfiles import commits
+    from trainfiles.store import commits
 
     gap = len(world.good) + 1
     publish = commits.publish
@@ -430,8 +431,8 @@ def test_gc_by_a_clock_far_ahead_spares_a_commit_in_progress(world, monkeypatch)
     publishing: the writer's version is committed whole."""
     import time
 
-    from trainfiles import commits
     from trainfiles.settings import Settings
+    from trainfiles.store import commits
 
     publish, real_time = commits.publish, time.time
 
@@ -455,7 +456,7 @@ def test_gc_by_a_clock_far_ahead_spares_a_commit_in_progress(world, monkeypatch)
 def test_a_command_whose_catalog_fails_after_the_commit_succeeds(world, monkeypatch):
     import sqlite3
 
-    from trainfiles.catalog import Catalog
+    from trainfiles.store.catalog import Catalog
 
     def locked(self, sequences):
         raise sqlite3.OperationalError("database is locked")

@@ -12,8 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from trainfiles import builder, filecopy
-from trainfiles.members import Members
+from trainfiles.core import builder
+from trainfiles.storage import filecopy
+from trainfiles.store.members import Members
 
 import generate
 from conftest import FIXTURES, SOURCES, STORE
@@ -321,6 +322,8 @@ def catalog_rows(path: Path) -> dict[str, list]:
 
 
 def test_two_machines_share_one_store(cli, place, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     machine_a = ("--catalog", tmp_path / "a" / "catalog.db", "--store", place.store)
     machine_b = ("--catalog", tmp_path / "b" / "catalog.db", "--store", place.store, "--user", "bob")
     for machine in (machine_a, machine_b):  # registrations stay local: each machine scans
@@ -504,6 +507,8 @@ def test_a_store_emptied_under_the_same_name_is_indexed_again(cli, tmp_path):
     cli("conversations", "scan", FIXTURES / "conversations")
     cli("create", "--name", "gone", "--id", A[0])
     shutil.rmtree(tmp_path / "store")
+    cli("list", code=4)  # a store that is not there is not an empty one
+    (tmp_path / "store").mkdir()
     assert cli.json("list") == []
     made = cli.json("create", "--name", "new", "--id", A[1])
     assert [v["version"] for v in cli.json("log", "new")] == [1]

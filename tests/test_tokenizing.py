@@ -3,8 +3,8 @@
 import orjson
 import pytest
 
+from trainfiles.core.tokenizing import PLAIN_TEMPLATE, Tokens, _jinja, _plain, resolve
 from trainfiles.errors import NotFound
-from trainfiles.tokenizing import PLAIN_TEMPLATE, Tokens, _jinja, _plain, resolve
 
 tokenizers = pytest.importorskip("tokenizers")
 
@@ -69,7 +69,7 @@ def test_a_model_id_is_found_in_the_local_cache_only(tmp_path, monkeypatch):
     whitespace_tokenizer(model / "snapshots" / "1111")
     whitespace_tokenizer(model / "snapshots" / "2222")
     (model / "refs").mkdir()
-    (model / "refs" / "main").write_text("2222\n")
+    (model / "refs" / "main").write_text("2222")  # as huggingface_hub writes it: no newline
     assert resolve("acme/tiny-chat") == model / "snapshots" / "2222" / "tokenizer.json"
     with pytest.raises(NotFound, match=r"acme/other is neither a file nor a model in the Hugging Face cache"):
         resolve("acme/other")

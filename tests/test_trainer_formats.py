@@ -3,8 +3,8 @@
 import orjson
 import pytest
 
-from trainfiles import builder, preflight
-from trainfiles.trainer_formats import FORMATS, MODES, ROW_MODES, parse, rows, rows_by_conversation, split_of
+from trainfiles.core import builder, preflight
+from trainfiles.core.trainer_formats import FORMATS, MODES, ROW_MODES, parse, rows, rows_by_conversation, split_of
 
 from conftest import REFERENCE, require_reference
 

@@ -79,7 +79,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast 
 from transformers.integrations.mistral.tokenizer import convert_tekken_tokenizer  # noqa: E402
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 
-from trainfiles.tokenizing import PLAIN_TEMPLATE  # noqa: E402
+from trainfiles.core.tokenizing import PLAIN_TEMPLATE  # noqa: E402
 
 # LLaMA-Factory's data package imports torchaudio for audio inputs only; no torchaudio is
 # built for torch 2.13, so an empty module stands in for it (no audio is read here).

@@ -5,8 +5,8 @@ The library is `Trainfiles` (docs/python.md); the `trainfiles` command is a laye
 
 __version__ = "0.2.0"
 
-from .api import Registration, Trainfiles, TrainingFile, Version
-from .errors import (
+from trainfiles.api import Registration, Trainfiles, TrainingFile, Version
+from trainfiles.errors import (
     Conflict,
     InvalidInput,
     NotFound,

@@ -1,3 +1,3 @@
-from .cli import main
+from trainfiles.cli import main
 
 main()

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .settings import Settings, resolve
+from trainfiles.settings import Settings, resolve
 
 if TYPE_CHECKING:
     import datasets
 
-    from .gathering import Selection
+    from trainfiles.usecases.gathering import Selection
 
 
 @dataclass(frozen=True)
@@ -89,51 +89,51 @@ class TrainingFile:
     @property
     def conversation_ids(self) -> list[str]:
         """The member conversations, in file order."""
-        from . import training_files
+        from trainfiles.usecases import training_files
 
         ids: list[str] = training_files.show(self._settings, self.id)["conversation_ids"]
         return ids
 
     def add(self, ids: Sequence[str] = (), *, batch: str | None = None, skip_invalid: bool = False) -> TrainingFile:
         """Append conversations (ids, unique id prefixes, or a whole batch)."""
-        from . import training_files
+        from trainfiles.usecases import training_files
 
         return self._session._file(training_files.add(self._settings, self.id, _selection(ids, batch), skip_invalid))
 
     def remove(self, ids: Sequence[str]) -> TrainingFile:
-        from . import training_files
+        from trainfiles.usecases import training_files
 
         return self._session._file(training_files.remove(self._settings, self.id, list(ids)))
 
     def archive(self) -> TrainingFile:
-        from . import training_files
+        from trainfiles.usecases import training_files
 
         return self._session._file(training_files.archive(self._settings, self.id))
 
     def unarchive(self) -> TrainingFile:
-        from . import training_files
+        from trainfiles.usecases import training_files
 
         return self._session._file(training_files.unarchive(self._settings, self.id))
 
     def rename(self, new_name: str) -> TrainingFile:
-        from . import training_files
+        from trainfiles.usecases import training_files
 
         return self._session._file(training_files.rename(self._settings, self.id, new_name))
 
     def describe(self, description: str | None = None, target_model: str | None = None) -> TrainingFile:
         """Change the description and/or target model ('' clears one)."""
-        from . import training_files
+        from trainfiles.usecases import training_files
 
         return self._session._file(training_files.describe(self._settings, self.id, description, target_model))
 
     def restore(self, version: int, as_was: bool = False) -> TrainingFile:
-        from . import training_files
+        from trainfiles.usecases import training_files
 
         return self._session._file(training_files.restore(self._settings, self.id, version, as_was))
 
     def log(self) -> list[Version]:
         """Every version, oldest first."""
-        from . import training_files
+        from trainfiles.usecases import training_files
 
         return [Version(**v) for v in training_files.log(self._settings, self.id)]
 
@@ -149,7 +149,8 @@ class TrainingFile:
     ) -> bytes | None:
         """The export `trainfiles export FILE --format FORMAT` writes: its bytes, or written
         to `path` (atomically) and None. Checked against the commit as it streams."""
-        from . import exports, storage
+        from trainfiles import storage
+        from trainfiles.usecases import exports
 
         if format in ("json", "jsonl"):
             chunks = exports.stored(self._settings, self.id, format, header=header, number=version)
@@ -171,7 +172,7 @@ class TrainingFile:
         version: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Trainer rows, one at a time (the same rows `export --format FORMAT` writes)."""
-        from . import exports
+        from trainfiles.usecases import exports
 
         return (row for _, row in exports.trainer_rows(self._settings, self.id, format, mode, with_metadata, version))
 
@@ -180,7 +181,7 @@ class TrainingFile:
         try:
             import datasets
         except ImportError:
-            from .errors import UsageError
+            from trainfiles.errors import UsageError
 
             raise UsageError("to_dataset needs the `datasets` package: pip install datasets") from None
         return datasets.Dataset.from_generator(lambda: self.rows(format, mode, **options))
@@ -189,7 +190,7 @@ class TrainingFile:
         self, format: str = "messages", mode: str | None = None, max_tokens: int = 1024, tokenizer: str | None = None
     ) -> dict[str, Any]:
         """The pre-training report of `trainfiles check FILE`."""
-        from . import exports
+        from trainfiles.usecases import exports
 
         return exports.check(self._settings, self.id, format, mode, max_tokens, tokenizer)
 
@@ -227,23 +228,23 @@ class Trainfiles:
 
     def scan(self, url: str, batch: str | None = None) -> Registration:
         """Register every enriched conversation under a folder or URL."""
-        from . import conversations
+        from trainfiles.usecases import conversations
 
         return Registration(**conversations.scan(self.settings, url, batch))
 
     def import_manifest(self, path: str, base: str | None = None, allow_outside_base: bool = False) -> Registration:
         """Register conversations from the platform's manifest export (CSV or JSON Lines)."""
-        from . import conversations
+        from trainfiles.usecases import conversations
 
         return Registration(**conversations.import_manifest(self.settings, path, base, allow_outside_base))
 
     def conversations(self, status: str | None = None, batch: str | None = None) -> list[dict[str, Any]]:
-        from . import conversations
+        from trainfiles.usecases import conversations
 
         return conversations.list_conversations(self.settings, status, batch)
 
     def conversation(self, ref: str) -> dict[str, Any]:
-        from . import conversations
+        from trainfiles.usecases import conversations
 
         return conversations.show(self.settings, ref)
 
@@ -261,7 +262,7 @@ class Trainfiles:
         skip_invalid: bool = False,
     ) -> TrainingFile:
         """A new training file of the conversations named (ids or prefixes) or of a batch."""
-        from . import training_files
+        from trainfiles.usecases import training_files
 
         created = training_files.create(
             self.settings,
@@ -276,31 +277,31 @@ class Trainfiles:
 
     def get(self, ref: str) -> TrainingFile:
         """A training file by name, id or unique id prefix (NotFound if none)."""
-        from . import training_files
+        from trainfiles.usecases import training_files
 
         return self._file(training_files.show(self.settings, ref))
 
     def files(
         self, status: str = "active", created_by: str | None = None, sort: str = "newest", limit: int | None = None
     ) -> list[TrainingFile]:
-        from . import training_files
+        from trainfiles.usecases import training_files
 
         return [self._file(rec) for rec in training_files.list_files(self.settings, status, created_by, sort, limit)]
 
     # The store
 
     def verify(self, ref: str | None = None, sources: bool = False, bases: Sequence[str] = ()) -> dict[str, Any]:
-        from . import housekeeping
+        from trainfiles.usecases import housekeeping
 
         return housekeeping.verify(self.settings, ref, sources, tuple(bases))
 
     def gc(self, keep: int | None = None, dry_run: bool = False, min_age: float = 3600) -> dict[str, Any]:
-        from . import housekeeping
+        from trainfiles.usecases import housekeeping
 
         return housekeeping.gc(self.settings, keep, dry_run, min_age)
 
     def repair(self, dry_run: bool = False) -> dict[str, Any]:
-        from . import housekeeping
+        from trainfiles.usecases import housekeeping
 
         return housekeeping.repair(self.settings, dry_run)
 
@@ -308,7 +309,7 @@ class Trainfiles:
         self, path: str, format: str | None = None, max_tokens: int = 1024, tokenizer: str | None = None
     ) -> dict[str, Any]:
         """The pre-training report of `trainfiles check PATH` on an export file or folder."""
-        from . import exports
+        from trainfiles.usecases import exports
 
         return exports.check(self.settings, path, format, None, max_tokens, tokenizer)
 
@@ -318,9 +319,9 @@ class Trainfiles:
 
 
 def _selection(ids: Sequence[str], batch: str | None) -> Selection:
-    from .errors import UsageError
-    from .gathering import Selection
-    from .selection import parse_ids
+    from trainfiles.errors import UsageError
+    from trainfiles.usecases.gathering import Selection
+    from trainfiles.usecases.selection import parse_ids
 
     if isinstance(ids, str):
         raise UsageError("ids must be a list of ids, not one string")

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
+from trainfiles.errors import NotFound, UsageError
 
 APP_NAME = "trainfiles"
 
@@ -43,6 +43,10 @@ def resolve(catalog: str | None, store: str | None, user: str | None, debug: boo
     empty = [f"--{name}" for name, value in (("catalog", catalog), ("store", store), ("user", user)) if value == ""]
     if empty:
         raise UsageError("must not be empty: ", empty)
+    if catalog is not None and not Path(catalog).expanduser().absolute().parent.is_dir():
+        raise NotFound(
+            f"no folder {Path(catalog).expanduser().absolute().parent} for the catalog {catalog}: make it first, or check --catalog"
+        )
     if catalog is None or store is None:
         data = _data_dir()
         catalog = catalog or str(data / "catalog.db")

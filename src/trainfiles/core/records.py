@@ -1,0 +1,271 @@
+"""What a record of the store's log must be before anything believes it.
+
+A shared store's contents are input: teammates' tools of other versions, buggy scripts or
+anyone with write access to the bucket may have written them. `parse` checks one record's
+bytes against docs/store.md (types, required keys, bounded sizes and nesting, its sequence
+equal to its object's name, a UUID file id, output keys that are plain paths under that
+file's own folder, strict timestamps) and returns it, or raises `BadRecord` saying why.
+Pure: bytes in, a record or a reason out.
+"""
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal, NotRequired
+
+import orjson
+from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
+
+from trainfiles.core import enriched
+from trainfiles.core.text import refuse_hidden_characters
+from trainfiles.errors import InvalidInput
+
+COMMIT = "trainfiles.commit/1"
+REPAIR = "trainfiles.repair/1"
+FORMATS = (COMMIT, REPAIR)
+# About 100,000 conversations in one version (a member takes about 600 bytes): a record is
+# held whole in memory while it is read, so a larger one is refused rather than believed.
+MAX_BYTES = 64 * 1024 * 1024
+MAX_TEXT = 4096  # any one string but the description and the profile's
+MAX_DESCRIPTION = 100_000
+OPERATIONS = ("create", "add", "remove", "archive", "unarchive", "rename", "describe", "restore", "migrate")
+KINDS = ("json", "jsonl")
+# Years a timestamp may name: one second can always be added to the last (clock.stamp_after).
+YEARS = (1970, 9998)
+
+_STRICT = ConfigDict(strict=True)
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+Uuid = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Count = Annotated[int, Field(ge=0, le=2**53)]
+MAX_NUMBER = 2**53  # of a sequence or version: what SQLite and every JSON reader hold exactly
+Number = Annotated[int, Field(ge=1, le=MAX_NUMBER)]
+Score = float | int | None
+Stamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")]
+
+
+class Output(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    key: Text
+    size: Count
+    sha256: Sha256
+
+
+class Outputs(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    json: Output
+    jsonl: Output
+
+
+class Member(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    conversation_id: Uuid
+    source_path: Text
+    source_sha256: Sha256
+    batch_job_id: Text | None
+    created_at: Text | None
+    quality_score: Score
+    human_reviewed: bool | None
+    persona_key: Text | None
+    emotional_arc_key: Text | None
+    topic_key: Text | None
+    training_pairs: Count
+    added_at: Stamp
+    added_by: Text
+
+
+class File(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    description: Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION)] | None
+    target_model: Text | None
+    vertical: Text | None
+    status: Literal["active", "archived"]
+    created_by: Text
+    created_at: Stamp
+    last_updated: Stamp
+    consultant_profile: dict[str, Any] | None
+    profile_set: NotRequired[bool]
+
+
+class Quality(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    avg_quality_score: Score
+    min_quality_score: Score
+    max_quality_score: Score
+    human_reviewed_count: Count
+
+
+class Statistics(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    total_conversations: Count
+    total_training_pairs: Count
+    quality_summary: Quality
+    scaffolding_distribution: dict[Text, dict[Text, Count]]
+
+
+class Commit(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    format: Literal["trainfiles.commit/1"]
+    sequence: Number
+    file_id: Uuid
+    version: Number
+    parent: Number | None
+    operation: Literal[OPERATIONS]  # type: ignore[valid-type]
+    created_at: Stamp
+    created_by: Text
+    added: list[Uuid]
+    removed: list[Uuid]
+    restored_from: Number | None
+    file: File
+    statistics: Statistics
+    members: list[Member]
+    outputs: Outputs
+
+
+class Repair(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    format: Literal["trainfiles.repair/1"]
+    sequence: Number
+    created_at: Stamp
+    created_by: Text
+    set_aside: list[Number]
+
+
+_SCHEMAS: dict[str, TypeAdapter[Any]] = {COMMIT: TypeAdapter(Commit), REPAIR: TypeAdapter(Repair)}
+_MEMBER: TypeAdapter[Any] = TypeAdapter(Member)
+
+
+class BadRecord(InvalidInput):
+    """A record of the log that cannot be believed. `file_id` is the training file it
+    claims to change when that much can be read, `keys` the output keys it names (gc keeps
+    them all the same)."""
+
+    def __init__(self, sequence: int, reason: str, file_id: str | None = None, keys: list[str] | None = None):
+        self.sequence, self.reason, self.file_id, self.keys = sequence, reason, file_id, keys or []
+        super().__init__(f"store record {record_name(sequence)} is invalid: {reason}")
+
+
+def record_name(sequence: int) -> str:
+    """The record's object under the store: `_log/<20 digits>.json`."""
+    return f"_log/{sequence:020d}.json"
+
+
+def parse(sequence: int, data: bytes) -> dict[str, Any]:
+    """The record stored at `sequence`, checked; BadRecord if it cannot be believed."""
+    if len(data) > MAX_BYTES:
+        raise BadRecord(sequence, f"larger than {MAX_BYTES // 2**20} MiB")
+    try:
+        record = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise BadRecord(sequence, f"not JSON ({e})") from None
+    if not isinstance(record, dict):
+        raise BadRecord(sequence, f"a JSON {type(record).__name__}, not an object")
+    file_id, keys = _claims(record)
+    fmt = record.get("format")
+    if fmt not in _SCHEMAS:
+        raise BadRecord(
+            sequence, f"format {str(fmt)[:80]!r} is not one this trainfiles reads ({', '.join(FORMATS)})", file_id, keys
+        )
+    try:
+        _SCHEMAS[fmt].validate_python(record)
+        if record["sequence"] != sequence:
+            raise ValueError(f"its sequence says {record['sequence']}")
+        if fmt == COMMIT:
+            _check_commit(record, data)
+        else:
+            _check_stamp(record["created_at"], "created_at")
+            if any(s >= sequence for s in record["set_aside"]):
+                raise ValueError("it sets aside a record that is not before it")
+    except ValidationError as e:
+        raise BadRecord(sequence, _first_errors(e), file_id, keys) from None
+    except (ValueError, InvalidInput, enriched.Ineligible) as e:
+        reason = "; ".join(e.reasons) if isinstance(e, enriched.Ineligible) else str(e)
+        raise BadRecord(sequence, reason, file_id, keys) from None
+    return record
+
+
+def check_own(record: dict[str, Any]) -> None:
+    """InvalidInput if a commit record this process is about to publish would not be
+    believed by a reader (a description or user name too long for it, say): checked as
+    `parse` checks one read, but for its members, which `member_problem` checked as each
+    was gathered (they may be a spool of 100,000)."""
+    head = {**record, "sequence": 1, "members": [], "statistics": {**record["statistics"], "total_conversations": 0}}
+    try:
+        _SCHEMAS[COMMIT].validate_python(head)
+        _check_commit(head, b"")
+    except ValidationError as e:
+        raise InvalidInput(f"the store's readers would refuse this change: {_first_errors(e)}") from None
+    except (ValueError, InvalidInput) as e:
+        raise InvalidInput(f"the store's readers would refuse this change: {e}") from None
+
+
+def member_problem(member: dict[str, Any]) -> str | None:
+    """Why a conversation's member values cannot go into a record a reader believes, if so."""
+    stamped = {**member, "added_at": member["added_at"] or "2000-01-01T00:00:00Z", "added_by": member["added_by"] or ""}
+    try:
+        _MEMBER.validate_python(stamped)  # who added it, and when, are checked with the record
+    except ValidationError as e:
+        return f"cannot be recorded in the store: {_first_errors(e)}"
+    return None
+
+
+def _check_commit(record: dict[str, Any], data: bytes) -> None:
+    file_id, version, parent = record["file_id"], record["version"], record["parent"]
+    if parent != (version - 1 or None):
+        raise ValueError(f"version {version} names parent {parent}")
+    restored = record["restored_from"]
+    if (record["operation"] == "restore") != (restored is not None) or (restored is not None and restored >= version):
+        raise ValueError(f"operation {record['operation']} with restored_from {restored}")
+    for kind in KINDS:
+        key = record["outputs"][kind]["key"]
+        if not re.fullmatch(rf"{file_id}/versions/\d{{6}}-[0-9a-f]{{12}}/training\.{kind}", key):
+            raise ValueError(f"output key {key[:200]!r} is not under {file_id}/versions/")
+    if record["statistics"]["total_conversations"] != len(record["members"]):
+        raise ValueError(
+            f"{len(record['members'])} members for total_conversations {record['statistics']['total_conversations']}"
+        )
+    ids = [m["conversation_id"] for m in record["members"]]
+    if len(set(ids)) != len(ids):
+        raise ValueError("a conversation is a member twice")
+    for where, stamp in (
+        ("created_at", record["created_at"]),
+        ("file.created_at", record["file"]["created_at"]),
+        ("file.last_updated", record["file"]["last_updated"]),
+    ):
+        _check_stamp(stamp, where)
+    name = record["file"]["name"]
+    refuse_hidden_characters(name, "file.name")
+    if name != name.strip() or enriched.UUID_RE.fullmatch(name):
+        raise ValueError(f"file.name {name[:80]!r} is not a name trainfiles gives")
+    enriched.check_depth(data, record)  # the profile must be writable again
+
+
+def _check_stamp(value: str, where: str) -> None:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{where} {value!r} is not a date") from None
+    if not YEARS[0] <= moment.year <= YEARS[1]:
+        raise ValueError(f"{where} {value!r} is outside the years {YEARS[0]} to {YEARS[1]}")
+
+
+def _claims(record: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """What a record that fails still says, read leniently: the file it would change (a
+    UUID only) and every output key it names."""
+    file_id = record.get("file_id")
+    file_id = (
+        file_id if isinstance(file_id, str) and enriched.UUID_RE.fullmatch(file_id) and file_id.islower() else None
+    )
+    outputs = record.get("outputs")
+    found = outputs.values() if isinstance(outputs, dict) else []
+    keys = [
+        o["key"] for o in found if isinstance(o, dict) and isinstance(o.get("key"), str) and len(o["key"]) <= MAX_TEXT
+    ]
+    return file_id, keys
+
+
+def _first_errors(error: ValidationError, shown: int = 3) -> str:
+    problems = [f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in error.errors()[:shown]]
+    more = error.error_count() - shown
+    return "; ".join(problems) + (f"; and {more} more" if more > 0 else "")

@@ -1,0 +1,119 @@
+"""The catalog as the store's index: brought up to date from the store's log before a command
+reads or changes training files, at the cost of one listing when nothing is new.
+
+The index moves only after a read succeeded: the records read and the note of which were
+read are written in one transaction, so a failed or killed read leaves the index as it was
+and the next command reads the log again. It lists from the first record it has not read,
+not from the newest it has, so a record that lands in a gap is still applied; one that lands
+below records already applied makes the index apply the whole log again in sequence order,
+as a new machine would, so every machine converges on the same state.
+"""
+
+import sqlite3
+
+from trainfiles import storage
+from trainfiles.core.records import REPAIR, BadRecord, record_name
+from trainfiles.errors import TrainfilesError, named
+from trainfiles.faults import crash_point
+from trainfiles.progress import bar, note
+from trainfiles.store import commits
+from trainfiles.store.catalog import Catalog
+
+
+def identity(store: str) -> str:
+    """The store as the index records it: an absolute folder, or the URL."""
+    return storage.join(store) if storage.is_local(store) else store.rstrip("/")
+
+
+def record_own(catalog: Catalog, record: dict) -> None:
+    """Index a record this process has just published right after the newest one it had
+    read, so the index needs no listing to take it (a later command lists what others
+    committed since). Once published, the version is committed: a catalog that cannot take
+    it now (locked, read-only) is said so, and catches up next time."""
+    try:
+        with catalog.write():
+            if catalog.last_read() == record["sequence"] - 1:
+                catalog.flag(catalog.apply([record]))
+                catalog.mark_read([record["sequence"]])
+    except (TrainfilesError, sqlite3.Error) as e:
+        note(
+            f"note: version {record['version']} is committed ({record_name(record['sequence'])}), "
+            f"but the local catalog could not take it ({e}); the next command catches up"
+        )
+
+
+def sync(catalog: Catalog, store: str) -> None:
+    """Apply what was committed since the index last looked.
+
+    Download copies that a writer which died after its commit left behind are brought up
+    to date. Records that cannot be believed are kept apart (their files unavailable) and
+    said on stderr until a repair sets them aside.
+    """
+    ident = identity(store)
+    indexed, through = catalog.index_state()
+    rebuild = indexed != ident
+    listed = commits.new_sequences(store, 0 if rebuild else max(through - 1, 0))
+    if not rebuild and through and listed[:1] != [through]:
+        # The first record not yet read follows one that must still be there: if it is not,
+        # the store was replaced or emptied under the same name, and the index starts again.
+        rebuild, listed = True, commits.new_sequences(store, 0)
+    known = set() if rebuild else catalog.read_after(through)
+    new = [s for s in listed if (rebuild or s > through) and s not in known]
+    if new and known and new[0] < max(known):
+        rebuild, new = True, commits.new_sequences(store, 0)
+    if new or rebuild:  # a listing that found nothing is a read too: of an empty log
+        with bar("Reading the store's log", len(new)) as advance:
+            read = commits.read(store, new, advance)
+        crash_point("log-read")
+        with catalog.write():
+            if rebuild:
+                catalog.reset_index(ident)
+            else:  # another process may have read some meanwhile
+                done = catalog.read_after(through)
+                read = [r for r in read if _sequence(r) not in done]
+            good = [r for r in read if isinstance(r, dict) and r["format"] == commits.FORMAT]
+            catalog.flag([r for r in read if isinstance(r, BadRecord)] + catalog.apply(good))
+            catalog.set_aside(
+                [s for r in read if isinstance(r, dict) and r["format"] == REPAIR for s in r["set_aside"]]
+            )
+            catalog.mark_read([_sequence(r) for r in read])
+        _repair_download_copies(catalog, store, {r["file_id"]: r for r in good})
+    if bad := catalog.bad_records():
+        names = named([f"{record_name(b['sequence'])} ({b['reason']})" for b in bad], "; ")
+        note(
+            f"warning: {len(bad)} records of the store's log cannot be believed, and the training files they "
+            f"touch are unavailable: {names} (`trainfiles repair` sets them aside)"
+        )
+
+
+def behind(catalog: Catalog, store: str) -> bool:
+    """Whether the log holds a record the index has not read (one listing)."""
+    through = catalog.index_state()[1]
+    known = catalog.read_after(through)
+    return any(s > through and s not in known for s in commits.new_sequences(store, through))
+
+
+def _sequence(r: dict | BadRecord) -> int:
+    return r.sequence if isinstance(r, BadRecord) else r["sequence"]
+
+
+def _repair_download_copies(catalog: Catalog, store: str, latest: dict[str, dict]) -> None:
+    current = {}
+    for file_id, r in latest.items():
+        row = catalog.find_file(file_id)
+        if row and row["version"] == r["version"] and row["sequence"] == r["sequence"]:
+            current[file_id] = r
+    for file_id, version in commits.fixed_versions(store, list(current)).items():
+        if version != current[file_id]["version"]:
+            refresh_download_copies(store, current[file_id])
+
+
+def refresh_download_copies(store: str, record: dict) -> bool:
+    """Step 3 of a commit, which may fail without undoing it: the version is committed, and
+    a later command brings the copies up to date. False if it failed."""
+    try:
+        commits.update_fixed(store, record)
+    except TrainfilesError as e:
+        note(f"note: the download copies of version {record['version']} were not updated ({e}); the next command will")
+        return False
+    return True
