@@ -35,6 +35,7 @@ lint: $(READY)
 
 demo: $(READY)
 	rm -rf $(DEMO)
+	mkdir -p $(DEMO)
 	$(TF) conversations import fixtures/manifest.csv
 	$(TF) conversations scan fixtures/conversations
 	$(TF) conversations list

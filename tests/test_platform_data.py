@@ -246,3 +246,60 @@ def test_list_keeps_the_id_at_80_columns_and_sorts_and_limits(registered):
     assert [f["name"] for f in registered.json("list", "--sort", "name", "--limit", "1")] == [
         "a-file-with-a-rather-long-name"
     ]
+
+
+def test_restore_keeps_the_current_target_model_too(registered):
+    registered("create", "--name", "dec", "--id", A[0], "--target-model", "m1")
+    registered("add", "dec", "--id", A[1])
+    registered("describe", "dec", "--target-model", "m2")
+    restored = registered.json("restore", "dec", "--version", 1)
+    assert (restored["target_model"], restored["conversation_count"]) == ("m2", 1)
+    stored = orjson.loads(open(restored["json_file_path"], "rb").read())
+    assert stored["training_file_metadata"]["target_model"] == "m2"
+    assert registered.json("restore", "dec", "--version", 1, "--as-was")["target_model"] == "m1"
+
+
+def test_check_names_what_is_wrong_in_our_own_outputs(cli, reference, tmp_path):
+    jsonl, doc = tmp_path / "ref.jsonl", tmp_path / "ref.json"
+    cli("export", "ref", "--format", "jsonl", "-o", jsonl)
+    cli("export", "ref", "--format", "json", "-o", doc)
+    lines = jsonl.read_bytes().splitlines(keepends=True)
+    (tmp_path / "foreign.jsonl").write_bytes(b"".join([lines[0], b'{"foo": 1}\n', *lines[2:]]))
+    assert cli("check", tmp_path / "foreign.jsonl", code=3).stderr.startswith(
+        f"Error: {tmp_path / 'foreign.jsonl'} row 2: not a brightrun-lora-v4 row"
+    )
+    (tmp_path / "text.jsonl").write_bytes(
+        lines[0].replace(b'"total_pairs":20', b'"total_pairs":"20"') + b"".join(lines[1:])
+    )
+    assert (
+        "its header's total_pairs is '20', not a number of rows" in cli("check", tmp_path / "text.jsonl", code=3).stderr
+    )
+    parsed = orjson.loads(doc.read_bytes())
+    (tmp_path / "one-line.json").write_bytes(orjson.dumps(parsed))
+    assert cli.json("check", tmp_path / "one-line.json")["source"] == "brightrun-lora-v4 json"
+    parsed["conversations"].pop()
+    (tmp_path / "short.json").write_bytes(orjson.dumps(parsed, option=orjson.OPT_INDENT_2))
+    assert (
+        "its metadata does not count what it holds: total_conversations 7, counted 6"
+        in cli("check", tmp_path / "short.json", code=3).stderr
+    )
+
+
+def test_a_base_that_is_not_there_is_refused(cli, tmp_path):
+    result = cli("conversations", "import", FIXTURES / "manifest.csv", "--base", tmp_path / "typo", code=4)
+    assert (
+        result.stderr
+        == f"Error: no folder {tmp_path / 'typo'} for --base: enriched_file_path values would lead nowhere\n"
+    )
+
+
+def test_common_options_after_the_command_win_over_a_stale_environment(registered, tmp_path):
+    good = tmp_path / "catalog.db"
+    assert registered("list", "--catalog", good, env={"TRAINFILES_CATALOG": str(tmp_path / "gone" / "c.db")}).stdout
+
+
+def test_skip_absent_still_asks_who_may_change_the_file(registered):
+    registered("create", "--name", "dec", "--id", A[0], "--id", A[1])
+    assert registered("--user", "bob", "remove", "dec", "--id", A[2], "--skip-absent", code=7).stderr.startswith(
+        "Error: training file 'dec' was created by alice"
+    )

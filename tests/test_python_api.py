@@ -60,3 +60,22 @@ def test_failures_are_typed(cli):
         assert (taken.value.exit_code, str(taken.value)) == (5, "a training file named 'dec' already exists")
         with pytest.raises(TrainfilesError, match="give ids or a batch"):
             tf.create("x")
+
+
+def test_the_library_refuses_what_the_cli_refuses(cli):
+    from trainfiles import UsageError
+
+    with Trainfiles() as tf:
+        tf.scan(str(FIXTURES / "conversations"))
+        f = tf.create("dec", ids=[A[0]])
+        for call in (
+            lambda: tf.gc(keep=-1),
+            lambda: tf.gc(keep=0),
+            lambda: f.export("json", version=0),
+            lambda: f.remove(A[0]),
+            lambda: tf.files(sort="bogus"),
+            lambda: tf.files(limit=0),
+        ):
+            with pytest.raises(UsageError):
+                call()
+        assert tf.verify()["ok"] and f.add(ids=[A[0]], skip_present=True).version == 1

@@ -94,16 +94,25 @@ class TrainingFile:
         ids: list[str] = training_files.show(self._settings, self.id)["conversation_ids"]
         return ids
 
-    def add(self, ids: Sequence[str] = (), *, batch: str | None = None, skip_invalid: bool = False) -> TrainingFile:
-        """Append conversations (ids, unique id prefixes, or a whole batch)."""
+    def add(
+        self,
+        ids: Sequence[str] = (),
+        *,
+        batch: str | None = None,
+        skip_invalid: bool = False,
+        skip_present: bool = False,
+    ) -> TrainingFile:
+        """Append conversations (ids, unique id prefixes, or a whole batch); `skip_present`
+        leaves out those already in the file (none left: this version, unchanged)."""
         from trainfiles.usecases import training_files
 
-        return self._session._file(training_files.add(self._settings, self.id, _selection(ids, batch), skip_invalid))
+        added = training_files.add(self._settings, self.id, _selection(ids, batch), skip_invalid, skip_present)
+        return self._session._file(added)
 
-    def remove(self, ids: Sequence[str]) -> TrainingFile:
+    def remove(self, ids: Sequence[str], *, skip_absent: bool = False) -> TrainingFile:
         from trainfiles.usecases import training_files
 
-        return self._session._file(training_files.remove(self._settings, self.id, list(ids)))
+        return self._session._file(training_files.remove(self._settings, self.id, _ids(ids), skip_absent))
 
     def archive(self) -> TrainingFile:
         from trainfiles.usecases import training_files
@@ -152,6 +161,7 @@ class TrainingFile:
         from trainfiles import storage
         from trainfiles.usecases import exports
 
+        _at_least("version", version)
         if format in ("json", "jsonl"):
             chunks = exports.stored(self._settings, self.id, format, header=header, number=version)
         elif format == "card":
@@ -174,6 +184,7 @@ class TrainingFile:
         """Trainer rows, one at a time (the same rows `export --format FORMAT` writes)."""
         from trainfiles.usecases import exports
 
+        _at_least("version", version)
         return (row for _, row in exports.trainer_rows(self._settings, self.id, format, mode, with_metadata, version))
 
     def to_dataset(self, format: str = "messages", mode: str | None = None, **options: Any) -> datasets.Dataset:
@@ -284,8 +295,15 @@ class Trainfiles:
     def files(
         self, status: str = "active", created_by: str | None = None, sort: str = "newest", limit: int | None = None
     ) -> list[TrainingFile]:
+        from trainfiles.core.vocabulary import FILE_SORTS, FILE_STATUSES
+        from trainfiles.errors import UsageError
         from trainfiles.usecases import training_files
 
+        if sort not in FILE_SORTS or status not in (*FILE_STATUSES, "all"):
+            raise UsageError(
+                f"sort is one of {', '.join(FILE_SORTS)}; status one of {', '.join((*FILE_STATUSES, 'all'))}"
+            )
+        _at_least("limit", limit)
         return [self._file(rec) for rec in training_files.list_files(self.settings, status, created_by, sort, limit)]
 
     # The store
@@ -298,6 +316,11 @@ class Trainfiles:
     def gc(self, keep: int | None = None, dry_run: bool = False, min_age: float = 3600) -> dict[str, Any]:
         from trainfiles.usecases import housekeeping
 
+        _at_least("keep", keep)
+        if min_age < 0:
+            from trainfiles.errors import UsageError
+
+            raise UsageError(f"min_age must be 0 or more seconds, not {min_age!r}")
         return housekeeping.gc(self.settings, keep, dry_run, min_age)
 
     def repair(self, dry_run: bool = False) -> dict[str, Any]:
@@ -318,13 +341,28 @@ class Trainfiles:
         return TrainingFile(**{k: v for k, v in rec.items() if k in known}, _tf=self)
 
 
+def _ids(ids: Sequence[str]) -> list[str]:
+    from trainfiles.errors import UsageError
+
+    if isinstance(ids, str):
+        raise UsageError("ids must be a list of ids, not one string")
+    return list(ids)
+
+
+def _at_least(name: str, value: int | None, low: int = 1) -> None:
+    """UsageError, as the CLI's parser gives, for a number below what the option takes."""
+    from trainfiles.errors import UsageError
+
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+        raise UsageError(f"{name} must be a whole number {low} or more, not {value!r}")
+
+
 def _selection(ids: Sequence[str], batch: str | None) -> Selection:
     from trainfiles.errors import UsageError
     from trainfiles.usecases.gathering import Selection
     from trainfiles.usecases.selection import parse_ids
 
-    if isinstance(ids, str):
-        raise UsageError("ids must be a list of ids, not one string")
+    ids = _ids(ids)
     if bool(ids) == bool(batch):
         raise UsageError("give ids or a batch, not both and not neither")
     return Selection(batch=batch) if batch else Selection(ids=parse_ids(list(ids), "ids"))

@@ -133,6 +133,7 @@ ARGS = "trainfiles.args"
 
 
 JSON_BEFORE = "trainfiles.json"  # `--json` given before the command
+GIVEN_BEFORE = "trainfiles.common"  # the common options given before it
 
 
 def _command(group: typer.Typer, name: str | None = None):
@@ -178,18 +179,15 @@ def _with_common_options(function):
 
     @functools.wraps(function)
     def command(ctx: typer.Context, **kwargs):
-        given = {name: kwargs.pop(name) for name in COMMON}
-        if any(value not in (None, False) for value in given.values()):
-            from trainfiles.settings import resolve
+        from trainfiles.settings import resolve
 
-            before = ctx.obj
-            # The root's too: it reports the errors, with the traceback under --debug.
-            ctx.obj = ctx.find_root().obj = resolve(
-                given["catalog"] if given["catalog"] is not None else before.catalog,
-                given["store"] if given["store"] is not None else before.store,
-                given["user"] if given["user"] is not None else before.user,
-                given["debug"] or before.debug,
-            )
+        after = {name: kwargs.pop(name) for name in COMMON}
+        before = ctx.meta.get(GIVEN_BEFORE, {})
+        merged = {name: after[name] if after[name] not in (None, False) else before.get(name) for name in COMMON}
+        # Resolved once, from both: the root's too, which reports errors (a traceback under --debug).
+        ctx.obj = ctx.find_root().obj = resolve(
+            merged["catalog"], merged["store"], merged["user"], bool(merged["debug"])
+        )
         if takes_json and ctx.meta.get(JSON_BEFORE):
             kwargs["json"] = True
         return function(ctx, **kwargs)
@@ -244,9 +242,9 @@ def _settings(
     ] = False,
     json: Annotated[bool, typer.Option("--json", hidden=True)] = False,
 ):
-    from trainfiles.settings import resolve
 
-    ctx.obj = resolve(catalog, store, user, debug)
+    # Resolved by the command, with what it was given after its name (which wins).
+    ctx.meta[GIVEN_BEFORE] = {"catalog": catalog, "store": store, "user": user, "debug": debug}
     ctx.meta[JSON_BEFORE] = json
 
 

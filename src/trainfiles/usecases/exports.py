@@ -338,14 +338,19 @@ def _v4_export(path: Path) -> tuple[str, Callable[[], Iterator[dict]]] | None:
         head = orjson.loads(first)
     except orjson.JSONDecodeError:
         head = None
+    doc = head if isinstance(head, dict) and "training_file_metadata" in head else None  # on one line
     if head is None and first.strip() == b"{":  # an indented JSON document
         try:
             doc = orjson.loads(path.read_bytes())
         except orjson.JSONDecodeError as e:
             raise InvalidInput(f"{path}: not JSON: {e}") from None
-        if isinstance(doc, dict) and isinstance(doc.get("conversations"), list) and "training_file_metadata" in doc:
-            return "json", lambda: (orjson.loads(line) for line in builder.render_jsonl(doc).splitlines()[1:])
-        return None
+    if doc is not None:
+        if not (
+            isinstance(doc, dict) and isinstance(doc.get("conversations"), list) and "training_file_metadata" in doc
+        ):
+            return None
+        _check_counts(path, doc)
+        return "json", lambda: (orjson.loads(line) for line in builder.render_jsonl(doc).splitlines()[1:])
     if isinstance(head, dict) and (isinstance(head.get("_meta"), dict) or set(head) >= V4_ROW):
         return "jsonl", lambda: _v4_lines(path)
     return None
@@ -354,13 +359,33 @@ def _v4_export(path: Path) -> tuple[str, Callable[[], Iterator[dict]]] | None:
 V4_ROW = {"conversation_id", "conversation_history", "current_user_input", "target_response"}
 
 
+def _check_counts(path: Path, doc: dict) -> None:
+    """A full JSON's metadata against its conversations: InvalidInput naming what differs."""
+    meta = doc["training_file_metadata"] if isinstance(doc["training_file_metadata"], dict) else {}
+    conversations = doc["conversations"]
+    pairs = sum(len(c.get("training_pairs") or []) for c in conversations if isinstance(c, dict))
+    wrong = [
+        f"{key} {meta.get(key)!r}, counted {counted}"
+        for key, counted in (("total_conversations", len(conversations)), ("total_training_pairs", pairs))
+        if meta.get(key) != counted
+    ]
+    if wrong:
+        raise InvalidInput(f"{path}: its metadata does not count what it holds: ", wrong, sep="; ")
+
+
 def _v4_lines(path: Path) -> Iterator[dict]:
     """The rows of a v4 JSONL, its `_meta` header checked against them."""
     declared, count = None, 0
     for number, row in enumerate(_export_rows([path]), 1):
         if number == 1 and isinstance(row, dict) and isinstance(row.get("_meta"), dict):
             declared = row["_meta"].get("total_pairs")
+            if type(declared) is not int:
+                raise InvalidInput(f"{path}: its header's total_pairs is {declared!r}, not a number of rows")
             continue
+        if not (isinstance(row, dict) and set(row) >= V4_ROW):
+            raise InvalidInput(
+                f"{path} row {number}: not a brightrun-lora-v4 row (it has no {', '.join(sorted(V4_ROW))})"
+            )
         count += 1
         yield row
     if declared is not None and declared != count:

@@ -140,6 +140,7 @@ def remove(settings: Settings, ref: str, ids: list[str], skip_absent: bool = Fal
     ids = gathering.full_ids(catalog, ids, lambda prefix: catalog.member_ids_starting(row["id"], prefix))
     absent: list[str] = []
     if skip_absent:
+        _writable(row, settings.user)
         members = catalog.members_among(row["id"], ids)
         absent, ids = [i for i in ids if i not in members], [i for i in ids if i in members]
         if not ids:
@@ -252,8 +253,9 @@ def restore(settings: Settings, ref: str, number: int, as_was: bool = False) -> 
         target = commits.read_one(settings.store, old["sequence"])
         file = {**target["file"], "status": "active"}
         if not as_was:
-            file.update(name=row["name"], description=row["description"])
-        renamed = file["name"] != target["file"]["name"]  # the outputs carry the name: made again
+            file.update(name=row["name"], description=row["description"], target_model=row["target_model"])
+        # The outputs carry the name and target model: made again when either differs.
+        renamed = (file["name"], file["target_model"]) != (target["file"]["name"], target["file"]["target_model"])
 
         def check(current: dict | None) -> None:
             _writable(current, settings.user)
