@@ -38,6 +38,7 @@ def modes(tmp_path, monkeypatch):
         monkeypatch.setattr(examining, "_in_processes", counted(in_processes["create"], "create"))
         monkeypatch.setattr(conversations, "_in_processes", counted(in_processes["scan"], "scan"))
         home = tmp_path / ("forked" if forked else "in-process")
+        home.mkdir(exist_ok=True)
         env = {"TRAINFILES_CATALOG": str(home / "catalog.db"), "TRAINFILES_STORE": str(home / "store")}
         return cli(*args, env=env, **kwargs)
 
