@@ -24,15 +24,7 @@ REPEAT = 3
 
 def generated(folder: Path, seeds: range, **options) -> list[str]:
     """Ids of generated conversations on disk under `folder` (made once, reused)."""
-    ids = []
-    for seed in seeds:
-        cid = generate.conversation_uuid(seed)
-        path = folder / cid / "enriched.json"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(generate.dumps(generate.make_conversation(seed, **options)), encoding="utf-8")
-        ids.append(cid)
-    return ids
+    return _made(folder, seeds, lambda seed: generate.make_conversation(seed, **options))
 
 
 REFERENCE = ROOT.parent / "shared" / "reference" / "enriched"
@@ -48,15 +40,18 @@ def real_shaped(folder: Path, seeds: range) -> list[str]:
     references = [orjson.loads(p.read_bytes()) for p in sorted(REFERENCE.glob("*.json"))]
     if not references:
         sys.exit(f"bench: no reference conversations in {REFERENCE}")
+    return _made(folder, seeds, lambda seed: generate.rekeyed(references[seed % len(references)], seed))
+
+
+def _made(folder: Path, seeds: range, make) -> list[str]:
+    """`make(seed)` written as `folder/<id>/enriched.json` for each seed not there yet; the ids."""
     ids = []
     for seed in seeds:
         cid = generate.conversation_uuid(seed)
         path = folder / cid / "enriched.json"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(
-                generate.dumps(generate.rekeyed(references[seed % len(references)], seed)), encoding="utf-8"
-            )
+            path.write_text(generate.dumps(make(seed)), encoding="utf-8")
         ids.append(cid)
     return ids
 

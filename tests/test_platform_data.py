@@ -6,12 +6,13 @@ import os
 
 import orjson
 import pytest
+from test_cli_exports import reference_file  # noqa: F401  (fixture)
 
 from trainfiles.cli import render
 from trainfiles.usecases import exports
 
 import generate
-from conftest import FIXTURES, REFERENCE, require_reference, write_json
+from conftest import FIXTURES, write_json
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]
 OTHER_PROFILE = "c15521b1-b3dc-450a-9daa-37e51b591d75"
@@ -58,11 +59,8 @@ def test_a_file_made_with_a_profile_takes_any_profile_at_create_and_at_add(regis
 
 
 @pytest.fixture
-def reference(cli):
-    require_reference()
-    cli("conversations", "scan", REFERENCE / "enriched")
-    ids = [r["conversation_id"] for r in cli.json("conversations", "list")]
-    return cli.json("create", "--name", "ref", *[f"--id={i}" for i in ids])
+def reference(reference_file):
+    return reference_file
 
 
 @pytest.mark.parametrize("kind", ["json", "jsonl"])
