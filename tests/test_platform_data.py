@@ -283,14 +283,6 @@ def test_check_names_what_is_wrong_in_our_own_outputs(cli, reference, tmp_path):
     )
 
 
-def test_a_base_that_is_not_there_is_refused(cli, tmp_path):
-    result = cli("conversations", "import", FIXTURES / "manifest.csv", "--base", tmp_path / "typo", code=4)
-    assert (
-        result.stderr
-        == f"Error: no folder {tmp_path / 'typo'} for --base: enriched_file_path values would lead nowhere\n"
-    )
-
-
 def test_common_options_after_the_command_win_over_a_stale_environment(registered, tmp_path):
     good = tmp_path / "catalog.db"
     assert registered("list", "--catalog", good, env={"TRAINFILES_CATALOG": str(tmp_path / "gone" / "c.db")}).stdout

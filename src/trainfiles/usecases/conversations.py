@@ -149,8 +149,6 @@ def import_manifest(settings: Settings, manifest: str, base: str | None, allow_o
     Each enriched_file_path must lead inside `base` unless `allow_outside_base`: a manifest
     is data from elsewhere, and must not make us read whatever it names.
     """
-    if base is not None and storage.is_local(base) and not os.path.isdir(storage.join(base)):
-        raise NotFound(f"no folder {storage.join(base)} for --base: enriched_file_path values would lead nowhere")
     base = base or _parent(manifest)
 
     def anywhere(path: str) -> str:
