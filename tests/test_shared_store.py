@@ -481,11 +481,13 @@ def test_remove_takes_a_prefix_of_a_member_on_a_machine_without_registrations(wo
     assert orjson.loads(run(world, "fresh", "show", "dec", "--json").stdout)["conversation_ids"] == [A[0], A[2]]
 
 
-def test_archive_and_unarchive_leave_no_temporary_links(world):
+def test_archive_unarchive_and_describe_leave_no_temporary_links(world):
     if world.store.fs:
         pytest.skip("hard links are a local store's")
     run(world, "a", "archive", "jan")
     run(world, "a", "unarchive", "jan")
+    run(world, "a", "describe", "jan", "--description", "kept outputs")
+    run(world, "a", "describe", "jan", "--target-model", "new outputs")
     assert sorted(p.name for p in world.store.root.rglob(".tmp-*")) == []
 
 
@@ -524,4 +526,24 @@ def test_check_of_a_stored_output_that_is_no_longer_json_names_it(world):
     assert (
         result.stderr
         == f"Error: {world.store.root / key}: a line is not JSON: the object differs from its commit (`trainfiles verify` checks it)\n"
+    )
+
+
+def test_a_pruned_version_is_built_again_only_from_sources_registered_here(world):
+    """A record names its sources: built again after gc, it reads none that this machine did
+    not register (no URL fetched, no outside file opened)."""
+    world.store.put(world.next_key, orjson.dumps(_hostile_sources(world)))
+    run(world, "a", "add", "dec", "--id", A[4])
+    assert run(world, "a", "gc", "--keep", "1", "--min-age", "0").exit_code == 0
+    OPENED.clear()
+    result = run(world, "a", "export", "dec", "--version", "3", "--format", "jsonl", "-o", world.tmp / "v3.jsonl")
+    assert result.exit_code == 4
+    assert "these sources are not registered here (`trainfiles conversations scan` them first): " in result.stderr
+    assert f"{world.http}/enriched.json" in result.stderr
+    assert world.requests == [] and OPENED == []
+    assert not (world.tmp / "v3.jsonl").exists()
+    # Version 2's own sources are registered: it is built again, byte for byte.
+    assert (
+        run(world, "a", "export", "dec", "--version", "2", "--format", "jsonl", "-o", world.tmp / "v2.jsonl").exit_code
+        == 0
     )

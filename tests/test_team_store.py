@@ -63,18 +63,18 @@ def test_pipeline_steps_run_again(cli):
 def test_download_copies_left_behind_by_their_writer_are_repaired_by_its_next_command(cli, tmp_path, monkeypatch):
     cli("conversations", "scan", FIXTURES / "conversations")
     made = cli.json("create", "--name", "dec", "--id", A[0])
-    update_fixed = commits.update_fixed
+    update_copies = commits.update_copies
 
     def unreachable(store, record):
         raise StorageUnavailable("the store went away")
 
-    monkeypatch.setattr(commits, "update_fixed", unreachable)
+    monkeypatch.setattr(commits, "update_copies", unreachable)
     added = cli("add", "dec", "--id", A[1])
     assert (
         "note: the download copies of version 2 were not updated (the store went away); the next command will"
         in added.stderr
     )
-    monkeypatch.setattr(commits, "update_fixed", update_fixed)
+    monkeypatch.setattr(commits, "update_copies", update_copies)
     marker = tmp_path / "store" / made["id"] / "current.json"
     assert orjson.loads(marker.read_bytes())["version"] == 1
     cli("list")  # the same machine, the next command

@@ -152,9 +152,22 @@ def file_fields(row: dict, profile: dict | None = None) -> dict:
     }
 
 
-def from_sources(record: dict, spool: outputs.Spool) -> outputs.Composition:
+def from_sources(record: dict, spool: outputs.Spool, catalog: Catalog | None = None) -> outputs.Composition:
     """A version built again from its sources, byte for byte, when their sha256 still match
-    the commit; NotFound naming every source that changed or went missing."""
+    the commit; NotFound naming every source that changed or went missing. Given the
+    `catalog`, only sources registered in it are read: a record from the store may name any
+    path or URL, and nothing it says makes us read outside what the user registered."""
+    if catalog is not None:
+        paths = [m["source_path"] for m in record["members"]]
+        allowed = catalog.registered_paths(paths)
+        if unknown := [
+            f"{m['conversation_id']} ({m['source_path']})" for m in record["members"] if m["source_path"] not in allowed
+        ]:
+            raise NotFound(
+                f"version {record['version']}'s outputs were deleted by gc, and these sources are not registered here "
+                "(`trainfiles conversations scan` them first): ",
+                unknown,
+            )
     members = Members(record["members"])
     changed = []
     for member, (data, digest) in zip(

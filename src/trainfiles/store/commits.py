@@ -7,7 +7,7 @@ Read `docs/store.md` beside this code; the functions below follow it step by ste
 2. `publish`: write the commit record at the next sequence number of the store's log
    (`_log/<sequence>.json`) with one put-if-absent. Exactly one writer wins a number; the
    others learn they lost and re-read what landed.
-3. `update_fixed`: copy the outputs to `<id>/training.json|jsonl`, the paths users
+3. `update_copies`: copy the outputs to `<id>/training.json|jsonl`, the paths users
    download, then write `<id>/current.json` naming the version they hold. A process that
    dies before this leaves the copies behind; the next command sees `current.json` lagging
    and brings them up to date.
@@ -113,11 +113,11 @@ def output_folder(file_id: str, version: int) -> str:
     return f"{file_id}/versions/{version:06d}-{token}"
 
 
-def fixed_key(file_id: str, kind: str) -> str:
+def copy_key(file_id: str, kind: str) -> str:
     return f"{file_id}/training.{kind}"
 
 
-def marker_key(file_id: str) -> str:
+def current_key(file_id: str) -> str:
     return f"{file_id}/current.json"
 
 
@@ -196,9 +196,9 @@ def commit(store: str, sequence: int, attempt: Callable[[dict | None], dict], la
             )
 
 
-def markers(store: str, file_ids: list[str]) -> dict[str, dict | None]:
+def current_markers(store: str, file_ids: list[str]) -> dict[str, dict | None]:
     """What each `<id>/current.json` says (None: missing, or not a marker)."""
-    urls = [storage.join(store, marker_key(file_id)) for file_id in file_ids]
+    urls = [storage.join(store, current_key(file_id)) for file_id in file_ids]
     try:
         found = storage.read_many(urls, sources=False)
     except InvalidInput:  # one is no regular file (a FIFO must not hang us): that one is no marker
@@ -213,25 +213,25 @@ def markers(store: str, file_ids: list[str]) -> dict[str, dict | None]:
     return out
 
 
-def fixed_versions(store: str, file_ids: list[str]) -> dict[str, int | None]:
+def copied_versions(store: str, file_ids: list[str]) -> dict[str, int | None]:
     """The version `<id>/training.*` hold, as each `current.json` says (None: not written)."""
-    return {file_id: marker and marker["version"] for file_id, marker in markers(store, file_ids).items()}
+    return {file_id: marker and marker["version"] for file_id, marker in current_markers(store, file_ids).items()}
 
 
-def update_fixed(store: str, record: dict) -> None:
+def update_copies(store: str, record: dict) -> None:
     """Step 3: the download paths take the version's outputs, then `current.json` says so.
 
     Skipped when they already hold a newer version (writers finish in any order): a marker
     naming a newer version is believed only when the record it names is that version.
     """
     file_id = record["file_id"]
-    marker = markers(store, [file_id])[file_id]
+    marker = current_markers(store, [file_id])[file_id]
     if marker and marker["version"] > record["version"] and _names_newer(store, marker, record):
         return
     for kind in KINDS:
-        crash_point(f"fixed-{kind}")
+        crash_point(f"copy-{kind}")
         storage.publish_copy(
-            storage.join(store, record["outputs"][kind]["key"]), confined(store, fixed_key(file_id, kind))
+            storage.join(store, record["outputs"][kind]["key"]), confined(store, copy_key(file_id, kind))
         )
     # Written last, atomically, and its folder fsynced: the copies are durable before it says so.
     marker = {
@@ -240,7 +240,9 @@ def update_fixed(store: str, record: dict) -> None:
         **{f"{kind}_sha256": record["outputs"][kind]["sha256"] for kind in KINDS},
     }
     storage.write_atomic(
-        confined(store, marker_key(file_id)), orjson.dumps(marker, option=orjson.OPT_APPEND_NEWLINE), into_special=False
+        confined(store, current_key(file_id)),
+        orjson.dumps(marker, option=orjson.OPT_APPEND_NEWLINE),
+        into_special=False,
     )
 
 

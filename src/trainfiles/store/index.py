@@ -103,7 +103,7 @@ def _repair_download_copies(catalog: Catalog, store: str, latest: dict[str, dict
         row = catalog.find_file(file_id)
         if row and row["version"] == r["version"] and row["sequence"] == r["sequence"]:
             current[file_id] = r
-    for file_id, version in commits.fixed_versions(store, list(current)).items():
+    for file_id, version in commits.copied_versions(store, list(current)).items():
         if version != current[file_id]["version"]:
             refresh_download_copies(store, current[file_id])
 
@@ -112,7 +112,7 @@ def refresh_download_copies(store: str, record: dict) -> bool:
     """Step 3 of a commit, which may fail without undoing it: the version is committed, and
     a later command brings the copies up to date. False if it failed."""
     try:
-        commits.update_fixed(store, record)
+        commits.update_copies(store, record)
     except TrainfilesError as e:
         note(f"note: the download copies of version {record['version']} were not updated ({e}); the next command will")
         return False

@@ -48,7 +48,7 @@ def _content(settings: Settings, version: dict, kind: str) -> Iterator[bytes]:
     if not storage.exists(url):
         record = commits.read_one(settings.store, version["sequence"])
         with outputs.spool(settings.store, record["file_id"]) as spool:
-            yield from outputs.content(changes.from_sources(record, spool), kind)
+            yield from outputs.content(changes.from_sources(record, spool, Catalog(settings.catalog)), kind)
         return
     yield from outputs.verified(
         url, version[f"{kind}_sha256"], (storage.lines if kind == "jsonl" else storage.chunks)(url)

@@ -53,7 +53,7 @@ def verify(settings: Settings, ref: str | None, sources: bool, bases: tuple[str,
                 key, expected = version[f"{kind}_key"], version[f"{kind}_sha256"]
                 url = storage.join(settings.store, key)
                 if latest:
-                    fixed = storage.join(settings.store, commits.fixed_key(row["id"], kind))
+                    fixed = storage.join(settings.store, commits.copy_key(row["id"], kind))
                     compare(fixed, expected, f"{row['name']} download copy of version {version['version']} {kind}")
                 if key in seen:  # a version that kept its parent's outputs, or restored older ones
                     continue

@@ -263,7 +263,7 @@ def restore(settings: Settings, ref: str, number: int, as_was: bool = False) -> 
 
         with outputs.spool(settings.store, row["id"]) as spool:
             kept = _outputs_kept(settings.store, target)
-            built = None if kept else changes.from_sources({**target, "file": file}, spool)
+            built = None if kept else changes.from_sources({**target, "file": file}, spool, catalog)
 
             def build(current: dict, now: str) -> Draft:
                 members = Members(target["members"])
@@ -410,8 +410,8 @@ def _bucket(store: str) -> str:
 def record(settings: Settings, row: dict) -> dict:
     """The training file record of `cli.md`, with `target_model` and `version` besides."""
     rec = {k: row.get(k) for k in RECORD_FIELDS}
-    rec["json_file_path"] = storage.join(settings.store, commits.fixed_key(row["id"], "json"))
-    rec["jsonl_file_path"] = storage.join(settings.store, commits.fixed_key(row["id"], "jsonl"))
+    rec["json_file_path"] = storage.join(settings.store, commits.copy_key(row["id"], "json"))
+    rec["jsonl_file_path"] = storage.join(settings.store, commits.copy_key(row["id"], "jsonl"))
     rec["storage_bucket"] = _bucket(settings.store)
     rec["scaffolding_distribution"] = orjson.loads(row["scaffolding_distribution"] or "{}")
     rec["target_model"] = row["target_model"]
