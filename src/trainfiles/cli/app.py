@@ -280,7 +280,9 @@ def _complete_file(ctx: typer.Context, incomplete: str) -> list[str]:
 
     root = ctx.find_root().params
     settings = resolve(root.get("catalog"), root.get("store"), root.get("user"), False)
-    return _files().completions(settings, incomplete)
+    from trainfiles.usecases import finding
+
+    return finding.completions(settings, incomplete)
 
 
 FileArg = Annotated[

@@ -23,7 +23,7 @@ from trainfiles.progress import bar
 from trainfiles.settings import Settings
 from trainfiles.store import changes, commits, outputs
 from trainfiles.store.catalog import Catalog
-from trainfiles.usecases.training_files import find, open_catalog, record
+from trainfiles.usecases.finding import find, open_catalog, record
 
 # Split files: `<side>-<sha256 of the content, 8 hex>.jsonl`, so a folder exported again
 # names new files and `datasets` caches nothing stale; the bare names are those of 0.1.

@@ -12,7 +12,7 @@ from trainfiles.errors import InvalidInput, StorageUnavailable
 from trainfiles.settings import Settings
 from trainfiles.store import commits, index
 from trainfiles.store.catalog import Catalog
-from trainfiles.usecases.training_files import find, open_catalog
+from trainfiles.usecases.finding import find, open_catalog
 
 
 def verify(settings: Settings, ref: str | None, sources: bool, bases: tuple[str, ...] = ()) -> dict:

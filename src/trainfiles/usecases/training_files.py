@@ -6,32 +6,31 @@ catalog is the store's index, brought up to date first (index.py). A change that
 or is refused publishes nothing.
 """
 
-import os
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator
 from itertools import chain
-from pathlib import Path
 
 import orjson
 
 from trainfiles import storage
-from trainfiles.core import enriched, prefixes
-from trainfiles.core.records import record_name
+from trainfiles.core import enriched
 from trainfiles.core.text import refuse_hidden_characters
 from trainfiles.core.vocabulary import FILE_SORTS
 from trainfiles.errors import Conflict, InvalidInput, NotFound, PermissionDenied, named
 from trainfiles.progress import note
 from trainfiles.settings import Settings
-from trainfiles.store import changes, commits, index, legacy, outputs
+from trainfiles.store import changes, commits, outputs
 from trainfiles.store.catalog import Catalog
 from trainfiles.store.changes import Draft
 from trainfiles.store.members import Members
-from trainfiles.store.rows import RECORD_FIELDS, file_row, outputs_of
+from trainfiles.store.rows import file_row, outputs_of
 from trainfiles.usecases import gathering
+from trainfiles.usecases.finding import find, missing_store, open_catalog, record
 from trainfiles.usecases.gathering import Selection
 
 __all__ = ["Selection"]
+
 
 MAX_NAME = 200
 
@@ -48,7 +47,7 @@ def create(
 ) -> dict:
     """Build a new training file from the selected conversations: its version 1."""
     name = check_name(name)
-    new_store = _missing_store(settings)
+    new_store = missing_store(settings)
     catalog = open_catalog(settings, new_store=True)
     _name_free(catalog, name, None)
     ids = gathering.resolve(catalog, selection)
@@ -341,25 +340,6 @@ def _with_skipped(rec: dict, gathered: gathering.Gathered, skip_invalid: bool) -
     return rec
 
 
-def open_catalog(settings: Settings, new_store: bool = False) -> Catalog:
-    """The catalog, its index of the store up to date, files of older catalogs migrated.
-
-    A local store that does not exist is a mistyped one (NotFound), except for a command that
-    may start one (`new_store`), which says so: nothing is made by mistake."""
-    if not new_store and _missing_store(settings):
-        raise NotFound(
-            f"no store at {storage.join(settings.store)}: check --store (or TRAINFILES_STORE); `trainfiles create` starts a new one"
-        )
-    catalog = Catalog(settings.catalog)
-    index.sync(catalog, settings.store)
-    legacy.migrate(settings, catalog)
-    return catalog
-
-
-def _missing_store(settings: Settings) -> bool:
-    return storage.is_local(settings.store) and not os.path.isdir(storage.join(settings.store))
-
-
 def check_name(name: str) -> str:
     """A training file name, trimmed, or InvalidInput saying what is wrong with it."""
     name = name.strip()
@@ -371,52 +351,6 @@ def check_name(name: str) -> str:
     if enriched.UUID_RE.fullmatch(name):
         raise InvalidInput("the name must not look like a training file id (a UUID)")
     return name
-
-
-def find(catalog: Catalog, ref: str) -> dict:
-    """A training file row by id, name or unique id prefix, or NotFound (Conflict for an
-    ambiguous prefix). Every command finds its FILE here."""
-    row = catalog.find_file(ref)
-    if row is None and prefixes.looks_like(ref):
-        row = catalog.find_file(prefixes.expand([ref], catalog.file_ids_starting, "training file")[0])
-    if row is None:
-        raise NotFound("no training file with id or name ", [repr(ref)])
-    if bad := catalog.bad_records(row["id"]):
-        raise InvalidInput(
-            f"training file {row['name']!r} is unavailable: records of the store's log that touch it cannot be believed: ",
-            [f"{record_name(b['sequence'])} ({b['reason']})" for b in bad],
-            sep="; ",
-            suffix=" (`trainfiles repair` sets them aside)",
-        )
-    return row
-
-
-def completions(settings: Settings, incomplete: str) -> list[str]:
-    """Names and ids of training files that start with `incomplete`, for the shell: from the
-    local catalog as it is (completion must not wait for the store), none when there is none."""
-    if not Path(settings.catalog).exists():
-        return []
-    rows = Catalog(settings.catalog).list_files(None)
-    ids = [row["id"] for row in rows] if incomplete else []
-    return [ref for ref in [row["name"] for row in rows] + ids if ref.startswith(incomplete)]
-
-
-def _bucket(store: str) -> str:
-    if storage.is_local(store):
-        return storage.join(store)
-    return store.split("://", 1)[1].split("/", 1)[0]
-
-
-def record(settings: Settings, row: dict) -> dict:
-    """The training file record of `cli.md`, with `target_model` and `version` besides."""
-    rec = {k: row.get(k) for k in RECORD_FIELDS}
-    rec["json_file_path"] = storage.join(settings.store, commits.copy_key(row["id"], "json"))
-    rec["jsonl_file_path"] = storage.join(settings.store, commits.copy_key(row["id"], "jsonl"))
-    rec["storage_bucket"] = _bucket(settings.store)
-    rec["scaffolding_distribution"] = orjson.loads(row["scaffolding_distribution"] or "{}")
-    rec["target_model"] = row["target_model"]
-    rec["version"] = row["version"]
-    return rec
 
 
 def _record(settings: Settings, catalog: Catalog, file_id: str, committed: dict | None = None) -> dict:
