@@ -140,7 +140,7 @@ def test_kill_at_random_moments_loses_nothing(cli, place, tmp_path):
     assert_clean_after_gc(cli, place, tmp_path)
 
 
-@pytest.mark.parametrize("point", ["staged", "published", "fixed-json", "fixed-jsonl"])
+@pytest.mark.parametrize("point", ["staged", "published", "copy-json", "copy-jsonl"])
 @pytest.mark.parametrize("op", ["create", "add"])
 def test_kill_at_each_step_of_a_commit(cli, place, tmp_path, point, op):
     """Outputs staged: nothing happened. Commit published: it happened, and the download
