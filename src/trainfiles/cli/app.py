@@ -167,6 +167,11 @@ COMMON = {
 }
 
 
+def _over(before: dict, after: dict) -> dict:
+    """The common options given later over those given earlier on the line."""
+    return {name: after[name] if after[name] not in (None, False) else before.get(name) for name in COMMON}
+
+
 def _with_common_options(function):
     """`function` with the common options as parameters of its own: Typer reads them from its
     signature. Given after the command, they win over those given before it."""
@@ -181,9 +186,7 @@ def _with_common_options(function):
     def command(ctx: typer.Context, **kwargs):
         from trainfiles.settings import resolve
 
-        after = {name: kwargs.pop(name) for name in COMMON}
-        before = ctx.meta.get(GIVEN_BEFORE, {})
-        merged = {name: after[name] if after[name] not in (None, False) else before.get(name) for name in COMMON}
+        merged = _over(ctx.meta.get(GIVEN_BEFORE, {}), {name: kwargs.pop(name) for name in COMMON})
         # Resolved once, from both: the root's too, which reports errors (a traceback under --debug).
         ctx.obj = ctx.find_root().obj = resolve(
             merged["catalog"], merged["store"], merged["user"], bool(merged["debug"])
@@ -249,7 +252,17 @@ def _settings(
 
 
 @conversations_app.callback()
-def _conversations_options(ctx: typer.Context, json: Annotated[bool, typer.Option("--json", hidden=True)] = False):
+def _conversations_options(
+    ctx: typer.Context,
+    catalog: CatalogOption = None,
+    store: StoreOption = None,
+    user: UserOption = None,
+    debug: DebugOption = False,
+    json: Annotated[bool, typer.Option("--json", hidden=True)] = False,
+):
+    """The common options and `--json` between `conversations` and its command, too."""
+    given = {"catalog": catalog, "store": store, "user": user, "debug": debug}
+    ctx.meta[GIVEN_BEFORE] = _over(ctx.meta.get(GIVEN_BEFORE, {}), given)
     ctx.meta[JSON_BEFORE] = ctx.meta.get(JSON_BEFORE) or json
 
 
