@@ -1,6 +1,7 @@
 """The command line's frame: the Typer app, the common options, errors turned into one line and an exit code, shared option types and output helpers."""
 
 import functools
+import gc
 import inspect
 import os
 import sqlite3
@@ -354,6 +355,9 @@ def main() -> None:
     try:
         app()
     finally:
+        # What the command made is about to go: the collector need not walk it at exit
+        # (50 ms of a 0.3 s `list`).
+        gc.freeze()
         try:
             sys.stdout.flush()
         except BrokenPipeError:  # a reader such as `head` left early: not our failure

@@ -10,6 +10,7 @@ Pure: bytes in, a record or a reason out.
 
 import re
 from datetime import datetime
+from functools import cache
 from typing import Annotated, Any, Literal, NotRequired
 
 import orjson
@@ -132,8 +133,11 @@ class Repair(TypedDict):
     set_aside: list[Number]
 
 
-_SCHEMAS: dict[str, TypeAdapter[Any]] = {COMMIT: TypeAdapter(Commit), REPAIR: TypeAdapter(Repair)}
-_MEMBER: TypeAdapter[Any] = TypeAdapter(Member)
+@cache
+def _schema(name: str) -> TypeAdapter[Any]:
+    """A validator, built the first time it is needed (building all three takes 0.1 s, which
+    a command that reads no record, such as most `list`s, need not pay)."""
+    return TypeAdapter({COMMIT: Commit, REPAIR: Repair, "member": Member}[name])
 
 
 class BadRecord(InvalidInput):
@@ -163,12 +167,12 @@ def parse(sequence: int, data: bytes) -> dict[str, Any]:
         raise BadRecord(sequence, f"a JSON {type(record).__name__}, not an object")
     file_id, keys = _claims(record)
     fmt = record.get("format")
-    if fmt not in _SCHEMAS:
+    if fmt not in FORMATS:
         raise BadRecord(
             sequence, f"format {str(fmt)[:80]!r} is not one this trainfiles reads ({', '.join(FORMATS)})", file_id, keys
         )
     try:
-        _SCHEMAS[fmt].validate_python(record)
+        _schema(fmt).validate_python(record)
         if record["sequence"] != sequence:
             raise ValueError(f"its sequence says {record['sequence']}")
         if fmt == COMMIT:
@@ -192,7 +196,7 @@ def check_own(record: dict[str, Any]) -> None:
     was gathered (they may be a spool of 100,000)."""
     head = {**record, "sequence": 1, "members": [], "statistics": {**record["statistics"], "total_conversations": 0}}
     try:
-        _SCHEMAS[COMMIT].validate_python(head)
+        _schema(COMMIT).validate_python(head)
         _check_commit(head, b"")
     except ValidationError as e:
         raise InvalidInput(f"the store's readers would refuse this change: {_first_errors(e)}") from None
@@ -204,7 +208,7 @@ def member_problem(member: dict[str, Any]) -> str | None:
     """Why a conversation's member values cannot go into a record a reader believes, if so."""
     stamped = {**member, "added_at": member["added_at"] or "2000-01-01T00:00:00Z", "added_by": member["added_by"] or ""}
     try:
-        _MEMBER.validate_python(stamped)  # who added it, and when, are checked with the record
+        _schema("member").validate_python(stamped)  # who added it, and when, are checked with the record
     except ValidationError as e:
         return f"cannot be recorded in the store: {_first_errors(e)}"
     return None
