@@ -28,3 +28,13 @@ def test_the_readme_links_to_docs_and_nothing_outside_the_repository():
     assert "../" not in readme and "shared/" not in readme
     for link in links:
         assert (ROOT / link.split("#")[0]).exists(), link
+
+
+def test_the_house_stays_readable():
+    """README short, no module over 500 lines, Typer used through its public face."""
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 150
+    modules = list((ROOT / "src" / "trainfiles").rglob("*.py"))
+    assert modules and max(len(p.read_text().splitlines()) for p in modules) <= 500
+    for path in modules:
+        text = path.read_text()
+        assert not re.search(r"_protected_args|__class__ =|typer\._click|os\._exit", text), path
