@@ -61,26 +61,32 @@ def read(store: str, sequences: list[int], progress=None) -> list[dict | BadReco
     """The records of `sequences`, read concurrently and checked (records.py), in order: each
     a record, or the BadRecord that says why it cannot be believed."""
     urls = [storage.join(log_folder(store), commit_name(s)) for s in sequences]
-    try:
-        found = storage.read_many(urls, progress, sources=False)
-    except InvalidInput:  # a local record that is no regular file: find which, read the rest
-        found = [_read_or_refusal(url) for url in urls]
     out: list[dict | BadRecord] = []
-    for sequence, url, data in zip(sequences, urls, found):
+    for sequence, url, data in zip(sequences, urls, _read_objects(urls, progress)):
         if isinstance(data, NotFound):  # listed a moment ago: deleted under us
             raise StorageUnavailable(f"{url}: listed in the store's log, then gone")
         try:
-            out.append(data if isinstance(data, BadRecord) else records.parse(sequence, data))
+            if isinstance(data, InvalidInput):
+                raise BadRecord(sequence, str(data).removeprefix(f"{url}: "))
+            out.append(records.parse(sequence, data))
         except BadRecord as bad:
             out.append(bad)
     return out
 
 
-def _read_or_refusal(url: str) -> bytes | NotFound | BadRecord:
+def _read_objects(urls: list[str], progress=None) -> list[bytes | NotFound | InvalidInput]:
+    """The store's own objects, read concurrently; one that is no regular file (a FIFO, a
+    link: never followed) is its refusal, not a failure of the rest."""
     try:
-        return storage.read_many([url], sources=False)[0]
-    except InvalidInput as e:
-        return BadRecord(sequence_of(url.rsplit("/", 1)[-1]), str(e).removeprefix(f"{url}: "))
+        return storage.read_many(urls, progress, sources=False)
+    except InvalidInput:  # which one: each read alone
+        found: list[bytes | NotFound | InvalidInput] = []
+        for url in urls:
+            try:
+                found.append(storage.read_many([url], sources=False)[0])
+            except InvalidInput as refused:
+                found.append(refused)
+        return found
 
 
 def read_one(store: str, sequence: int) -> dict:
@@ -199,14 +205,10 @@ def commit(store: str, sequence: int, attempt: Callable[[dict | None], dict], la
 def current_markers(store: str, file_ids: list[str]) -> dict[str, dict | None]:
     """What each `<id>/current.json` says (None: missing, or not a marker)."""
     urls = [storage.join(store, current_key(file_id)) for file_id in file_ids]
-    try:
-        found = storage.read_many(urls, sources=False)
-    except InvalidInput:  # one is no regular file (a FIFO must not hang us): that one is no marker
-        found = [None] * len(urls)
     out: dict[str, dict | None] = {}
-    for file_id, data in zip(file_ids, found):
+    for file_id, data in zip(file_ids, _read_objects(urls)):
         try:
-            marker = orjson.loads(data)
+            marker = orjson.loads(data) if isinstance(data, bytes) else None
             out[file_id] = marker if isinstance(marker, dict) and type(marker.get("version")) is int else None
         except (TypeError, orjson.JSONDecodeError):
             out[file_id] = None

@@ -42,8 +42,8 @@ def record_own(catalog: Catalog, record: dict) -> None:
         )
 
 
-def sync(catalog: Catalog, store: str) -> None:
-    """Apply what was committed since the index last looked.
+def sync(catalog: Catalog, store: str) -> bool:
+    """Apply what was committed since the index last looked; whether there was any.
 
     Download copies that a writer which died after its commit left behind are brought up
     to date. Records that cannot be believed are kept apart (their files unavailable) and
@@ -84,13 +84,7 @@ def sync(catalog: Catalog, store: str) -> None:
             f"warning: {len(bad)} records of the store's log cannot be believed, and the training files they "
             f"touch are unavailable: {names} (`trainfiles repair` sets them aside)"
         )
-
-
-def behind(catalog: Catalog, store: str) -> bool:
-    """Whether the log holds a record the index has not read (one listing)."""
-    through = catalog.index_state()[1]
-    known = catalog.read_after(through)
-    return any(s > through and s not in known for s in commits.new_sequences(store, through))
+    return bool(new)
 
 
 def _sequence(r: dict | BadRecord) -> int:

@@ -112,9 +112,8 @@ def gc(settings: Settings, keep: int | None, dry_run: bool, min_age: float) -> d
             staged = "/versions/" in key and key not in named
             if pruned or ((staged or name.startswith(".tmp-")) and obj["modified"] <= cutoff):
                 garbage.append(obj)
-        if not index.behind(catalog, settings.store):
+        if not index.sync(catalog, settings.store):  # records landed meanwhile may name some of it
             break
-        index.sync(catalog, settings.store)  # records landed meanwhile may name some of it
     else:
         raise StorageUnavailable(f"{settings.store}: the log kept changing while gc looked; run it again")
     if not dry_run:
@@ -137,7 +136,8 @@ GC_TRIES = 5
 def _named(catalog: Catalog, keep: int | None) -> tuple[set[str], set[str]]:
     """Every output key a record names, and those gc must keep: all of them, or with
     `keep` the newest versions' (records set aside included: gc is no judge of them)."""
-    named, kept = catalog.kept_keys(), catalog.kept_keys()
+    named = catalog.kept_keys()
+    kept = set(named)
     for row in catalog.list_files(None):
         versions = catalog.versions(row["id"])
         keys = [{v[f"{kind}_key"] for kind in commits.KINDS} for v in versions]

@@ -97,8 +97,7 @@ def add(settings: Settings, ref: str, selection: Selection, skip_invalid: bool, 
     ids = gathering.resolve(catalog, selection)
     present: list[str] = []
     if skip_present:
-        members = catalog.members_among(row["id"], ids)
-        present, ids = [i for i in ids if i in members], [i for i in ids if i not in members]
+        present, ids = _members_and_others(catalog, row, ids)
         if not ids:
             return {**_record(settings, catalog, row["id"]), "already_present": present}
     _absent(catalog, row, ids)
@@ -140,8 +139,7 @@ def remove(settings: Settings, ref: str, ids: list[str], skip_absent: bool = Fal
     absent: list[str] = []
     if skip_absent:
         _writable(row, settings.user)
-        members = catalog.members_among(row["id"], ids)
-        absent, ids = [i for i in ids if i not in members], [i for i in ids if i in members]
+        ids, absent = _members_and_others(catalog, row, ids)
         if not ids:
             return {**_record(settings, catalog, row["id"]), "already_absent": absent}
 
@@ -298,6 +296,12 @@ def _stamped(members: Iterable[dict], now: str, user: str) -> Iterator[dict]:
 
 def _ids(members: Iterable[dict]) -> list[str]:
     return [m["conversation_id"] for m in members]
+
+
+def _members_and_others(catalog: Catalog, row: dict, ids: list[str]) -> tuple[list[str], list[str]]:
+    """`ids` split, each part in order: those in the file, and the others."""
+    members = catalog.members_among(row["id"], ids)
+    return [i for i in ids if i in members], [i for i in ids if i not in members]
 
 
 def _absent(catalog: Catalog, row: dict, ids: list[str]) -> None:
