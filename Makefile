@@ -26,7 +26,7 @@ test: $(READY)
 
 # The quick part: pure and in-process tests, no live S3 server, no killed or raced processes.
 test-fast: $(READY)
-	$(BIN)/python -m pytest -q -m "not slow and not s3 and not crash"
+	$(BIN)/python -m pytest -q -n auto -m "not slow and not s3 and not crash"
 
 lint: $(READY)
 	$(BIN)/ruff check src tests bench tools fixtures/generate.py

@@ -68,7 +68,8 @@ def isolated(tmp_path, monkeypatch):
     (tmp_path / "store").mkdir()  # a store that exists (an empty one): a missing store is refused
     monkeypatch.setenv("TRAINFILES_USER", "alice")
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764547200")  # 2025-12-01T00:00:00Z
-    for name in ("TRAINFILES_DEBUG", "TRAINFILES_STORAGE_OPTIONS"):
+    # COLUMNS and LINES: set by pytest-xdist's workers, and a table's width follows COLUMNS.
+    for name in ("TRAINFILES_DEBUG", "TRAINFILES_STORAGE_OPTIONS", "COLUMNS", "LINES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -98,6 +98,22 @@ def test_a_scan_of_more_files_than_start_worker_processes_reads_them_all(s3, cli
     }
 
 
+def test_an_s3_scan_reads_files_while_it_lists_them(s3, cli, server, monkeypatch):
+    # Pages of 3 keys and windows of 4 files: the first sources are read before the listing
+    # has ended, so neither the listing nor the URLs are ever held whole.
+    monkeypatch.setattr(storage.s3, "LIST_PAGE", 3)
+    monkeypatch.setattr(storage.reading, "READ_CONCURRENCY", 2)
+    seen: list[str] = []
+    server.fault = lambda environ: seen.append(
+        "list" if "list-type=2" in environ["QUERY_STRING"] else environ["REQUEST_METHOD"]
+    )
+    scanned = cli.json("conversations", "scan", f"{SOURCES}/conversations")
+    assert scanned == {"moved": [], "registered": 13, "updated": 0, "invalid": []}
+    assert seen.count("GET") == 13
+    assert seen.count("list") == 5  # 13 objects, 3 a page
+    assert seen.index("GET") < len(seen) - 1 - seen[::-1].index("list")
+
+
 def test_every_command_on_an_s3_store_matches_a_local_store(registered, s3, tmp_path):
     cli = registered
     rec = cli.json("create", "--name", "dec", "--target-model", "llama-3.1-8b", "--id", A[0], "--id", A[1])

@@ -1,21 +1,33 @@
-"""Bytes in and out of local folders and object stores (S3, or any fsspec URL): one small
-interface, the functions below, over four modules by concern. Filesystem errors become
-our own (storage unavailable, not found), and no secret in a URL is ever printed."""
+"""Bytes in and out of local folders and object stores: one small interface, the functions
+below, over backends as fsspec arranges them: `LocalStorage` (local.py), `S3Storage`
+(s3.py) and `Storage` for any other fsspec filesystem (generic.py), chosen by backends.py.
+reading.py, writing.py and listing.py hold what works the same on all of them; urls.py
+says where things are. Filesystem errors become our own (storage unavailable, not found),
+and no secret in a URL is ever printed."""
 
-from trainfiles.storage.listing import exists, find_json, listing, names_after, sign, signature, unfinished_uploads
-from trainfiles.storage.reading import chunks, digest, first_line, head, lines, read, read_each, read_many
+from trainfiles.storage.listing import find_json, listing, names_after, unfinished_uploads
+from trainfiles.storage.reading import (
+    chunks,
+    digest,
+    exists,
+    first_line,
+    head,
+    lines,
+    read,
+    read_each,
+    read_many,
+    sign,
+    signature,
+)
 from trainfiles.storage.urls import (
     CHUNK,
     MAX_SOURCE_BYTES,
     READ_CONCURRENCY,
     S3_OPTIONS,
-    S3_PROTOCOLS,
     S3_RETRIES,
     UPLOAD_PART,
     WRITE_BEHIND,
     Progress,
-    _plain,
-    _split_protocol,
     failure,
     inside,
     is_local,
@@ -43,13 +55,10 @@ __all__ = [
     "MAX_SOURCE_BYTES",
     "READ_CONCURRENCY",
     "S3_OPTIONS",
-    "S3_PROTOCOLS",
     "S3_RETRIES",
     "UPLOAD_PART",
     "WRITE_BEHIND",
     "Progress",
-    "_plain",
-    "_split_protocol",
     "atomic_writers",
     "chunks",
     "clock",

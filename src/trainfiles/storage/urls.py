@@ -5,7 +5,6 @@ import hashlib
 import os
 import posixpath
 import re
-import stat
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -194,16 +193,6 @@ def failure(url: str, exc: BaseException) -> TrainfilesError:
 MAX_SOURCE_BYTES = 64 << 20
 
 
-def _source_problem(path: str, limit: Callable[[], int]) -> str | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    if not stat.S_ISREG(info.st_mode):
-        return "not a regular file"
-    return _too_large(info.st_size, limit)
-
-
 def _source_limit() -> int:
     """The most bytes a source may have: TRAINFILES_MAX_SOURCE_BYTES, else MAX_SOURCE_BYTES."""
     text = os.environ.get("TRAINFILES_MAX_SOURCE_BYTES", "")
@@ -234,10 +223,6 @@ def _missing_or_raise(url: str, exc: Exception) -> NotFound:
 def _modified(info: dict) -> float:
     modified = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
     return float(modified.timestamp() if hasattr(modified, "timestamp") else modified)
-
-
-def _url(fs, base_url: str, path: str) -> str:
-    return path if is_local(base_url) else fs.unstrip_protocol(path)
 
 
 def sha256(data: bytes) -> str:

@@ -170,7 +170,7 @@ def from_sources(record: dict, spool: outputs.Spool, catalog: Catalog | None = N
             )
     members = Members(record["members"])
     changed = []
-    for member, (data, digest) in zip(
+    for member, (_, data, digest) in zip(
         record["members"], storage.read_each([m["source_path"] for m in record["members"]])
     ):
         if isinstance(data, NotFound):

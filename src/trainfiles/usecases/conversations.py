@@ -30,11 +30,10 @@ def scan(settings: Settings, url: str, batch: str | None) -> dict:
     # Each file is parsed as it arrives and dropped: what is kept is a row a file, and only
     # SPILL of them in memory.
     with bar("Reading conversations", None) as advance:
-        first = list(islice(urls, workers.PARALLEL_FROM))
-        if storage.is_local(url) and len(first) == workers.PARALLEL_FROM:
-            found = Findings(_in_processes(chain(first, urls), advance))
-        else:
-            found = Findings(_in_order(list(chain(first, urls)), advance))
+        # Many local files are worth worker processes; remote ones are read as listed.
+        first = list(islice(urls, workers.PARALLEL_FROM)) if storage.is_local(url) else []
+        many, urls = len(first) == workers.PARALLEL_FROM, chain(first, urls)
+        found = Findings(_in_processes(urls, advance) if many else _in_order(urls, advance))
     with closing(found):
         invalid = sorted(refused, key=lambda r: r["path"])
         return _save_conversations(_catalog(settings), _rows(found, batch, invalid), invalid)
@@ -68,9 +67,10 @@ CHUNK = 256  # files a worker takes at a time
 _FEW_VALUES = ("persona_key", "emotional_arc_key", "topic_key")
 
 
-def _in_order(urls: list[str], advance) -> Iterator[Found]:
-    """(path, row, reason) of each file, read ahead on another thread, parsed here."""
-    for path, (data, _) in zip(urls, storage.read_each(urls, advance, digests=False)):
+def _in_order(urls: Iterable[str], advance) -> Iterator[Found]:
+    """(path, row, reason) of each file, read ahead on another thread as the listing
+    finds them, parsed here."""
+    for path, data, _ in storage.read_each(urls, advance, digests=False):
         yield _scanned(path, data)
 
 

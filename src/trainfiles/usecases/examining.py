@@ -56,7 +56,7 @@ def examine_all(items: Iterable[Item], count: int, local: bool, advance, spools:
         yield from _in_processes(items, advance, spools)
         return
     while window := list(islice(items, WINDOW)):  # sources read ahead on a thread
-        for item, (data, digest) in zip(window, storage.read_each([i.path for i in window], advance)):
+        for item, (_, data, digest) in zip(window, storage.read_each([i.path for i in window], advance)):
             yield examine(item, data, digest)
 
 
