@@ -27,6 +27,7 @@ def test_migrations_create_the_schema_once(tmp_path):
         "m004_trusted_outputs",
         "m005_records_read",
         "m006_profile_set",
+        "m007_shared_registrations",
     ]
     assert set(db.table_names()) >= {
         "conversations",

@@ -297,8 +297,8 @@ def test_skip_absent_still_asks_who_may_change_the_file(registered):
 
 def test_common_options_between_the_group_and_its_command(cli, tmp_path):
     cli("conversations", "scan", FIXTURES / "conversations")
-    other = tmp_path / "other.db"
-    cli("--catalog", other, "conversations", "scan", FIXTURES / "other-profile")
-    assert len(cli.json("conversations", "--catalog", other, "list")) == 1
-    assert len(cli.json("conversations", "list", "--catalog", other)) == 1
+    other = ("--catalog", tmp_path / "other.db", "--store", tmp_path / "other-store")
+    cli(*other, "conversations", "scan", FIXTURES / "other-profile")
+    assert len(cli.json("conversations", *other, "list")) == 1
+    assert len(cli.json("conversations", "list", *other)) == 1
     assert len(cli.json("conversations", "list")) == 13

@@ -20,7 +20,7 @@ def test_the_examples_of_docs_python_md_run(monkeypatch, capsys):
     for example in EXAMPLES:
         exec(compile(example, "docs/python.md", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
-    assert printed[0] == "1 4 0" and printed[1].startswith("dec-batch 1 8 ")
+    assert printed[0] == "1 12 0" and printed[1].startswith("dec-batch 1 8 ")
     assert printed[-1] == "4 no training file with id or name 'no-such-file'"
 
 

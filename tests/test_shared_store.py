@@ -80,11 +80,15 @@ class World:
     victim: Path
     http: str
     requests: list = field(default_factory=list)
-    good: list = field(default_factory=list)  # the records before the damage
+    good: list = field(default_factory=list)  # the records before the damage (a registration first)
+
+    @property
+    def commits(self) -> list[dict]:
+        return [r for r in self.good if r["format"] == records.COMMIT]
 
     def record(self, template: int = 1, **changes) -> dict:
-        """A copy of good record `template` (0-based) as the next record, with `changes`."""
-        rec = copy.deepcopy(self.good[template])
+        """A copy of good commit record `template` (0-based) as the next record, with `changes`."""
+        rec = copy.deepcopy(self.commits[template])
         rec.update(sequence=len(self.good) + 1, version=3, parent=2, operation="add")
         rec.update(changes)
         return rec
@@ -94,7 +98,7 @@ class World:
         return records.record_name(len(self.good) + 1)
 
     def file_id(self, name: str) -> str:
-        return next(r["file_id"] for r in self.good if r["file"]["name"] == name)
+        return next(r["file_id"] for r in self.commits if r["file"]["name"] == name)
 
 
 def run(world: World, machine: str, *args) -> "object":
@@ -211,7 +215,7 @@ def _link_record(w):
     """A believable record, outside the store, linked in as the next one."""
     outside = w.victim / "record.json"
     outside.write_bytes(
-        orjson.dumps(w.record(operation="describe", file={**w.good[1]["file"], "description": "from outside"}))
+        orjson.dumps(w.record(operation="describe", file={**w.commits[1]["file"], "description": "from outside"}))
     )
     (w.store.root / "_log").mkdir(exist_ok=True)
     os.symlink(outside, w.store.root / w.next_key)
@@ -319,7 +323,7 @@ def test_a_hostile_store_is_refused_cleanly_on_every_machine(world, variant):
     # No committed output deleted: a new machine finds every version's outputs there.
     report = orjson.loads(run(world, "c", "verify", "--json").stdout)
     assert report["pruned"] == 0 and report["mismatches"] == [], report
-    for good in world.good:
+    for good in world.commits:
         assert all(world.store.exists(good["outputs"][kind]["key"]) for kind in ("json", "jsonl"))
 
 
@@ -519,7 +523,7 @@ def test_a_change_no_reader_would_believe_is_refused_before_anything_is_written(
 def test_check_of_a_stored_output_that_is_no_longer_json_names_it(world):
     if world.store.fs:
         pytest.skip("edits a local file in place")
-    key = world.good[1]["outputs"]["jsonl"]["key"]
+    key = world.commits[1]["outputs"]["jsonl"]["key"]
     (world.store.root / key).write_bytes(b"garbage\n")
     result = run(world, "a", "check", "dec")
     assert result.exit_code == 5

@@ -11,7 +11,7 @@ Pure: bytes in, a record or a reason out.
 import re
 from datetime import datetime
 from functools import cache
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, Required
 
 import orjson
 from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
@@ -23,7 +23,17 @@ from trainfiles.errors import InvalidInput
 
 COMMIT = "trainfiles.commit/1"
 REPAIR = "trainfiles.repair/1"
-FORMATS = (COMMIT, REPAIR)
+REGISTRATION = "trainfiles.registration/1"
+PROTOCOL = "trainfiles.protocol/1"
+FORMATS = (COMMIT, REPAIR, REGISTRATION, PROTOCOL)
+# The store protocol this trainfiles reads and writes (docs/store.md, "Versions"): 1 is a
+# log of commit and repair records (a store without a protocol object); 2 adds registration
+# records and the protocol object.
+READER_VERSION = 2
+WRITER_VERSION = 2
+PER_REGISTRATION = 5_000  # conversations a registration record holds at most (about 3 MB)
+REGISTRATION_BYTES = 16 << 20  # and their JSON at most: a quarter of what a record may be
+MAX_VALUE = 1 << 20  # any one value a manifest gives (a CSV cell may be longer than csv's own limit)
 # About 100,000 conversations in one version (a member takes about 600 bytes): a record is
 # held whole in memory while it is read, so a larger one is refused rather than believed.
 MAX_BYTES = 64 * 1024 * 1024
@@ -133,11 +143,62 @@ class Repair(TypedDict):
     set_aside: list[Number]
 
 
+Value = Annotated[str, StringConstraints(max_length=MAX_VALUE)]
+
+
+class Conversation(TypedDict, total=False):
+    """One conversation registered: the values a scan derived or a manifest gave (a
+    manifest row holds only the columns it has)."""
+
+    __pydantic_config__ = ConfigDict(strict=True, extra="forbid")  # type: ignore[misc]
+    conversation_id: Required[Uuid]
+    enrichment_status: Value | None
+    enriched_file_path: Value | None
+    source_sha256: Sha256 | None
+    batch_job_id: Value | None
+    persona_key: Value | None
+    emotional_arc_key: Value | None
+    topic_key: Value | None
+    quality_score: Score
+    empathy_score: Score
+    clarity_score: Score
+    appropriateness_score: Score
+    brand_voice_alignment: Score
+    created_at: Value | None
+    tier: Value | None
+    human_reviewed: bool | None
+    invalid_reason: Value | None
+    manifest_fields: list[Text]
+
+
+class Registration(TypedDict):
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    format: Literal["trainfiles.registration/1"]
+    sequence: Number
+    created_at: Stamp
+    created_by: Text
+    source: Text
+    conversations: Annotated[list[Conversation], Field(min_length=1, max_length=PER_REGISTRATION)]
+
+
+class Protocol(TypedDict):
+    """The store's protocol object (`_protocol.json`), or a protocol record of its log."""
+
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    format: Literal["trainfiles.protocol/1"]
+    sequence: NotRequired[Number]
+    reader_version: Number
+    writer_version: Number
+    created_at: Stamp
+    created_by: Text
+
+
 @cache
 def _schema(name: str) -> TypeAdapter[Any]:
-    """A validator, built the first time it is needed (building all three takes 0.1 s, which
+    """A validator, built the first time it is needed (building them all takes 0.1 s, which
     a command that reads no record, such as most `list`s, need not pay)."""
-    return TypeAdapter({COMMIT: Commit, REPAIR: Repair, "member": Member}[name])
+    kinds = {COMMIT: Commit, REPAIR: Repair, REGISTRATION: Registration, PROTOCOL: Protocol, "member": Member}
+    return TypeAdapter(kinds[name])
 
 
 class BadRecord(InvalidInput):
@@ -173,14 +234,16 @@ def parse(sequence: int, data: bytes) -> dict[str, Any]:
         )
     try:
         _schema(fmt).validate_python(record)
-        if record["sequence"] != sequence:
-            raise ValueError(f"its sequence says {record['sequence']}")
+        if record.get("sequence") != sequence:  # a protocol record may lack it: the object's form
+            raise ValueError(f"its sequence says {record.get('sequence')}")
         if fmt == COMMIT:
             _check_commit(record, data)
-        else:
-            _check_stamp(record["created_at"], "created_at")
-            if any(s >= sequence for s in record["set_aside"]):
-                raise ValueError("it sets aside a record that is not before it")
+            return record
+        _check_stamp(record["created_at"], "created_at")
+        if fmt == REPAIR and any(s >= sequence for s in record["set_aside"]):
+            raise ValueError("it sets aside a record that is not before it")
+        if fmt == REGISTRATION:
+            _check_registration(record)
     except ValidationError as e:
         raise BadRecord(sequence, _first_errors(e), file_id, keys) from None
     except (ValueError, InvalidInput, enriched.Ineligible) as e:
@@ -212,6 +275,41 @@ def member_problem(member: dict[str, Any]) -> str | None:
     except ValidationError as e:
         return f"cannot be recorded in the store: {_first_errors(e)}"
     return None
+
+
+def parse_protocol(data: bytes) -> dict[str, Any]:
+    """The store's protocol object, checked; InvalidInput if it cannot be believed."""
+    try:
+        record = orjson.loads(data) if len(data) <= MAX_TEXT else None
+        _schema(PROTOCOL).validate_python(record)
+        if "sequence" in record:
+            raise ValueError("the protocol object has a sequence; a protocol record belongs in the log")
+        _check_stamp(record["created_at"], "created_at")
+    except orjson.JSONDecodeError as e:
+        raise InvalidInput(f"not JSON ({e})") from None
+    except ValidationError as e:
+        raise InvalidInput(_first_errors(e)) from None
+    except ValueError as e:
+        raise InvalidInput(str(e)) from None
+    return record
+
+
+def check_own_registration(record: dict[str, Any]) -> None:
+    """InvalidInput if a registration record this process is about to publish would not be
+    believed (a path or a value longer than a record may hold, say)."""
+    try:
+        _schema(REGISTRATION).validate_python({**record, "sequence": 1})
+        _check_registration(record)
+    except ValidationError as e:
+        raise InvalidInput(f"the store's readers would refuse this registration: {_first_errors(e)}") from None
+    except ValueError as e:
+        raise InvalidInput(f"the store's readers would refuse this registration: {e}") from None
+
+
+def _check_registration(record: dict[str, Any]) -> None:
+    ids = [c["conversation_id"] for c in record["conversations"]]
+    if len(set(ids)) != len(ids):
+        raise ValueError("a conversation is registered twice")
 
 
 def _check_commit(record: dict[str, Any], data: bytes) -> None:

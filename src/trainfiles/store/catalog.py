@@ -84,15 +84,15 @@ class Catalog:
 
     def conversations(self, ids: Iterable[str]) -> dict[str, dict]:
         """The records of the given conversation ids that exist, by id."""
+        return {row["conversation_id"]: _conversation(row) for row in self._conversation_rows(ids)}
+
+    def _conversation_rows(self, ids: Iterable[str]) -> Iterator[dict]:
         ids = list(ids)
-        found: dict[str, dict] = {}
         # SQLite caps bound parameters; chunk so a request of any size works.
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self.db.query(f"select * from conversations where conversation_id in ({marks})", chunk):
-                found[row["conversation_id"]] = _conversation(row)
-        return found
+            yield from self.db.query(f"select * from conversations where conversation_id in ({marks})", chunk)
 
     def locations(self, ids: list[str]) -> dict[str, tuple[str, str | None]]:
         """(enrichment status, enriched file path) of the given ids that exist: what a large
@@ -167,30 +167,49 @@ class Catalog:
             registered, updated = registered + new, updated + changed
         return registered, updated
 
-    def _save_batch(self, rows: list[dict], now: str, moved: list[dict]) -> tuple[int, int]:
-        existing = self.conversations(row["conversation_id"] for row in rows)
-        new, updated = [], 0
-        table = self.db["conversations"]
+    def changed_conversations(self, rows: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
+        """Of `rows`, those new here and those that would change a registration, and the
+        conversations whose source would move (id, from, to): what a registration records."""
+        new, changed, moved = self._diff(rows)
+        return new, [row for row, _ in changed], moved
+
+    def _diff(self, rows: list[dict]) -> tuple[list[dict], list[tuple[dict, dict]], list[dict]]:
+        existing = self._registered(row["conversation_id"] for row in rows)
+        new, changed, moved = [], [], []
         for row in rows:
             old = existing.get(row["conversation_id"])
             if old is None:
                 new.append(row)
-            else:
-                changes = _changes(old, row)
-                if "enriched_file_path" in changes and old["enriched_file_path"]:
-                    moved.append(
-                        {
-                            "conversation_id": row["conversation_id"],
-                            "from": old["enriched_file_path"],
-                            "to": row["enriched_file_path"],
-                        }
-                    )
-                if changes:
-                    table.update(row["conversation_id"], {**_stored(changes), "updated_at": now})
-                    updated += 1
+                continue
+            changes = _changes(old, row)
+            if "enriched_file_path" in changes and old["enriched_file_path"]:
+                moved.append(
+                    {
+                        "conversation_id": row["conversation_id"],
+                        "from": old["enriched_file_path"],
+                        "to": row["enriched_file_path"],
+                    }
+                )
+            if changes:
+                changed.append((row, changes))
+        return new, changed, moved
+
+    def _registered(self, ids: Iterable[str]) -> dict[str, dict]:
+        """Registrations as `conversations` gives them, with their sources' sha256."""
+        return {
+            row["conversation_id"]: {**_conversation(row), "source_sha256": row["source_sha256"]}
+            for row in self._conversation_rows(ids)
+        }
+
+    def _save_batch(self, rows: list[dict], now: str, moved: list[dict]) -> tuple[int, int]:
+        new, changed, moves = self._diff(rows)
+        moved += moves
+        table = self.db["conversations"]
+        for row, changes in changed:
+            table.update(row["conversation_id"], {**_stored(changes), "updated_at": now})
         # executemany inside the caller's transaction: sqlite-utils' insert_all spent a
         # third of a large scan preparing values it can pass through as they are.
-        columns = [*CONVERSATION_FIELDS, "invalid_reason", "manifest_fields"]
+        columns = [*CONVERSATION_FIELDS, "invalid_reason", "manifest_fields", "source_sha256"]
         self.db.conn.executemany(
             f"insert into conversations ({', '.join(columns)}, registered_at, updated_at) "
             f"values ({', '.join('?' * (len(columns) + 2))})",
@@ -205,7 +224,7 @@ class Catalog:
             ignore=True,
             batch_size=500,
         )
-        return len(new), updated
+        return len(new), len(changed)
 
     # Training files: the index of the store's commit log (commits.py)
 
@@ -215,10 +234,25 @@ class Catalog:
         return (rows[0]["store"], rows[0]["last_sequence"]) if rows else (None, 0)
 
     def reset_index(self, store: str) -> None:
-        """Forget every training file: the index is about to be rebuilt from `store`."""
+        """Forget every training file: the index is about to be rebuilt from `store`.
+        Registrations stay: those the store holds are applied again over them, and those
+        made before registrations were shared exist only here."""
         for table in ("members", "versions", "files", "log_read", "bad_records"):
             self.db.execute(f"delete from {table}")
-        self.db["index_state"].upsert({"id": 1, "store": store, "last_sequence": 0}, pk="id")
+        self.db["index_state"].upsert(
+            {"id": 1, "store": store, "last_sequence": 0, "reader_version": None, "writer_version": None}, pk="id"
+        )
+
+    def protocol(self) -> tuple[int, int] | None:
+        """The store's (reader, writer) protocol versions, once read; None until then."""
+        rows = list(self.db.query("select reader_version, writer_version from index_state where id = 1"))
+        if not rows or rows[0]["reader_version"] is None:
+            return None
+        return rows[0]["reader_version"], rows[0]["writer_version"]
+
+    def set_protocol(self, reader: int, writer: int) -> None:
+        """Remember the store's protocol versions (inside a write)."""
+        self.db.execute("update index_state set reader_version = ?, writer_version = ? where id = 1", [reader, writer])
 
     def read_after(self, sequence: int) -> set[int]:
         """The records after `sequence` this index has read (beyond a gap in the log)."""

@@ -17,7 +17,7 @@ from trainfiles import storage
 from trainfiles.core import builder, clock, enriched, records
 from trainfiles.errors import NotFound, TrainfilesError
 from trainfiles.settings import Settings
-from trainfiles.store import commits, index, outputs
+from trainfiles.store import commits, index, outputs, protocol
 from trainfiles.store.catalog import Catalog
 from trainfiles.store.members import Members
 from trainfiles.store.rows import outputs_of
@@ -84,6 +84,7 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
             record["outputs"] = commits.stage(store, file_id, record["version"], draft.outputs)
             staged.append(record["outputs"])
         records.check_own(record)
+        protocol.ensure(catalog, store, settings.user)
         return record
 
     # A new file's folders are its own: none is left behind by a change that failed.

@@ -62,7 +62,7 @@ def read(store: str, sequences: list[int], progress=None) -> list[dict | BadReco
     a record, or the BadRecord that says why it cannot be believed."""
     urls = [storage.join(log_folder(store), commit_name(s)) for s in sequences]
     out: list[dict | BadRecord] = []
-    for sequence, url, data in zip(sequences, urls, _read_objects(urls, progress)):
+    for sequence, url, data in zip(sequences, urls, read_objects(urls, progress)):
         if isinstance(data, NotFound):  # listed a moment ago: deleted under us
             raise StorageUnavailable(f"{url}: listed in the store's log, then gone")
         try:
@@ -74,7 +74,7 @@ def read(store: str, sequences: list[int], progress=None) -> list[dict | BadReco
     return out
 
 
-def _read_objects(urls: list[str], progress=None) -> list[bytes | NotFound | InvalidInput]:
+def read_objects(urls: list[str], progress=None) -> list[bytes | NotFound | InvalidInput]:
     """The store's own objects, read concurrently; one that is no regular file (a FIFO, a
     link: never followed) is its refusal, not a failure of the rest."""
     try:
@@ -177,19 +177,23 @@ def record_json(record: dict) -> Iterator[bytes]:
     yield (b"," + orjson.dumps(rest)[1:] if rest else b"}") + b"\n"
 
 
-def commit(store: str, sequence: int, attempt: Callable[[dict | None], dict], landed: Callable[[], int]) -> dict:
-    """Publish one new version after `sequence`, the last one the caller has seen, however
-    many writers race for the log.
+def commit(
+    store: str, sequence: int, attempt: Callable[[dict | None], dict | None], landed: Callable[[], int]
+) -> dict | None:
+    """Publish one record (a version, a registration, a repair) after `sequence`, the last
+    one the caller has seen, however many writers race for the log.
 
     `attempt(lost)` returns the record to publish on the caller's view of the state, its
     outputs staged, given the record that just lost the race (None at first), which it
-    reuses when only other files changed. `landed()` re-reads what was committed (bringing
+    reuses when only other files changed; None when nothing is left to publish. `landed()` re-reads what was committed (bringing
     that view up to date) and returns the last sequence. Every loss means another writer's
     version landed, so while writers keep making progress none of them gives up.
     """
     record = None
     while True:
         record = attempt(record)
+        if record is None:  # nothing left to publish on the state that landed
+            return None
         record["sequence"] = sequence + 1
         crash_point("staged")
         if publish(store, record):
@@ -206,7 +210,7 @@ def current_markers(store: str, file_ids: list[str]) -> dict[str, dict | None]:
     """What each `<id>/current.json` says (None: missing, or not a marker)."""
     urls = [storage.join(store, current_key(file_id)) for file_id in file_ids]
     out: dict[str, dict | None] = {}
-    for file_id, data in zip(file_ids, _read_objects(urls)):
+    for file_id, data in zip(file_ids, read_objects(urls)):
         try:
             marker = orjson.loads(data) if isinstance(data, bytes) else None
             out[file_id] = marker if isinstance(marker, dict) and type(marker.get("version")) is int else None

@@ -12,11 +12,11 @@ as a new machine would, so every machine converges on the same state.
 import sqlite3
 
 from trainfiles import storage
-from trainfiles.core.records import REPAIR, BadRecord, record_name
+from trainfiles.core.records import COMMIT, REGISTRATION, REPAIR, BadRecord, record_name
 from trainfiles.errors import TrainfilesError, named
 from trainfiles.faults import crash_point
 from trainfiles.progress import bar, note
-from trainfiles.store import commits
+from trainfiles.store import commits, protocol
 from trainfiles.store.catalog import Catalog
 
 
@@ -33,11 +33,11 @@ def record_own(catalog: Catalog, record: dict) -> None:
     try:
         with catalog.write():
             if catalog.last_read() == record["sequence"] - 1:
-                catalog.flag(catalog.apply([record]))
-                catalog.mark_read([record["sequence"]])
+                _take(catalog, [record])
     except (TrainfilesError, sqlite3.Error) as e:
+        what = f"version {record['version']}" if "version" in record else "the registration"
         note(
-            f"note: version {record['version']} is committed ({record_name(record['sequence'])}), "
+            f"note: {what} is committed ({record_name(record['sequence'])}), "
             f"but the local catalog could not take it ({e}); the next command catches up"
         )
 
@@ -65,18 +65,16 @@ def sync(catalog: Catalog, store: str) -> bool:
         with bar("Reading the store's log", len(new)) as advance:
             read = commits.read(store, new, advance)
         crash_point("log-read")
+        versions = protocol.needed(None if rebuild else catalog.protocol(), store, read)
         with catalog.write():
             if rebuild:
                 catalog.reset_index(ident)
             else:  # another process may have read some meanwhile
                 done = catalog.read_after(through)
                 read = [r for r in read if _sequence(r) not in done]
-            good = [r for r in read if isinstance(r, dict) and r["format"] == commits.FORMAT]
-            catalog.flag([r for r in read if isinstance(r, BadRecord)] + catalog.apply(good))
-            catalog.set_aside(
-                [s for r in read if isinstance(r, dict) and r["format"] == REPAIR for s in r["set_aside"]]
-            )
-            catalog.mark_read([_sequence(r) for r in read])
+            if versions:
+                catalog.set_protocol(*versions)
+            good = _take(catalog, read)
         _repair_download_copies(catalog, store, {r["file_id"]: r for r in good})
     if bad := catalog.bad_records():
         names = named([f"{record_name(b['sequence'])} ({b['reason']})" for b in bad], "; ")
@@ -85,6 +83,18 @@ def sync(catalog: Catalog, store: str) -> bool:
             f"touch are unavailable: {names} (`trainfiles repair` sets them aside)"
         )
     return bool(new)
+
+
+def _take(catalog: Catalog, read: list[dict | BadRecord]) -> list[dict]:
+    """Apply records read, in sequence order (inside a write); returns the commit records."""
+    good = [r for r in read if isinstance(r, dict) and r["format"] == COMMIT]
+    catalog.flag([r for r in read if isinstance(r, BadRecord)] + catalog.apply(good))
+    catalog.set_aside([s for r in read if isinstance(r, dict) and r["format"] == REPAIR for s in r["set_aside"]])
+    for r in read:
+        if isinstance(r, dict) and r["format"] == REGISTRATION:
+            catalog.save_conversations(r["conversations"], r["created_at"])
+    catalog.mark_read([_sequence(r) for r in read])
+    return good
 
 
 def _sequence(r: dict | BadRecord) -> int:

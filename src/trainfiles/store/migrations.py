@@ -256,3 +256,12 @@ def m006_profile_set(db: Database) -> None:
     # Whether the file's consultant profile was given with `create --profile`: such a file
     # takes conversations whatever their own profile, at create and at every add.
     db["files"].add_column("profile_set", bool, not_null_default=False)
+
+
+@migrations()
+def m007_shared_registrations(db: Database) -> None:
+    # The store's protocol versions, once read (its object is written once: never asked for
+    # again); the sha256 of each registered source, which registration records carry.
+    db["index_state"].add_column("reader_version", int)
+    db["index_state"].add_column("writer_version", int)
+    db["conversations"].add_column("source_sha256", str)

@@ -10,9 +10,9 @@ from itertools import chain, islice
 from typing import TYPE_CHECKING
 
 from trainfiles import storage
-from trainfiles.core import clock, enriched, prefixes
+from trainfiles.core import enriched, prefixes
 from trainfiles.errors import NotFound, TrainfilesError, named
-from trainfiles.progress import bar
+from trainfiles.progress import bar, note
 from trainfiles.settings import Settings
 from trainfiles.usecases import workers
 from trainfiles.usecases.findings import Findings, Found
@@ -36,7 +36,7 @@ def scan(settings: Settings, url: str, batch: str | None) -> dict:
         found = Findings(_in_processes(urls, advance) if many else _in_order(urls, advance))
     with closing(found):
         invalid = sorted(refused, key=lambda r: r["path"])
-        return _save_conversations(_catalog(settings), _rows(found, batch, invalid), invalid)
+        return _register(settings, _rows(found, batch, invalid), url, invalid)
 
 
 def _rows(found: Findings, batch: str | None, invalid: list[dict]) -> Iterator[dict]:
@@ -126,6 +126,7 @@ def _scanned_row(path: str, data: bytes) -> tuple[dict | None, str | None]:
             "conversation_id": cid,
             "enrichment_status": "validation_failed",
             "enriched_file_path": path,
+            "source_sha256": storage.sha256(data),
             "invalid_reason": reason,
         }, reason
     cid = enriched.conversation_id(doc, path)
@@ -138,6 +139,7 @@ def _scanned_row(path: str, data: bytes) -> tuple[dict | None, str | None]:
         "conversation_id": cid,
         "enrichment_status": "completed",
         "enriched_file_path": path,
+        "source_sha256": storage.sha256(data),
         "invalid_reason": None,
         **derived,
     }, None
@@ -160,7 +162,7 @@ def import_manifest(settings: Settings, manifest: str, base: str | None, allow_o
     from trainfiles.core.manifest import parse_manifest
 
     rows = list(parse_manifest(storage.read(manifest), manifest, anywhere if allow_outside_base else inside))
-    result = _save_conversations(_catalog(settings), rows, [])
+    result = _register(settings, rows, manifest, [])
     return {**result, "missing_sources": _missing_sources(rows)}
 
 
@@ -189,19 +191,26 @@ def _there(url: str) -> bool:
 
 
 def _catalog(settings: Settings) -> "Catalog":
+    """The catalog with what the store holds: registrations made on any machine."""
+    from trainfiles.usecases.finding import open_index
+
+    return open_index(settings)
+
+
+def _register(settings: Settings, rows: Iterable[dict], source: str, invalid: list[dict]) -> dict:
+    """Publish what `rows` register or change to the store, then index it; a scan or an
+    import is the first write into a store that does not exist yet, and makes it."""
     # Imported when needed, not with this module: sqlite_utils is slow to import, and a scan
     # imports it while its workers parse (opening the catalog waits: a scan that fails
     # leaves none behind).
-    from trainfiles.store.catalog import Catalog
+    from trainfiles.store import registrations
+    from trainfiles.usecases.finding import missing_store, open_index
 
-    return Catalog(settings.catalog)
-
-
-def _save_conversations(catalog: "Catalog", rows: Iterable[dict], invalid: list[dict]) -> dict:
-    moved: list[dict] = []
-    with catalog.write():
-        registered, updated = catalog.save_conversations(rows, clock.stamp(), moved)
-    return {"registered": registered, "updated": updated, "invalid": invalid, "moved": moved}
+    new_store = missing_store(settings)
+    done = registrations.publish(settings, open_index(settings, new_store=True), rows, source)
+    if new_store and storage.exists(storage.join(settings.store)):
+        note(f"new store at {storage.join(settings.store)}")
+    return {"registered": done["registered"], "updated": done["updated"], "invalid": invalid, "moved": done["moved"]}
 
 
 def list_conversations(settings: Settings, status: str | None, batch: str | None) -> list[dict]:

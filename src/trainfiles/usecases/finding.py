@@ -20,13 +20,19 @@ def open_catalog(settings: Settings, new_store: bool = False) -> Catalog:
 
     A local store that does not exist is a mistyped one (NotFound), except for a command that
     may start one (`new_store`), which says so: nothing is made by mistake."""
+    catalog = open_index(settings, new_store)
+    legacy.migrate(settings, catalog)
+    return catalog
+
+
+def open_index(settings: Settings, new_store: bool = False) -> Catalog:
+    """The catalog, its index of the store (training files and registrations) up to date."""
     if not new_store and missing_store(settings):
         raise NotFound(
             f"no store at {storage.join(settings.store)}: check --store (or TRAINFILES_STORE); `trainfiles create` starts a new one"
         )
     catalog = Catalog(settings.catalog)
     index.sync(catalog, settings.store)
-    legacy.migrate(settings, catalog)
     return catalog
 
 

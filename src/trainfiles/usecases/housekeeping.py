@@ -10,7 +10,7 @@ from trainfiles.core import clock
 from trainfiles.core.records import REPAIR, record_name
 from trainfiles.errors import InvalidInput, StorageUnavailable
 from trainfiles.settings import Settings
-from trainfiles.store import commits, index
+from trainfiles.store import commits, index, protocol
 from trainfiles.store.catalog import Catalog
 from trainfiles.usecases.finding import find, open_catalog
 
@@ -162,6 +162,7 @@ def repair(settings: Settings, dry_run: bool) -> dict:
         sequences = [b["sequence"] for b in bad]
 
         def attempt(lost: dict | None) -> dict:
+            protocol.ensure(catalog, settings.store, settings.user)
             return {
                 "format": REPAIR,
                 "sequence": None,

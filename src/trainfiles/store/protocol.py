@@ -1,0 +1,81 @@
+"""The store's protocol: the version of the store format a tool must read, and must write,
+to use it (as Delta Lake's protocol action). docs/store.md, "Versions".
+
+`_protocol.json` is written once, with put-if-absent, by the first write of a trainfiles that
+knows it; a store without one is of version 1 (a log of commit and repair records, as
+trainfiles wrote before registrations were shared), read as it is and upgraded by that
+write without rewriting any record. A later upgrade publishes a protocol record in the log,
+which every reader honours from its sequence on. A tool refuses a store that needs a
+version it does not read (exit 6, every command) or write (every change).
+"""
+
+import orjson
+
+from trainfiles import __version__, storage
+from trainfiles.core import clock, records
+from trainfiles.errors import InvalidInput, NotFound, StorageUnavailable
+from trainfiles.store import commits
+from trainfiles.store.catalog import Catalog
+
+OBJECT = "_protocol.json"
+LEGACY = (1, 1)  # a store without a protocol object
+
+
+def needed(known: tuple[int, int] | None, store: str, read: list) -> tuple[int, int] | None:
+    """The (reader, writer) versions the store needs, given those `known` from what the index
+    read before: the protocol object (asked for until it is found: it never changes) and the
+    protocol records among `read`. StorageUnavailable if this trainfiles cannot read it."""
+    versions = known or _object_versions(store)
+    for record in read:
+        if isinstance(record, dict) and record["format"] == records.PROTOCOL:
+            versions = max(versions or LEGACY, (record["reader_version"], record["writer_version"]))
+    if versions and versions[0] > records.READER_VERSION:
+        raise StorageUnavailable(
+            f"{store} needs a trainfiles that reads store format {versions[0]} (trainfiles {__version__} reads "
+            f"up to {records.READER_VERSION}): upgrade trainfiles to use this store"
+        )
+    return versions
+
+
+def ensure(catalog: Catalog, store: str, user: str) -> None:
+    """Before a change is published: the store's protocol object written if it has none (this
+    upgrades a store of version 1), and the change refused if the store needs a writer this
+    trainfiles is not."""
+    versions = catalog.protocol()
+    if versions is None:
+        ours = {
+            "format": records.PROTOCOL,
+            "reader_version": records.READER_VERSION,
+            "writer_version": records.WRITER_VERSION,
+            "created_at": clock.stamp(),
+            "created_by": user,
+        }
+        url = commits.confined(store, OBJECT)
+        if storage.put_if_absent(url, orjson.dumps(ours, option=orjson.OPT_APPEND_NEWLINE)):
+            versions = (records.READER_VERSION, records.WRITER_VERSION)
+        else:
+            versions = needed(None, store, []) or LEGACY
+        with catalog.write():
+            catalog.set_protocol(*versions)
+    if versions[1] > records.WRITER_VERSION:
+        raise StorageUnavailable(
+            f"{store} needs a trainfiles that writes store format {versions[1]} (trainfiles {__version__} writes "
+            f"up to {records.WRITER_VERSION}): upgrade trainfiles to change this store"
+        )
+
+
+def _object_versions(store: str) -> tuple[int, int] | None:
+    url = storage.join(store, OBJECT)
+    data = commits.read_objects([url])[0]
+    if isinstance(data, NotFound):
+        return None
+    try:
+        if isinstance(data, InvalidInput):
+            raise data
+        found = records.parse_protocol(data)
+    except InvalidInput as e:
+        raise StorageUnavailable(
+            f"{url} cannot be believed ({str(e).removeprefix(f'{url}: ')}): the store's protocol object is written "
+            "once by trainfiles; restore it, or remove it and the next change writes it again"
+        ) from None
+    return found["reader_version"], found["writer_version"]
