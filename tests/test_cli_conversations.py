@@ -108,6 +108,7 @@ def test_scan_keeps_a_conversation_at_the_first_path_that_holds_it(cli, tmp_path
 def test_scan_without_temporary_space_says_where_it_is_missing(cli, tmp_path, monkeypatch):
     """A scan whose findings cannot go to SQLite's temporary file (no room, no writable
     folder) fails with one line naming that, not the catalog, and registers nothing."""
+
     def no_room(*args):
         raise sqlite3.OperationalError("database or disk is full")
 

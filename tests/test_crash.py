@@ -1,6 +1,7 @@
 """Crash safety and concurrency, proven on real processes: `kill -9` at random moments and at
-each step of a commit, and sixteen writers with catalogs of their own racing for one file,
-on a local store and on the live S3 test server."""
+each step of a commit or a registration, sixteen writers with catalogs of their own racing
+for one file, and sixteen machines registering and adding at once, on a local store and on
+the live S3 test server."""
 
 import os
 import random
@@ -83,7 +84,7 @@ def referenced(catalog: Path) -> set[str]:
     files = [row[0] for row in db.execute("select id from files")]
     (last,) = db.execute("select last_sequence from index_state").fetchone()
     db.close()
-    keys |= {f"_log/{n:020d}.json" for n in range(1, last + 1)}
+    keys |= {f"_log/{n:020d}.json" for n in range(1, last + 1)} | {"_protocol.json"}
     keys |= {f"{file_id}/{name}" for file_id in files for name in ("training.json", "training.jsonl", "current.json")}
     return keys
 
@@ -192,5 +193,85 @@ def test_sixteen_writers_with_catalogs_of_their_own_all_land(cli, place, tmp_pat
         )
     log = cli.json("log", "shared")
     assert [len(v["added"]) for v in log] == [1] * 49 and [v["version"] for v in log] == list(range(1, 50))
+    assert cli.json("verify")["ok"]
+    assert_clean_after_gc(cli, place, tmp_path)
+
+
+def registered(cli, catalog: Path | None = None) -> list[str]:
+    args = ("--catalog", catalog) if catalog else ()
+    return sorted(c["conversation_id"] for c in cli.json(*args, "conversations", "list"))
+
+
+def folder_of(place: Place, cid: str) -> str:
+    return f"{place.sources}/{generate.USER_ID}/{cid}"
+
+
+@pytest.mark.parametrize("point", ["staged", "published"])
+def test_kill_at_each_step_of_a_registration(cli, place, point):
+    """A scan killed before its record is published registered nothing; once published, every
+    machine has it, the killed one's catalog included."""
+    cli("conversations", "scan", folder_of(place, IDS[0]))
+    process = start("conversations", "scan", folder_of(place, IDS[1]), env={"TRAINFILES_CRASH_AT": point})
+    assert process.wait() == -signal.SIGKILL
+    assert registered(cli) == sorted(IDS[:1] if point == "staged" else IDS[:2])
+    assert cli.json("verify")["ok"]
+    cli("create", "--name", "after", "--id", IDS[0])
+
+
+def test_kill_scans_at_random_moments(cli, place, tmp_path):
+    """Each scan registers one more conversation; killed anywhere, the registrations are the
+    old ones or the new ones, and the next scan of the same folder finishes the work."""
+    rng = random.Random(7)
+    cli("conversations", "scan", folder_of(place, IDS[0]))
+    began = time.monotonic()
+    assert start("conversations", "scan", folder_of(place, IDS[1])).wait() == 0  # how long one takes, whole
+    duration = time.monotonic() - began
+    outcomes = {"old": 0, "new": 0}
+    for trial, cid in enumerate(IDS[2:22]):
+        before = registered(cli)
+        process = start("conversations", "scan", folder_of(place, cid))
+        time.sleep(rng.uniform(0.5, 1.3) * duration)  # most of a scan is imports, then reading
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        after = registered(cli)
+        assert after in (before, sorted(before + [cid])), (trial, cid)
+        outcomes["new" if cid in after else "old"] += 1
+        cli("conversations", "scan", folder_of(place, cid))
+        assert registered(cli) == sorted(before + [cid])
+    assert outcomes["old"] > 2 and outcomes["new"] > 2, outcomes
+    assert cli.json("verify")["ok"]
+    assert_clean_after_gc(cli, place, tmp_path)
+
+
+def test_sixteen_machines_registering_and_adding_at_once_converge(cli, place, tmp_path):
+    """Eight processes add registered conversations to one file while eight others register
+    new ones, each with a catalog of its own: every change lands, and every machine then
+    sees the same registrations and the same file."""
+    for cid in IDS[:9]:
+        cli("conversations", "scan", folder_of(place, cid))
+    cli("create", "--name", "shared", "--id", IDS[0])
+    machines = [tmp_path / f"machine-{k}.db" for k in range(16)]
+    for machine in machines:
+        shutil.copy(tmp_path / "catalog.db", machine)
+    adders = [
+        start("add", "shared", "--id", cid, env={"TRAINFILES_CATALOG": str(m)}) for m, cid in zip(machines, IDS[1:9])
+    ]
+    scanners = [
+        start("conversations", "scan", folder_of(place, cid), env={"TRAINFILES_CATALOG": str(m)})
+        for m, cid in zip(machines[8:], IDS[9:17])
+    ]
+    results = [(p.wait(), p.stderr.read().decode()) for p in adders + scanners]
+    assert [code for code, _ in results] == [0] * 16, results
+    notes = [line for _, err in results for line in err.splitlines()]
+    assert all(line.startswith("note: the download copies of version ") for line in notes), notes
+    expected = sorted(IDS[:17])
+    assert registered(cli) == expected
+    assert all(registered(cli, m) == expected for m in machines)
+    shown = cli.json("show", "shared")
+    assert shown["conversation_ids"][0] == IDS[0] and sorted(shown["conversation_ids"][1:]) == sorted(IDS[1:9])
+    assert all(cli.json("--catalog", m, "show", "shared") == shown for m in machines)
+    # What the scanners registered, any machine adds.
+    grown = cli.json("--catalog", machines[0], "add", "shared", "--id", IDS[9], "--id", IDS[16])
+    assert grown["conversation_count"] == 11
     assert cli.json("verify")["ok"]
     assert_clean_after_gc(cli, place, tmp_path)

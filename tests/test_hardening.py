@@ -250,7 +250,7 @@ def test_a_full_disk_under_the_catalog_is_storage_unavailable(cli, tmp_path, mon
         raise sqlite3.OperationalError("database or disk is full")
 
     with monkeypatch.context() as patched:
-        patched.setattr(Catalog, "save_conversations", full)
+        patched.setattr(Catalog, "apply_registration", full)
         # Published to the store, the registration is done; the catalog catches up later.
         result = cli("conversations", "scan", FIXTURES / "conversations")
         assert result.stderr == (

@@ -118,7 +118,7 @@ def test_global_json_and_completion_options_mean_what_they_say(cli):
     assert cli.json("conversations", "list") == orjson.loads(cli("conversations", "--json", "list").stdout)
     result = cli("--install-completion", "zsh", code=2)
     assert "--install-completion takes no shell: it is for the shell it runs in (run it from zsh)" in result.stderr
-    assert cli("--version").stdout == "trainfiles 0.2.0\n"
+    assert cli("--version").stdout == "trainfiles 0.3.0\n"
 
 
 def test_restore_keeps_the_current_name_and_description_unless_asked(registered):

@@ -189,6 +189,29 @@ def _hostile_sources(w):
     return rec
 
 
+def _registered_outside(w):
+    """Another writer's registrations of two conversations at hostile paths, then a version
+    whose members they are: nothing is read there unless this machine registered it."""
+    taken = {"00000000-0000-4000-8000-0000000000a1": f"{w.http}/enriched.json"}
+    taken["00000000-0000-4000-8000-0000000000a2"] = str(w.victim / "secret.json")
+    registration = {
+        "format": records.REGISTRATION,
+        "sequence": len(w.good) + 1,
+        "created_at": "2025-12-02T00:00:00Z",
+        "created_by": "mallory",
+        "source": "elsewhere",
+        "conversations": [
+            {"conversation_id": cid, "enrichment_status": "completed", "enriched_file_path": path}
+            for cid, path in taken.items()
+        ],
+    }
+    w.store.put(w.next_key, orjson.dumps(registration))
+    rec = w.record(sequence=len(w.good) + 2)
+    for member, (cid, path) in zip(rec["members"], taken.items()):
+        member.update(conversation_id=cid, source_path=path)
+    w.store.put(records.record_name(len(w.good) + 2), orjson.dumps(rec))
+
+
 def _fifo(key):
     def make(w):
         os.mkfifo(w.store.root / key)
@@ -261,6 +284,7 @@ VARIANTS = {
     "a version too large to hold": _bad(lambda w: w.record(version=2**63, parent=2**63 - 1)),
     "a link to a record outside": lambda w: _link_record(w),
     "sources outside": _bad(_hostile_sources),
+    "sources outside, registered by another": _registered_outside,
     "objects under _log/ that are no records": _strays,
     "current.json far ahead": _marker_ahead,
     "record a FIFO": _fifo_record,
@@ -280,7 +304,7 @@ LOCAL_ONLY = {
 BAD_RECORDS = {
     name
     for name in VARIANTS
-    if "folder a link" not in name and not name.startswith(("current", "objects")) and name != "sources outside"
+    if "folder a link" not in name and not name.startswith(("current", "objects", "sources outside"))
 }
 # Variants after which no change can be written (a writer refuses to write through the link).
 READ_ONLY = {"log folder a link"}

@@ -1,13 +1,19 @@
-"""A store a team shares: nothing made by mistake, pipeline steps that can run again, only
-stores that can commit atomically, and download copies repaired by whoever finds them behind."""
+"""A store a team shares: registrations that every machine sees, a protocol that says which
+trainfiles can read and write it, nothing made by mistake, pipeline steps that can run again,
+only stores that can commit atomically, and download copies repaired by whoever finds them
+behind."""
+
+import shutil
 
 import orjson
+import pytest
 
+from trainfiles.core import records
 from trainfiles.errors import StorageUnavailable
 from trainfiles.store import commits
 
 import generate
-from conftest import FIXTURES
+from conftest import FIXTURES, SOURCES
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]
 
@@ -30,6 +36,9 @@ def test_a_store_that_is_not_there_is_said_so_and_nothing_is_made(cli, tmp_path)
 
 def test_the_first_write_starts_a_store_and_says_so(cli, tmp_path):
     cli("conversations", "scan", FIXTURES / "conversations")
+    registered = tmp_path / "registered-store"
+    said = cli("--store", registered, "conversations", "scan", FIXTURES / "conversations")
+    assert said.stderr == f"new store at {registered}\n"
     new = tmp_path / "new-store"
     result = cli("--store", new, "create", "--name", "dec", "--id", A[0])
     assert result.stderr == f"new store at {new}\n"
@@ -80,3 +89,85 @@ def test_download_copies_left_behind_by_their_writer_are_repaired_by_its_next_co
     cli("list")  # the same machine, the next command
     assert orjson.loads(marker.read_bytes())["version"] == 2
     assert cli.json("verify")["ok"]
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def sources(request) -> str:
+    """Where the fixture conversations are read from: a local folder, or the live S3 server
+    (whose fixture also makes the store an S3 one)."""
+    if request.param == "local":
+        return str(FIXTURES)
+    request.getfixturevalue("s3")
+    return SOURCES
+
+
+def test_every_machine_sees_every_registration(cli, sources, tmp_path):
+    b = ("--catalog", tmp_path / "b.db")  # another machine: a catalog of its own, the same store
+    imported = cli.json("conversations", "import", f"{sources}/manifest.csv")
+    scanned = cli.json("conversations", "scan", f"{sources}/conversations")
+    assert (imported["registered"], scanned["registered"], scanned["updated"]) == (12, 1, 12)
+    registered = cli.json("conversations", "list")
+    assert len(registered) == 13 and cli.json(*b, "conversations", "list") == registered
+    # B creates and adds from A's registrations, reading the sources they name; A sees B's versions.
+    made = cli.json(*b, "create", "--name", "dec", "--batch", generate.BATCH_A)
+    assert made["conversation_count"] == 8
+    grown = cli.json(*b, "add", "dec", "--batch", generate.BATCH_B, "--skip-invalid")
+    assert cli.json("show", "dec") == cli.json(*b, "show", "dec") and grown["version"] == 2
+    # A scan that registers nothing new publishes nothing.
+    log = len(cli.json("log", "dec"))
+    assert cli.json(*b, "conversations", "scan", f"{sources}/conversations")["registered"] == 0
+    assert len(cli.json("log", "dec")) == log and cli.json("conversations", "list") == registered
+
+
+def test_a_conversation_registered_at_another_path_is_said_moved_everywhere(cli, tmp_path):
+    cli("conversations", "scan", FIXTURES / "conversations")
+    old = next(p for p in (FIXTURES / "conversations").rglob("enriched.json") if A[0] in str(p))
+    new = tmp_path / "moved" / A[0] / "enriched.json"
+    new.parent.mkdir(parents=True)
+    shutil.copy(old, new)
+    b = ("--catalog", tmp_path / "b.db")
+    said = cli(*b, "conversations", "scan", tmp_path / "moved")
+    assert said.stdout == f"registered 0, updated 1, invalid 0\n  moved {A[0]}: from {old} to {new}\n"
+    assert cli.json("conversations", "show", A[0])["enriched_file_path"] == str(new)
+
+
+def test_a_store_says_which_trainfiles_can_read_and_write_it(cli, tmp_path):
+    store = tmp_path / "store"
+    cli("conversations", "scan", FIXTURES / "conversations")
+    protocol = orjson.loads((store / "_protocol.json").read_bytes())
+    assert protocol == {
+        "format": "trainfiles.protocol/1",
+        "reader_version": records.READER_VERSION,
+        "writer_version": records.WRITER_VERSION,
+        "created_at": "2025-12-01T00:00:00Z",
+        "created_by": "alice",
+    }
+    cli("create", "--name", "dec", "--id", A[0])
+    # A newer writer's store: this trainfiles reads it, and changes nothing.
+    newer = tmp_path / "newer"
+    shutil.copytree(store, newer)
+    (newer / "_protocol.json").write_bytes(orjson.dumps({**protocol, "writer_version": 3}))
+    fresh = ("--catalog", tmp_path / "fresh.db", "--store", newer)
+    assert [f["name"] for f in cli.json(*fresh, "list")] == ["dec"]
+    refused = cli(*fresh, "add", "dec", "--id", A[1], code=6)
+    assert refused.stderr == (
+        f"Error: {newer} needs a trainfiles that writes store format 3 (trainfiles 0.3.0 writes up to 2): "
+        "upgrade trainfiles to change this store\n"
+    )
+    # A newer reader's: nothing is read. (The object is written once: a machine reads it once.)
+    (newer / "_protocol.json").write_bytes(orjson.dumps({**protocol, "reader_version": 3, "writer_version": 3}))
+    for machine in (tmp_path / "other.db", tmp_path / "another.db"):
+        refused = cli("--catalog", machine, "--store", newer, "list", code=6)
+        assert refused.stderr == (
+            f"Error: {newer} needs a trainfiles that reads store format 3 (trainfiles 0.3.0 reads up to 2): "
+            "upgrade trainfiles to use this store\n"
+        )
+    # A later upgrade is a protocol record of the log: honoured from where it lands.
+    cli("create", "--name", "jan", "--id", A[1])
+    upgrade = {**protocol, "sequence": 4, "reader_version": 3, "writer_version": 3}
+    (store / "_log" / f"{4:020d}.json").write_bytes(orjson.dumps(upgrade))
+    assert cli("list", code=6).stderr.startswith(f"Error: {store} needs a trainfiles that reads store format 3 ")
+    # A protocol object that cannot be believed is named, and how to mend it said.
+    (newer / "_protocol.json").write_bytes(b"{not json")
+    refused = cli("--catalog", tmp_path / "third.db", "--store", newer, "list", code=6)
+    assert refused.stderr.startswith(f"Error: {newer / '_protocol.json'} cannot be believed (not JSON")

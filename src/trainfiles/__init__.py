@@ -3,7 +3,7 @@
 The library is `Trainfiles` (docs/python.md); the `trainfiles` command is a layer over the same code.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from trainfiles.api import Registration, Trainfiles, TrainingFile, Version
 from trainfiles.errors import (

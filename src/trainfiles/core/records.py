@@ -279,9 +279,10 @@ def member_problem(member: dict[str, Any]) -> str | None:
 
 def parse_protocol(data: bytes) -> dict[str, Any]:
     """The store's protocol object, checked; InvalidInput if it cannot be believed."""
+    if len(data) > MAX_TEXT:
+        raise InvalidInput(f"larger than {MAX_TEXT} bytes")
     try:
-        record = orjson.loads(data) if len(data) <= MAX_TEXT else None
-        _schema(PROTOCOL).validate_python(record)
+        record: dict[str, Any] = _schema(PROTOCOL).validate_python(orjson.loads(data))
         if "sequence" in record:
             raise ValueError("the protocol object has a sequence; a protocol record belongs in the log")
         _check_stamp(record["created_at"], "created_at")

@@ -9,7 +9,6 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,9 +18,11 @@ from trainfiles.store.members import after as members_after
 from trainfiles.store.migrations import migrations, sqlite_utils
 from trainfiles.store.rows import (
     MEMBER_FIELDS,
+    Changed,
     _changes,
     _conversation,
     _keys,
+    _standing,
     _stored,
     _version,
     _version_row,
@@ -127,11 +128,14 @@ class Catalog:
         return [_conversation(row) for row in self.db.query(sql, params)]
 
     def registered_paths(self, paths: list[str]) -> set[str]:
-        """Those of `paths` that a conversation registered here was read from."""
+        """Those of `paths` that a conversation this machine registered itself was read from."""
         found = set()
         for start in range(0, len(paths), 500):
             chunk = paths[start : start + 500]
-            sql = f"select enriched_file_path from conversations where enriched_file_path in ({','.join('?' * len(chunk))})"
+            sql = (
+                "select enriched_file_path from conversations where registered_here "
+                f"and enriched_file_path in ({','.join('?' * len(chunk))})"
+            )
             found.update(row[0] for row in self.db.execute(sql, chunk))
         return found
 
@@ -151,31 +155,36 @@ class Catalog:
             )
         ]
 
-    def save_conversations(self, rows: Iterable[dict], now: str, moved: list[dict] | None = None) -> tuple[int, int]:
-        """Insert or update conversation rows; returns (registered, updated). A conversation
-        whose source is now at another path is appended to `moved` (id, from, to).
+    def apply_registration(self, record: dict, here: bool) -> None:
+        """Apply a registration record (inside a write): register its conversations, or
+        update the columns they give. `here`: whether this machine published it.
 
         A row's `manifest_fields` names the columns it sets from a manifest. Values a
-        manifest set earlier are kept unless this row also comes from a manifest.
-        Unchanged rows are left alone and counted in neither. Rows go a batch at a time, so
-        the catalog's records held in memory are one batch's, whatever the count.
-        """
-        registered = updated = 0
-        rows = iter(rows)
-        while batch := list(islice(rows, SAVE_BATCH)):
-            new, changed = self._save_batch(batch, now, [] if moved is None else moved)
-            registered, updated = registered + new, updated + changed
-        return registered, updated
+        manifest set earlier are kept unless this row also comes from a manifest. Rows go a
+        batch at a time, so the catalog's records held in memory are one batch's."""
+        rows = record["conversations"]
+        for start in range(0, len(rows), SAVE_BATCH):
+            self._save_batch(rows[start : start + SAVE_BATCH], record["created_at"], here, record["sequence"])
 
-    def changed_conversations(self, rows: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
-        """Of `rows`, those new here and those that would change a registration, and the
-        conversations whose source would move (id, from, to): what a registration records."""
-        new, changed, moved = self._diff(rows)
-        return new, [row for row, _ in changed], moved
+    def changed_conversations(self, rows: list[dict]) -> "Changed":
+        """What registering `rows` changes, and the rows a registration record publishes for
+        it, in order: each new or changed one as given; one this store does not hold yet
+        (registered here before registrations were shared, or for another store) as it
+        stands here once `rows` are applied, so every machine ends with what this one has."""
+        new, changed, moved, unpublished = self._diff(rows)
+        existing = self._registered(row["conversation_id"] for row in [*unpublished, *(r for r, _ in changed)])
+        published = {row["conversation_id"]: row for row in new}
+        for row, changes in changed:
+            old = existing[row["conversation_id"]]
+            published[row["conversation_id"]] = row if old["source_record"] is not None else _standing(old, changes)
+        for row in unpublished:
+            published[row["conversation_id"]] = _standing(existing[row["conversation_id"]], {})
+        order = [row["conversation_id"] for row in rows if row["conversation_id"] in published]
+        return Changed([published[cid] for cid in order], len(new), len(changed), moved)
 
-    def _diff(self, rows: list[dict]) -> tuple[list[dict], list[tuple[dict, dict]], list[dict]]:
+    def _diff(self, rows: list[dict]) -> tuple[list[dict], list[tuple[dict, dict]], list[dict], list[dict]]:
         existing = self._registered(row["conversation_id"] for row in rows)
-        new, changed, moved = [], [], []
+        new, changed, moved, unpublished = [], [], [], []
         for row in rows:
             old = existing.get(row["conversation_id"])
             if old is None:
@@ -192,18 +201,24 @@ class Catalog:
                 )
             if changes:
                 changed.append((row, changes))
-        return new, changed, moved
+            elif old["source_record"] is None:
+                unpublished.append(row)
+        return new, changed, moved, unpublished
 
     def _registered(self, ids: Iterable[str]) -> dict[str, dict]:
-        """Registrations as `conversations` gives them, with their sources' sha256."""
+        """Registrations as `conversations` gives them, with their sources' sha256 and the
+        record of this store that last set them (None: none did)."""
         return {
-            row["conversation_id"]: {**_conversation(row), "source_sha256": row["source_sha256"]}
+            row["conversation_id"]: {
+                **_conversation(row),
+                "source_sha256": row["source_sha256"],
+                "source_record": row["source_record"],
+            }
             for row in self._conversation_rows(ids)
         }
 
-    def _save_batch(self, rows: list[dict], now: str, moved: list[dict]) -> tuple[int, int]:
-        new, changed, moves = self._diff(rows)
-        moved += moves
+    def _save_batch(self, rows: list[dict], now: str, here: bool, sequence: int) -> None:
+        new, changed, _, _ = self._diff(rows)
         table = self.db["conversations"]
         for row, changes in changed:
             table.update(row["conversation_id"], {**_stored(changes), "updated_at": now})
@@ -215,6 +230,10 @@ class Catalog:
             f"values ({', '.join('?' * (len(columns) + 2))})",
             ((*map(_stored(row).get, columns), now, now) for row in new),
         )
+        self.db.conn.executemany(
+            "update conversations set source_record = ?, registered_here = ? where conversation_id = ?",
+            ((sequence, here, row["conversation_id"]) for row in rows),
+        )
         self.db["batch_items"].insert_all(
             (
                 {"batch_job_id": row["batch_job_id"], "conversation_id": row["conversation_id"]}
@@ -224,7 +243,6 @@ class Catalog:
             ignore=True,
             batch_size=500,
         )
-        return len(new), len(changed)
 
     # Training files: the index of the store's commit log (commits.py)
 
@@ -235,10 +253,11 @@ class Catalog:
 
     def reset_index(self, store: str) -> None:
         """Forget every training file: the index is about to be rebuilt from `store`.
-        Registrations stay: those the store holds are applied again over them, and those
-        made before registrations were shared exist only here."""
+        Registrations stay, as not in this store: those it holds are applied again over
+        them, and the others the next scan or import here publishes."""
         for table in ("members", "versions", "files", "log_read", "bad_records"):
             self.db.execute(f"delete from {table}")
+        self.db.execute("update conversations set source_record = null")
         self.db["index_state"].upsert(
             {"id": 1, "store": store, "last_sequence": 0, "reader_version": None, "writer_version": None}, pk="id"
         )

@@ -33,7 +33,7 @@ def record_own(catalog: Catalog, record: dict) -> None:
     try:
         with catalog.write():
             if catalog.last_read() == record["sequence"] - 1:
-                _take(catalog, [record])
+                _take(catalog, [record], here=True)
     except (TrainfilesError, sqlite3.Error) as e:
         what = f"version {record['version']}" if "version" in record else "the registration"
         note(
@@ -85,14 +85,15 @@ def sync(catalog: Catalog, store: str) -> bool:
     return bool(new)
 
 
-def _take(catalog: Catalog, read: list[dict | BadRecord]) -> list[dict]:
-    """Apply records read, in sequence order (inside a write); returns the commit records."""
+def _take(catalog: Catalog, read: list[dict | BadRecord], here: bool = False) -> list[dict]:
+    """Apply records read, in sequence order (inside a write); returns the commit records.
+    `here`: records this machine published itself."""
     good = [r for r in read if isinstance(r, dict) and r["format"] == COMMIT]
     catalog.flag([r for r in read if isinstance(r, BadRecord)] + catalog.apply(good))
     catalog.set_aside([s for r in read if isinstance(r, dict) and r["format"] == REPAIR for s in r["set_aside"]])
     for r in read:
         if isinstance(r, dict) and r["format"] == REGISTRATION:
-            catalog.save_conversations(r["conversations"], r["created_at"])
+            catalog.apply_registration(r, here)
     catalog.mark_read([_sequence(r) for r in read])
     return good
 

@@ -261,7 +261,12 @@ def m006_profile_set(db: Database) -> None:
 @migrations()
 def m007_shared_registrations(db: Database) -> None:
     # The store's protocol versions, once read (its object is written once: never asked for
-    # again); the sha256 of each registered source, which registration records carry.
+    # again); the sha256 of each registered source, which registration records carry; the
+    # record of the store that last set a registration (none yet: the next scan or import
+    # publishes it); and whether this machine registered the conversation at its path
+    # itself (others' registrations are their word: `verify --sources` does not read there).
     db["index_state"].add_column("reader_version", int)
     db["index_state"].add_column("writer_version", int)
     db["conversations"].add_column("source_sha256", str)
+    db["conversations"].add_column("source_record", int)
+    db["conversations"].add_column("registered_here", bool, not_null_default=True)

@@ -26,21 +26,20 @@ def publish(settings: Settings, catalog: Catalog, rows: Iterable[dict], source: 
 
         def attempt(lost: dict | None, chunk: list[dict] = chunk, counts: dict = counts) -> dict | None:
             # On the state the index has now: after a lost race, others may have registered some.
-            new, changed, moved = catalog.changed_conversations(chunk)
-            if not new and not changed:
+            change = catalog.changed_conversations(chunk)
+            if not change.published:
                 return None
-            wanted = {row["conversation_id"] for row in new + changed}
             record = {
                 "format": records.REGISTRATION,
                 "sequence": None,
                 "created_at": clock.stamp(),
                 "created_by": settings.user,
                 "source": storage.redact(source),
-                "conversations": [row for row in chunk if row["conversation_id"] in wanted],
+                "conversations": change.published,
             }
             records.check_own_registration(record)
             protocol.ensure(catalog, store, settings.user)
-            counts.update(registered=len(new), updated=len(changed), moved=moved)
+            counts.update(registered=change.registered, updated=change.updated, moved=change.moved)
             return record
 
         def landed() -> int:

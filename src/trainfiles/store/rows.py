@@ -2,6 +2,7 @@
 table keeps, in one place."""
 
 import json
+from typing import NamedTuple
 
 from trainfiles.core.vocabulary import CONVERSATION_FIELDS
 
@@ -153,4 +154,22 @@ def _changes(old: dict, row: dict) -> dict:
 def _stored(row: dict) -> dict:
     if "manifest_fields" in row:
         return {**row, "manifest_fields": json.dumps(sorted(row["manifest_fields"]))}
+    return row
+
+
+class Changed(NamedTuple):
+    """What registering rows would change (`Catalog.changed_conversations`)."""
+
+    published: list[dict]
+    registered: int
+    updated: int
+    moved: list[dict]
+
+
+def _standing(old: dict, changes: dict) -> dict:
+    """A registration as it stands here with `changes` applied, as a record holds it."""
+    row = {k: v for k, v in old.items() if k != "source_record"}
+    row.update(changes)
+    if not row["manifest_fields"]:
+        del row["manifest_fields"]
     return row
