@@ -66,14 +66,16 @@ def test_scan_and_import_read_sources_from_s3(s3, cli, tmp_path):
     assert scanned == {"moved": [], "registered": 13, "updated": 0, "invalid": []}
     assert_paths_on_s3(cli.json("conversations", "list"))
     # The same answer as scanning the local copy, with S3 URLs for paths.
-    local = cli.json("--catalog", tmp_path / "local.db", "conversations", "scan", FIXTURES / "bad")
+    local = cli.json(
+        "--catalog", tmp_path / "local.db", "--store", tmp_path / "local", "conversations", "scan", FIXTURES / "bad"
+    )
     expected = orjson.loads(orjson.dumps(local).replace(str(FIXTURES).encode(), SOURCES.encode()))
     assert cli.json("conversations", "scan", f"{SOURCES}/bad") == expected
     assert (
         cli("conversations", "scan", f"{SOURCES}/none", code=4).stderr == f"Error: nothing to scan at {SOURCES}/none\n"
     )
     # A manifest on local disk whose relative paths are under an S3 base.
-    fresh = ("--catalog", tmp_path / "fresh.db")
+    fresh = ("--catalog", tmp_path / "fresh.db", "--store", f"{STORE}-fresh")
     imported = cli.json(*fresh, "conversations", "import", FIXTURES / "manifest.csv", "--base", SOURCES)
     assert imported == {
         "missing_sources": [],
@@ -104,8 +106,9 @@ def test_an_s3_scan_reads_files_while_it_lists_them(s3, cli, server, monkeypatch
     monkeypatch.setattr(storage.s3, "LIST_PAGE", 3)
     monkeypatch.setattr(storage.reading, "READ_CONCURRENCY", 2)
     seen: list[str] = []
-    server.fault = lambda environ: seen.append(
-        "list" if "list-type=2" in environ["QUERY_STRING"] else environ["REQUEST_METHOD"]
+    server.fault = lambda environ: (
+        environ["PATH_INFO"].startswith("/sources")
+        and seen.append("list" if "list-type=2" in environ["QUERY_STRING"] else environ["REQUEST_METHOD"])
     )
     scanned = cli.json("conversations", "scan", f"{SOURCES}/conversations")
     assert scanned == {"moved": [], "registered": 13, "updated": 0, "invalid": []}
@@ -144,7 +147,8 @@ def test_every_command_on_an_s3_store_matches_a_local_store(registered, s3, tmp_
     # The store's layout (docs/store.md): the log, each version's outputs, the download copies.
     assert sorted(re.sub(r"/(\d{6})-[0-9a-f]{12}/", r"/\1-TOKEN/", key) for key in s3.find("trainfiles")) == sorted(
         [
-            *(f"trainfiles/store/_log/{n:020d}.json" for n in (1, 2, 3)),
+            "trainfiles/store/_protocol.json",
+            *(f"trainfiles/store/_log/{n:020d}.json" for n in (1, 2, 3, 4, 5)),  # 2 registrations first
             f"trainfiles/store/{rec['id']}/current.json",
             f"trainfiles/store/{rec['id']}/training.json",
             f"trainfiles/store/{rec['id']}/training.jsonl",
@@ -193,7 +197,8 @@ def test_sources_are_read_with_one_listing_and_one_get_each(registered, server, 
     folders = (FIXTURES / "conversations" / generate.USER_ID).iterdir()
     sources = sorted(("GET", source_url(folder.name).removeprefix("s3:/")) for folder in folders)
     assert requests[0] == ("GET", "/sources")  # one listing for 13 folders
-    assert sorted(requests[1:]) == sources  # then one GET each, no HEAD
+    assert sorted(requests[1:14]) == sources  # then one GET each, no HEAD
+    assert requests[14:] == [("GET", "/trainfiles")]  # the store's log listed; nothing new, nothing written
     assert sum(advanced) == 13
     requests.clear()
     rec = registered.json("create", "--name", "a", "--batch", generate.BATCH_A)
@@ -207,7 +212,10 @@ def test_sources_are_read_with_one_listing_and_one_get_each(registered, server, 
         ("PUT", f"{folder}/versions/000001-TOKEN/training.jsonl"),
     ]
     assert tokens[2:] == [
-        ("PUT", "/trainfiles/store/_log/00000000000000000001.json"),  # 2. the commit, put-if-absent
+        (
+            "PUT",
+            "/trainfiles/store/_log/00000000000000000003.json",
+        ),  # 2. the commit, put-if-absent (after 2 registrations)
         ("GET", f"{folder}/current.json"),  # 3. download copies (server-side), then their marker
         ("PUT", f"{folder}/training.json"),
         ("PUT", f"{folder}/training.jsonl"),
@@ -228,7 +236,7 @@ def test_sources_are_read_with_one_listing_and_one_get_each(registered, server, 
         ("PUT", f"{staged}training.jsonl"),
     ]
     assert requests[7:] == [
-        ("PUT", "/trainfiles/store/_log/00000000000000000002.json"),
+        ("PUT", "/trainfiles/store/_log/00000000000000000004.json"),
         ("GET", f"{folder}/current.json"),
         ("PUT", f"{folder}/training.json"),
         ("PUT", f"{folder}/training.jsonl"),
