@@ -6,7 +6,7 @@ import sqlite3
 import orjson
 import pytest
 
-from trainfiles.store.catalog import SAVE_BATCH
+from trainfiles.store.registry import SAVE_BATCH
 from trainfiles.usecases.conversations import NO_ID
 
 import generate
@@ -64,7 +64,7 @@ def test_scan_registers_every_fixture_with_derived_values(cli, spill):
 def test_scan_is_idempotent_and_counts_updates(cli, tmp_path, monkeypatch, batch):
     """With the catalog written SAVE_BATCH rows at a time, and two at a time (as a scan of
     many thousand files is written in several batches)."""
-    monkeypatch.setattr("trainfiles.store.catalog.SAVE_BATCH", batch)
+    monkeypatch.setattr("trainfiles.store.registry.SAVE_BATCH", batch)
     folder = tmp_path / "src"
     shutil.copytree(FIXTURES / "conversations", folder)
     assert cli.json("conversations", "scan", folder) == {"moved": [], "registered": 13, "updated": 0, "invalid": []}

@@ -84,7 +84,7 @@ class World:
 
     @property
     def commits(self) -> list[dict]:
-        return [r for r in self.good if r["format"] == records.COMMIT]
+        return [r for r in self.good if r["format"] in records.COMMITS]
 
     def record(self, template: int = 1, **changes) -> dict:
         """A copy of good commit record `template` (0-based) as the next record, with `changes`."""
@@ -183,7 +183,7 @@ def _duplicate_name(w):
 
 
 def _hostile_sources(w):
-    rec = w.record()
+    rec = w.record(0, operation="restore", restored_from=1)  # a record that holds every member
     rec["members"][0]["source_path"] = f"{w.http}/enriched.json"
     rec["members"][1]["source_path"] = str(w.victim / "secret.json")
     return rec
@@ -206,7 +206,7 @@ def _registered_outside(w):
         ],
     }
     w.store.put(w.next_key, orjson.dumps(registration))
-    rec = w.record(sequence=len(w.good) + 2)
+    rec = w.record(0, sequence=len(w.good) + 2, operation="restore", restored_from=1)
     for member, (cid, path) in zip(rec["members"], taken.items()):
         member.update(conversation_id=cid, source_path=path)
     w.store.put(records.record_name(len(w.good) + 2), orjson.dumps(rec))

@@ -14,6 +14,8 @@ import pytest
 
 from trainfiles.core import builder
 from trainfiles.storage import filecopy
+from trainfiles.store import commits
+from trainfiles.store.catalog import Catalog
 from trainfiles.store.members import Members
 
 import generate
@@ -518,19 +520,29 @@ def test_a_store_emptied_under_the_same_name_is_indexed_again(cli, tmp_path):
 
 def test_commit_records_are_what_orjson_writes_for_them(cli, tmp_path):
     # Members are streamed into a record from their spool; the record must read back as the
-    # same bytes orjson writes for the whole object, with statistics over exactly its members.
+    # same bytes orjson writes for the whole object. A record holds what changed (commit/2):
+    # every member for a create, those added for an add, none otherwise; each version's
+    # members, rebuilt from them, make exactly its statistics.
     cli("conversations", "scan", FIXTURES / "conversations")
-    cli("create", "--name", "dec", "--id", A[0], "--id", A[1])
+    made = cli.json("create", "--name", "dec", "--id", A[0], "--id", A[1])
     cli("add", "dec", "--id", A[2], "--id", A[3])
     cli("remove", "dec", "--id", A[0])
     cli("archive", "dec")
     raws = [p.read_bytes() for p in sorted((tmp_path / "store" / "_log").iterdir())][1:]  # after the registration
     records = [orjson.loads(raw) for raw in raws]
     assert [raw == orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for raw, r in zip(raws, records)] == [True] * 4
-    assert [[m["conversation_id"] for m in r["members"]] for r in records] == [A[:2], A[:4], A[1:4], A[1:4]]
-    assert [r["statistics"] == builder.statistics(r["members"]) for r in records] == [True] * 4
-    assert [m["added_at"] for m in records[1]["members"]] == ["2025-12-01T00:00:00Z"] * 2 + ["2025-12-01T00:00:01Z"] * 2
-    assert {m["added_by"] for r in records for m in r["members"]} == {"alice"}
+    assert {r["format"] for r in records} == {"trainfiles.commit/2"}
+    held = [[m["conversation_id"] for m in r.get("members", r.get("members_added", []))] for r in records]
+    assert held == [A[:2], A[2:4], [], []]
+    assert [("members" in r, "members_added" in r) for r in records] == [(True, False), (False, True)] + [
+        (False, False)
+    ] * 2
+    versions = Catalog(str(tmp_path / "catalog.db")).versions(made["id"])
+    states = [commits.read_version(str(tmp_path / "store"), versions, n) for n in (1, 2, 3, 4)]
+    assert [[m["conversation_id"] for m in r["members"]] for r in states] == [A[:2], A[:4], A[1:4], A[1:4]]
+    assert [r["statistics"] == builder.statistics(r["members"]) for r in states] == [True] * 4
+    assert [m["added_at"] for m in states[1]["members"]] == ["2025-12-01T00:00:00Z"] * 2 + ["2025-12-01T00:00:01Z"] * 2
+    assert {m["added_by"] for r in states for m in r["members"]} == {"alice"}
 
 
 def test_members_stream_as_the_json_list_they_are():

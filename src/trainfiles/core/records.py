@@ -21,14 +21,16 @@ from trainfiles.core import enriched
 from trainfiles.core.text import refuse_hidden_characters
 from trainfiles.errors import InvalidInput
 
-COMMIT = "trainfiles.commit/1"
+COMMIT = "trainfiles.commit/1"  # every member of the version
+CHANGE = "trainfiles.commit/2"  # what changed since the parent (docs/store.md)
+COMMITS = (COMMIT, CHANGE)
 REPAIR = "trainfiles.repair/1"
 REGISTRATION = "trainfiles.registration/1"
 PROTOCOL = "trainfiles.protocol/1"
-FORMATS = (COMMIT, REPAIR, REGISTRATION, PROTOCOL)
+FORMATS = (COMMIT, CHANGE, REPAIR, REGISTRATION, PROTOCOL)
 # The store protocol this trainfiles reads and writes (docs/store.md, "Versions"): 1 is a
-# log of commit and repair records (a store without a protocol object); 2 adds registration
-# records and the protocol object.
+# log of commit and repair records (a store without a protocol object); 2 adds the protocol
+# object, registration records and commit records of what changed (commit/2).
 READER_VERSION = 2
 WRITER_VERSION = 2
 PER_REGISTRATION = 5_000  # conversations a registration record holds at most (about 3 MB)
@@ -40,6 +42,7 @@ MAX_BYTES = 64 * 1024 * 1024
 MAX_TEXT = 4096  # any one string but the description and the profile's
 MAX_DESCRIPTION = 100_000
 OPERATIONS = ("create", "add", "remove", "archive", "unarchive", "rename", "describe", "restore", "migrate")
+WHOLE = ("create", "restore", "migrate")  # a commit/2 of these holds every member; others what changed
 KINDS = ("json", "jsonl")
 # Years a timestamp may name: one second can always be added to the last (clock.stamp_after).
 YEARS = (1970, 9998)
@@ -134,6 +137,29 @@ class Commit(TypedDict):
     outputs: Outputs
 
 
+class Change(TypedDict):
+    """A commit/2 record: a commit/1's keys, its members those of its parent without
+    `removed`, then `members_added` (an add); `members` itself for WHOLE operations."""
+
+    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    format: Literal["trainfiles.commit/2"]
+    sequence: Number
+    file_id: Uuid
+    version: Number
+    parent: Number | None
+    operation: Literal[OPERATIONS]  # type: ignore[valid-type]
+    created_at: Stamp
+    created_by: Text
+    added: list[Uuid]
+    removed: list[Uuid]
+    restored_from: Number | None
+    file: File
+    statistics: Statistics
+    members: NotRequired[list[Member]]
+    members_added: NotRequired[list[Member]]
+    outputs: Outputs
+
+
 class Repair(TypedDict):
     __pydantic_config__ = _STRICT  # type: ignore[misc]
     format: Literal["trainfiles.repair/1"]
@@ -197,7 +223,14 @@ class Protocol(TypedDict):
 def _schema(name: str) -> TypeAdapter[Any]:
     """A validator, built the first time it is needed (building them all takes 0.1 s, which
     a command that reads no record, such as most `list`s, need not pay)."""
-    kinds = {COMMIT: Commit, REPAIR: Repair, REGISTRATION: Registration, PROTOCOL: Protocol, "member": Member}
+    kinds = {
+        COMMIT: Commit,
+        CHANGE: Change,
+        REPAIR: Repair,
+        REGISTRATION: Registration,
+        PROTOCOL: Protocol,
+        "member": Member,
+    }
     return TypeAdapter(kinds[name])
 
 
@@ -236,7 +269,7 @@ def parse(sequence: int, data: bytes) -> dict[str, Any]:
         _schema(fmt).validate_python(record)
         if record.get("sequence") != sequence:  # a protocol record may lack it: the object's form
             raise ValueError(f"its sequence says {record.get('sequence')}")
-        if fmt == COMMIT:
+        if fmt in COMMITS:
             _check_commit(record, data)
             return record
         _check_stamp(record["created_at"], "created_at")
@@ -257,9 +290,16 @@ def check_own(record: dict[str, Any]) -> None:
     believed by a reader (a description or user name too long for it, say): checked as
     `parse` checks one read, but for its members, which `member_problem` checked as each
     was gathered (they may be a spool of 100,000)."""
-    head = {**record, "sequence": 1, "members": [], "statistics": {**record["statistics"], "total_conversations": 0}}
+    head = {**record, "sequence": 1}
+    for key in ("members", "members_added"):
+        if key in head:
+            head[key] = []
+    if "members" in head:
+        head["statistics"] = {**record["statistics"], "total_conversations": 0}
+    if "members_added" in head:
+        head["added"] = []
     try:
-        _schema(COMMIT).validate_python(head)
+        _schema(record["format"]).validate_python(head)
         _check_commit(head, b"")
     except ValidationError as e:
         raise InvalidInput(f"the store's readers would refuse this change: {_first_errors(e)}") from None
@@ -324,11 +364,13 @@ def _check_commit(record: dict[str, Any], data: bytes) -> None:
         key = record["outputs"][kind]["key"]
         if not re.fullmatch(rf"{file_id}/versions/\d{{6}}-[0-9a-f]{{12}}/training\.{kind}", key):
             raise ValueError(f"output key {key[:200]!r} is not under {file_id}/versions/")
-    if record["statistics"]["total_conversations"] != len(record["members"]):
+    if record["format"] == CHANGE:
+        _check_change(record)
+    if "members" in record and record["statistics"]["total_conversations"] != len(record["members"]):
         raise ValueError(
             f"{len(record['members'])} members for total_conversations {record['statistics']['total_conversations']}"
         )
-    ids = [m["conversation_id"] for m in record["members"]]
+    ids = [m["conversation_id"] for m in record.get("members", record.get("members_added", []))]
     if len(set(ids)) != len(ids):
         raise ValueError("a conversation is a member twice")
     for where, stamp in (
@@ -342,6 +384,18 @@ def _check_commit(record: dict[str, Any], data: bytes) -> None:
     if name != name.strip() or enriched.UUID_RE.fullmatch(name):
         raise ValueError(f"file.name {name[:80]!r} is not a name trainfiles gives")
     enriched.check_depth(data, record)  # the profile must be writable again
+
+
+def _check_change(record: dict[str, Any]) -> None:
+    """A commit/2 holds every member for WHOLE operations, those it added for an add (the ids
+    `added` names, in order), and no member otherwise."""
+    operation = record["operation"]
+    if (operation in WHOLE) != ("members" in record):
+        raise ValueError(f"a commit/2 {operation} {'lacks' if operation in WHOLE else 'has'} members")
+    if ("members_added" in record) != (operation == "add"):
+        raise ValueError(f"a commit/2 {operation} {'lacks' if operation == 'add' else 'has'} members_added")
+    if operation == "add" and [m["conversation_id"] for m in record["members_added"]] != record["added"]:
+        raise ValueError("members_added are not the conversations `added` names")
 
 
 def _check_stamp(value: str, where: str) -> None:

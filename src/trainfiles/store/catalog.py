@@ -1,4 +1,5 @@
-"""The SQLite catalog: conversations, batches, training files and their members.
+"""The SQLite catalog: training files and their members, as the index of the store's log,
+and the registrations of conversations (registry.py).
 
 One small interface over sqlite-utils. Migrations run when the catalog opens, so an old
 and a new catalog behave the same. Write transactions start with `BEGIN IMMEDIATE`: a
@@ -12,18 +13,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainfiles.core.vocabulary import CONVERSATION_FIELDS
 from trainfiles.errors import StorageUnavailable
 from trainfiles.store.members import after as members_after
 from trainfiles.store.migrations import migrations, sqlite_utils
+from trainfiles.store.registry import Registrations, _ids_starting
 from trainfiles.store.rows import (
     MEMBER_FIELDS,
-    Changed,
-    _changes,
-    _conversation,
     _keys,
-    _standing,
-    _stored,
     _version,
     _version_row,
     file_row,
@@ -34,17 +30,10 @@ if TYPE_CHECKING:
     from trainfiles.core.records import BadRecord
 
 
-SAVE_BATCH = 5000  # conversation rows compared with the catalog's and written at a time
-
-
 BUSY_TIMEOUT_MS = 30_000
 
 
-# By instant, not by text: "10:07:00.5Z" sorts before "10:07:00Z" as text.
-IN_TIME_ORDER = "julianday(c.created_at), c.created_at, c.conversation_id"
-
-
-class Catalog:
+class Catalog(Registrations):
     """A catalog file, created if missing and migrated to the current schema on open.
 
     A missing catalog is no loss: registrations start empty and training files are
@@ -80,169 +69,6 @@ class Catalog:
             self.db.rollback()
             raise
         self.db.commit()
-
-    # Conversations
-
-    def conversations(self, ids: Iterable[str]) -> dict[str, dict]:
-        """The records of the given conversation ids that exist, by id."""
-        return {row["conversation_id"]: _conversation(row) for row in self._conversation_rows(ids)}
-
-    def _conversation_rows(self, ids: Iterable[str]) -> Iterator[dict]:
-        ids = list(ids)
-        # SQLite caps bound parameters; chunk so a request of any size works.
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            yield from self.db.query(f"select * from conversations where conversation_id in ({marks})", chunk)
-
-    def locations(self, ids: list[str]) -> dict[str, tuple[str, str | None]]:
-        """(enrichment status, enriched file path) of the given ids that exist: what a large
-        create needs of every conversation before it reads any (whole records come a window
-        at a time)."""
-        found = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                (cid, (status, path))
-                for cid, status, path in self.db.execute(
-                    f"select conversation_id, enrichment_status, enriched_file_path from conversations where conversation_id in ({marks})",
-                    chunk,
-                )
-            )
-        return found
-
-    def list_conversations(self, status: str | None = None, batch: str | None = None) -> list[dict]:
-        """Conversation records, filtered by status and batch, in created_at, id order."""
-        where, params = [], []
-        if status:
-            where.append("c.enrichment_status = ?")
-            params.append(status)
-        if batch:
-            where.append("c.conversation_id in (select conversation_id from batch_items where batch_job_id = ?)")
-            params.append(batch)
-        sql = "select c.* from conversations c"
-        if where:
-            sql += " where " + " and ".join(where)
-        sql += f" order by {IN_TIME_ORDER}"
-        return [_conversation(row) for row in self.db.query(sql, params)]
-
-    def registered_paths(self, paths: list[str]) -> set[str]:
-        """Those of `paths` that a conversation this machine registered itself was read from."""
-        found = set()
-        for start in range(0, len(paths), 500):
-            chunk = paths[start : start + 500]
-            sql = (
-                "select enriched_file_path from conversations where registered_here "
-                f"and enriched_file_path in ({','.join('?' * len(chunk))})"
-            )
-            found.update(row[0] for row in self.db.execute(sql, chunk))
-        return found
-
-    def conversation_ids_starting(self, prefix: str) -> list[str]:
-        """Registered conversation ids that start with `prefix` (lower case)."""
-        return _ids_starting(self.db, "conversations", "conversation_id", prefix)
-
-    def batch_conversation_ids(self, batch: str) -> list[str]:
-        """The conversations of a generation batch, in created_at then id order."""
-        return [
-            row["conversation_id"]
-            for row in self.db.query(
-                "select c.conversation_id from batch_items b join conversations c"
-                " on c.conversation_id = b.conversation_id where b.batch_job_id = ?"
-                f" order by {IN_TIME_ORDER}",
-                [batch],
-            )
-        ]
-
-    def apply_registration(self, record: dict, here: bool) -> None:
-        """Apply a registration record (inside a write): register its conversations, or
-        update the columns they give. `here`: whether this machine published it.
-
-        A row's `manifest_fields` names the columns it sets from a manifest. Values a
-        manifest set earlier are kept unless this row also comes from a manifest. Rows go a
-        batch at a time, so the catalog's records held in memory are one batch's."""
-        rows = record["conversations"]
-        for start in range(0, len(rows), SAVE_BATCH):
-            self._save_batch(rows[start : start + SAVE_BATCH], record["created_at"], here, record["sequence"])
-
-    def changed_conversations(self, rows: list[dict]) -> "Changed":
-        """What registering `rows` changes, and the rows a registration record publishes for
-        it, in order: each new or changed one as given; one this store does not hold yet
-        (registered here before registrations were shared, or for another store) as it
-        stands here once `rows` are applied, so every machine ends with what this one has."""
-        new, changed, moved, unpublished = self._diff(rows)
-        existing = self._registered(row["conversation_id"] for row in [*unpublished, *(r for r, _ in changed)])
-        published = {row["conversation_id"]: row for row in new}
-        for row, changes in changed:
-            old = existing[row["conversation_id"]]
-            published[row["conversation_id"]] = row if old["source_record"] is not None else _standing(old, changes)
-        for row in unpublished:
-            published[row["conversation_id"]] = _standing(existing[row["conversation_id"]], {})
-        order = [row["conversation_id"] for row in rows if row["conversation_id"] in published]
-        return Changed([published[cid] for cid in order], len(new), len(changed), moved)
-
-    def _diff(self, rows: list[dict]) -> tuple[list[dict], list[tuple[dict, dict]], list[dict], list[dict]]:
-        existing = self._registered(row["conversation_id"] for row in rows)
-        new, changed, moved, unpublished = [], [], [], []
-        for row in rows:
-            old = existing.get(row["conversation_id"])
-            if old is None:
-                new.append(row)
-                continue
-            changes = _changes(old, row)
-            if "enriched_file_path" in changes and old["enriched_file_path"]:
-                moved.append(
-                    {
-                        "conversation_id": row["conversation_id"],
-                        "from": old["enriched_file_path"],
-                        "to": row["enriched_file_path"],
-                    }
-                )
-            if changes:
-                changed.append((row, changes))
-            elif old["source_record"] is None:
-                unpublished.append(row)
-        return new, changed, moved, unpublished
-
-    def _registered(self, ids: Iterable[str]) -> dict[str, dict]:
-        """Registrations as `conversations` gives them, with their sources' sha256 and the
-        record of this store that last set them (None: none did)."""
-        return {
-            row["conversation_id"]: {
-                **_conversation(row),
-                "source_sha256": row["source_sha256"],
-                "source_record": row["source_record"],
-            }
-            for row in self._conversation_rows(ids)
-        }
-
-    def _save_batch(self, rows: list[dict], now: str, here: bool, sequence: int) -> None:
-        new, changed, _, _ = self._diff(rows)
-        table = self.db["conversations"]
-        for row, changes in changed:
-            table.update(row["conversation_id"], {**_stored(changes), "updated_at": now})
-        # executemany inside the caller's transaction: sqlite-utils' insert_all spent a
-        # third of a large scan preparing values it can pass through as they are.
-        columns = [*CONVERSATION_FIELDS, "invalid_reason", "manifest_fields", "source_sha256"]
-        self.db.conn.executemany(
-            f"insert into conversations ({', '.join(columns)}, registered_at, updated_at) "
-            f"values ({', '.join('?' * (len(columns) + 2))})",
-            ((*map(_stored(row).get, columns), now, now) for row in new),
-        )
-        self.db.conn.executemany(
-            "update conversations set source_record = ?, registered_here = ? where conversation_id = ?",
-            ((sequence, here, row["conversation_id"]) for row in rows),
-        )
-        self.db["batch_items"].insert_all(
-            (
-                {"batch_job_id": row["batch_job_id"], "conversation_id": row["conversation_id"]}
-                for row in rows
-                if row.get("batch_job_id")
-            ),
-            ignore=True,
-            batch_size=500,
-        )
 
     # Training files: the index of the store's commit log (commits.py)
 
@@ -329,7 +155,7 @@ class Catalog:
         already gave, or a name another file holds (the earlier record wins)."""
         from trainfiles.core.records import BadRecord
 
-        refused, accepted, state = [], [], {}
+        refused, accepted, state, whole = [], [], {}, {}
         for r in records:
             file_id, name = r["file_id"], r["file"]["name"]
             if file_id not in state:
@@ -339,43 +165,71 @@ class Catalog:
                 row[0] for row in self.db.execute("select id from files where name = ?", [name]) if row[0] not in state
             }
             if r["version"] <= state[file_id][0]:
-                refused.append(
-                    BadRecord(
-                        r["sequence"],
-                        f"version {r['version']} of training file {file_id} is in an earlier record",
-                        file_id,
-                        _keys(r),
-                    )
-                )
+                reason = f"version {r['version']} of training file {file_id} is in an earlier record"
             elif holders - {file_id}:
-                refused.append(
-                    BadRecord(
-                        r["sequence"],
-                        f"name {name!r} is held by training file {min(holders - {file_id})} since an earlier record",
-                        file_id,
-                        _keys(r),
-                    )
-                )
+                reason = f"name {name!r} is held by training file {min(holders - {file_id})} since an earlier record"
             else:
-                accepted.append(r)
-                state[file_id] = (r["version"], name)
-        latest = {r["file_id"]: r for r in accepted}  # only a file's newest state needs its members written
-        for file_id, r in latest.items():
-            current = self.find_file(file_id)
-            self.db["files"].upsert(file_row(r), pk="id")
-            if current and r["parent"] == current["version"] and not r["removed"] and r["operation"] != "restore":
-                start = current["conversation_count"]  # the same members, then those it added
+                if "members" not in r and file_id in whole:  # the state a change applies to
+                    self._apply(whole.pop(file_id))
+                reason = None if "members" in r else self._change_problem(r, state[file_id][0])
+            if reason:
+                refused.append(BadRecord(r["sequence"], reason, file_id, _keys(r)))
+                continue
+            accepted.append(r)
+            state[file_id] = (r["version"], name)
+            if "members" in r:  # only a file's newest whole state needs its members written
+                whole[file_id] = r
             else:
-                self.db.execute("delete from members where file_id = ?", [file_id])
-                start = 0
-            self._insert_members(file_id, start, members_after(r["members"], start))
+                self._apply(r)
+        for r in whole.values():
+            self._apply(r)
         self.db["versions"].insert_all((_version_row(r) for r in accepted), ignore=True)
         return refused
 
-    def _insert_members(self, file_id: str, start: int, members: Iterable[dict]) -> None:
+    def _change_problem(self, r: dict, version: int) -> str | None:
+        """Why a commit/2 record cannot apply to the file as the index has it, if so."""
+        if r["parent"] != (version or None):
+            return f"it changes version {r['parent']} of training file {r['file_id']}, whose version is {version}"
+        ids = {
+            row[0] for row in self.db.execute("select conversation_id from members where file_id = ?", [r["file_id"]])
+        }
+        added = [m["conversation_id"] for m in r.get("members_added", [])]
+        if not set(r["removed"]) <= ids or ids & set(added):
+            return "it removes conversations that are not members, or adds members again"
+        if len(ids) - len(r["removed"]) + len(added) != r["statistics"]["total_conversations"]:
+            return "its members do not make statistics.total_conversations"
+        return None
+
+    def _apply(self, r: dict) -> None:
+        """One accepted record into the index: its file's row and members. A record holding
+        every member replaces them (or appends to them, when it extends the index's version);
+        a commit/2 change removes and appends."""
+        file_id = r["file_id"]
+        current = self.find_file(file_id)
+        self.db["files"].upsert(file_row(r), pk="id")  # first: members refer to it
+        if "members" in r:
+            skip = 0
+            if current and r["parent"] == current["version"] and not r["removed"] and r["operation"] != "restore":
+                skip = current["conversation_count"]  # the same members, then those it added
+            else:
+                self.db.execute("delete from members where file_id = ?", [file_id])
+            self._insert_members(file_id, members_after(r["members"], skip))
+        else:
+            for start in range(0, len(r["removed"]), 500):
+                gone = r["removed"][start : start + 500]
+                self.db.execute(
+                    f"delete from members where file_id = ? and conversation_id in ({','.join('?' * len(gone))})",
+                    [file_id, *gone],
+                )
+            self._insert_members(file_id, r.get("members_added", []))
+
+    def _insert_members(self, file_id: str, members: Iterable[dict]) -> None:
         # executemany, not insert_all: a file of 10,000 conversations is rewritten by every
         # command that indexes a new version of it, and sqlite-utils' per-value work was most
         # of an add's time.
+        (start,) = self.db.execute(
+            "select coalesce(max(position) + 1, 0) from members where file_id = ?", [file_id]
+        ).fetchone()
         columns = ("file_id", "position", *MEMBER_FIELDS)
         self.db.conn.executemany(
             f"insert into members ({', '.join(columns)}) values ({', '.join('?' * len(columns))})",
@@ -486,13 +340,3 @@ class Catalog:
             ("training_files", "id"),
         ):
             self.db.execute(f"delete from {table} where {column} = ?", [file_id])
-
-
-def _ids_starting(db: "sqlite_utils.Database", table: str, column: str, prefix: str) -> list[str]:
-    # A range on the primary key (ids are lower case): no LIKE escaping, uses the index.
-    return [
-        row[0]
-        for row in db.execute(
-            f"select {column} from {table} where {column} >= ? and {column} < ?", [prefix, prefix + "\uffff"]
-        )
-    ]

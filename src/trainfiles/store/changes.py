@@ -19,7 +19,7 @@ from trainfiles.errors import NotFound, TrainfilesError
 from trainfiles.settings import Settings
 from trainfiles.store import commits, index, outputs, protocol
 from trainfiles.store.catalog import Catalog
-from trainfiles.store.members import Members
+from trainfiles.store.members import Members, Tail
 from trainfiles.store.rows import outputs_of
 
 
@@ -61,7 +61,7 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
         now = clock.stamp_after(current["updated_at"]) if current else clock.stamp()
         draft = build(current, now)
         record = {
-            "format": commits.FORMAT,
+            "format": records.CHANGE,
             "sequence": None,
             "file_id": file_id,
             "version": version + 1,
@@ -74,7 +74,7 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
             "restored_from": draft.restored_from,
             "file": draft.file,
             "statistics": draft.members.statistics(),
-            "members": draft.members,  # streamed into the record from its spool
+            **_changed_members(draft),  # streamed into the record from its spool
             "outputs": draft.outputs,
         }
         if isinstance(draft.outputs, outputs.Composition):
@@ -121,6 +121,16 @@ def composition(file: dict, members: Members, body: list) -> outputs.Composition
     return outputs.Composition(
         builder.json_head(meta, file["consultant_profile"]), lambda rows: builder.jsonl_head(file["name"], rows), body
     )
+
+
+def _changed_members(draft: Draft) -> dict:
+    """What a commit/2 record holds of the members: all of them (create, restore, migrate),
+    those an add appended, or none (the parent's, less `removed`)."""
+    if draft.operation in records.WHOLE:
+        return {"members": draft.members}
+    if draft.operation == "add":
+        return {"members_added": Tail(draft.members, len(draft.members) - len(draft.added))}
+    return {}
 
 
 def parent(store: str, catalog: Catalog, row: dict, drop: frozenset[str] = frozenset()) -> outputs.Parent:

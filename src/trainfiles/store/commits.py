@@ -27,9 +27,8 @@ from trainfiles.core import records
 from trainfiles.core.records import BadRecord
 from trainfiles.errors import InvalidInput, NotFound, StorageUnavailable
 from trainfiles.faults import crash_point
-from trainfiles.store.members import Members
+from trainfiles.store.members import Members, Tail
 
-FORMAT = records.COMMIT
 LOG = "_log"
 KINDS = ("json", "jsonl")
 
@@ -165,16 +164,38 @@ def publish(store: str, record: dict) -> bool:
 def record_json(record: dict) -> Iterator[bytes]:
     """The record as orjson writes it, in chunks: members this process gathered are copied
     from their spool, line by line, never held together."""
-    members = record.get("members")
-    if not isinstance(members, Members):
+    spooled = [key for key, value in record.items() if isinstance(value, (Members, Tail))]
+    if not spooled:
         yield orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
         return
     keys = list(record)
-    at = keys.index("members")
-    yield orjson.dumps({k: record[k] for k in keys[:at]})[:-1] + b',"members":'
-    yield from members.json()
+    at = keys.index(spooled[0])
+    yield orjson.dumps({k: record[k] for k in keys[:at]})[:-1] + b',"' + keys[at].encode() + b'":'
+    yield from record[keys[at]].json()
     rest = {k: record[k] for k in keys[at + 1 :]}
     yield (b"," + orjson.dumps(rest)[1:] if rest else b"}") + b"\n"
+
+
+def read_version(store: str, versions: list[dict], number: int) -> dict:
+    """Version `number`'s record with every member in `members`. A commit/2 record holds
+    what changed since its parent: the records back to the nearest that holds every member
+    (a create, a restore, any commit/1) are read at once, then applied forward. `versions`:
+    the file's versions as the index has them (their sequences)."""
+    by_number = {v["version"]: v for v in versions}
+    first = number
+    while by_number[first]["operation"] not in records.WHOLE and first - 1 in by_number:
+        first -= 1
+    chain = read(store, [by_number[n]["sequence"] for n in range(first, number + 1)])
+    if bad := next((r for r in chain if isinstance(r, BadRecord)), None):
+        raise bad
+    whole = max(i for i, r in enumerate(chain) if "members" in r)
+    members = list(chain[whole]["members"])
+    for r in chain[whole + 1 :]:
+        gone = set(r["removed"])
+        members = [m for m in members if m["conversation_id"] not in gone] + r.get("members_added", [])
+    target = dict(chain[-1])
+    target.pop("members_added", None)
+    return {**target, "members": members}
 
 
 def commit(

@@ -12,7 +12,7 @@ as a new machine would, so every machine converges on the same state.
 import sqlite3
 
 from trainfiles import storage
-from trainfiles.core.records import COMMIT, REGISTRATION, REPAIR, BadRecord, record_name
+from trainfiles.core.records import COMMITS, REGISTRATION, REPAIR, BadRecord, record_name
 from trainfiles.errors import TrainfilesError, named
 from trainfiles.faults import crash_point
 from trainfiles.progress import bar, note
@@ -88,7 +88,7 @@ def sync(catalog: Catalog, store: str) -> bool:
 def _take(catalog: Catalog, read: list[dict | BadRecord], here: bool = False) -> list[dict]:
     """Apply records read, in sequence order (inside a write); returns the commit records.
     `here`: records this machine published itself."""
-    good = [r for r in read if isinstance(r, dict) and r["format"] == COMMIT]
+    good = [r for r in read if isinstance(r, dict) and r["format"] in COMMITS]
     catalog.flag([r for r in read if isinstance(r, BadRecord)] + catalog.apply(good))
     catalog.set_aside([s for r in read if isinstance(r, dict) and r["format"] == REPAIR for s in r["set_aside"]])
     for r in read:

@@ -60,12 +60,13 @@ class Members:
         """The members from the `start`-th on."""
         return (orjson.loads(line) for line in self.lines(start))
 
-    def json(self) -> Iterator[bytes]:
-        """The members as one compact JSON array, in chunks: what orjson writes for the list."""
+    def json(self, start: int = 0) -> Iterator[bytes]:
+        """The members (from the `start`-th on) as one compact JSON array, in chunks: what
+        orjson writes for the list."""
         yield b"["
         batch: list[bytes] = []
         first = True
-        for line in self.lines():
+        for line in self.lines(start):
             batch.append(line[:-1])
             if len(batch) == 1000:
                 yield (b"" if first else b",") + b",".join(batch)
@@ -73,6 +74,19 @@ class Members:
         if batch:
             yield (b"" if first else b",") + b",".join(batch)
         yield b"]"
+
+
+class Tail:
+    """The members of a spool from the `start`-th on: those a version added, for its record."""
+
+    def __init__(self, members: Members, start: int):
+        self.members, self.start = members, start
+
+    def __iter__(self) -> Iterator[dict]:
+        return self.members.after(self.start)
+
+    def json(self) -> Iterator[bytes]:
+        return self.members.json(self.start)
 
 
 def after(members: "Members | list[dict]", start: int) -> Iterable[dict]:

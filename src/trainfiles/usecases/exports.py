@@ -46,9 +46,10 @@ def _content(settings: Settings, version: dict, kind: str) -> Iterator[bytes]:
     sources."""
     url = storage.join(settings.store, version[f"{kind}_key"])
     if not storage.exists(url):
-        record = commits.read_one(settings.store, version["sequence"])
+        catalog = Catalog(settings.catalog)
+        record = commits.read_version(settings.store, catalog.versions(version["file_id"]), version["version"])
         with outputs.spool(settings.store, record["file_id"]) as spool:
-            yield from outputs.content(changes.from_sources(record, spool, Catalog(settings.catalog)), kind)
+            yield from outputs.content(changes.from_sources(record, spool, catalog), kind)
         return
     yield from outputs.verified(
         url, version[f"{kind}_sha256"], (storage.lines if kind == "jsonl" else storage.chunks)(url)
@@ -148,7 +149,9 @@ def _trainer_rows(
 ) -> Iterator[tuple[str, dict]]:
     metadata = None
     if with_metadata:
-        members = commits.read_one(settings.store, version["sequence"])["members"]
+        members = commits.read_version(settings.store, catalog.versions(version["file_id"]), version["version"])[
+            "members"
+        ]
         metadata = {m["conversation_id"]: {"quality_score": m["quality_score"]} for m in members}
     try:
         return trainer_formats.rows_by_conversation(_v4_rows(settings, version), fmt, mode, metadata, fit)
@@ -290,8 +293,8 @@ def check(
                 f"--rows applies to a training file or a brightrun-lora-v4 export: the rows of {path} are checked as written"
             )
         return _check_export(path, fmt, max_tokens, tokens)
-    _, _, version = _version(settings, target, None)
-    members = commits.read_one(settings.store, version["sequence"])["members"]
+    catalog, _, version = _version(settings, target, None)
+    members = commits.read_version(settings.store, catalog.versions(version["file_id"]), version["version"])["members"]
     metadata = {m["conversation_id"]: {"quality_score": m["quality_score"]} for m in members}
     return {"file": target, **_check_v4(lambda: _v4_rows(settings, version), fmt, mode, max_tokens, tokens, metadata)}
 

@@ -247,7 +247,7 @@ def restore(settings: Settings, ref: str, number: int, as_was: bool = False) -> 
     if old is None:
         raise NotFound(f"training file {row['name']!r} has no version {number} (versions 1 to {row['version']})")
     if number != row["version"]:
-        target = commits.read_one(settings.store, old["sequence"])
+        target = commits.read_version(settings.store, catalog.versions(row["id"]), number)
         file = {**target["file"], "status": "active"}
         if not as_was:
             file.update(name=row["name"], description=row["description"], target_model=row["target_model"])
