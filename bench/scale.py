@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--real-sizes", type=int, nargs="*", default=[10_000], help="real-shaped sources")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    rows, disk = [], []
+    rows, disk, metadata = [], [], []
     kinds = [
         ("generated", SOURCE, args.sizes, lambda n: generated(SOURCE, range(10_001, 10_001 + n + 1080), target_kb=50))
     ]
@@ -62,8 +62,11 @@ def main() -> None:
     for kind, source, sizes, make in kinds:
         ids = make(max(sizes))
         for n in sizes:
-            _measure(kind, source, ids, n, args.repeat, rows, disk)
+            _measure(kind, source, ids, n, args.repeat, rows, disk, metadata)
     report(rows, args.repeat)
+    for case, size in metadata:
+        print(f"{case}: {size / 1e3:.1f} KB of metadata (no checkpoints are written)")
+    history(SOURCE, generated(SOURCE, range(10_001, 10_501), target_kb=50), args.repeat)
     for case, seconds, (size, kept, reused) in disk:
         print(
             f"{case}: the new version is {size / 1e6:.0f} MB; writing and fsyncing that many bytes takes "
@@ -72,7 +75,48 @@ def main() -> None:
         )
 
 
-def _measure(kind: str, source: Path, ids: list[str], n: int, repeat: int, rows: list, disk: list) -> None:
+def _newest_record_bytes(work: Path) -> int:
+    return max((work / "store" / "_log").iterdir()).stat().st_size
+
+
+def history(source: Path, ids: list[str], repeat: int) -> None:
+    """The metadata a file's history costs, and what a new machine's first `list` pays for
+    it: a file of 300 conversations grown by 100 adds of 2 (generated sources)."""
+    work = OUT / "history"
+    shutil.rmtree(work, ignore_errors=True)
+    _link(source, ids[:500], work / "src")
+    (work / "ids.txt").write_text("\n".join(ids[:300]) + "\n")
+    subprocess.run([*tf(work), "conversations", "scan", str(work / "src")], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*tf(work), "create", "--name", "h", "--ids-file", str(work / "ids.txt")], check=True, stdout=subprocess.DEVNULL
+    )
+    log = work / "store" / "_log"
+    create = _newest_record_bytes(work)
+
+    def first_list(i: int) -> list[str]:
+        (work / f"fresh-{i}.db").unlink(missing_ok=True)
+        return [*tf(work)[:1], "--catalog", str(work / f"fresh-{i}.db"), "--store", str(work / "store"), "list"]
+
+    one = statistics.median(run(first_list(i))[0] for i in range(repeat))
+    adds = []
+    for k in range(100):
+        args = ["add", "h", "--id", ids[300 + 2 * k], "--id", ids[301 + 2 * k]]
+        subprocess.run([*tf(work), *args], check=True, stdout=subprocess.DEVNULL)
+        adds.append(_newest_record_bytes(work))
+    hundred = statistics.median(run(first_list(i))[0] for i in range(repeat))
+    total = sum(p.stat().st_size for p in log.iterdir()) - min(log.iterdir()).stat().st_size  # less the registration
+    print(
+        f"history of 300 conversations + 100 adds of 2: create record {create / 1e3:.1f} KB, median add record "
+        f"{statistics.median(adds) / 1e3:.1f} KB ({statistics.median(adds) / create:.3f}x the create's; goal <= 0.1x), "
+        f"all 101 versions {total / 1e3:.0f} KB ({total / create:.2f}x one version's; goal <= 6x); "
+        f"a new machine's first list {one:.2f} s after 1 version, {hundred:.2f} s after 101 ({hundred / one:.2f}x; goal <= 1.5x)"
+    )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure(
+    kind: str, source: Path, ids: list[str], n: int, repeat: int, rows: list, disk: list, metadata: list
+) -> None:
     """scan, create and (at 10,000) adds of `n` sources of `kind`, each beside its floor."""
     work = OUT / f"scale-{kind}-{n}"
     shutil.rmtree(work, ignore_errors=True)
@@ -82,6 +126,7 @@ def _measure(kind: str, source: Path, ids: list[str], n: int, repeat: int, rows:
     def fresh_catalog(i: int) -> None:
         (work / "catalog.db").unlink(missing_ok=True)
         (work / "floor.db").unlink(missing_ok=True)
+        shutil.rmtree(work / "store", ignore_errors=True)  # registrations are the store's: a first scan each time
 
     scan = alternate(
         repeat,
@@ -97,6 +142,7 @@ def _measure(kind: str, source: Path, ids: list[str], n: int, repeat: int, rows:
         before=lambda i: subprocess.run(["sync"], check=True),
     )
     rows.append((f"create {n} {kind}", *create, "<= 0.8x, < 150 MB"))
+    metadata.append((f"create {n} {kind}: its record", _newest_record_bytes(work)))
     for i in range(repeat):
         shutil.rmtree(work / f"floor-{i}", ignore_errors=True)
     if n == 10_000:
@@ -117,6 +163,7 @@ def _measure(kind: str, source: Path, ids: list[str], n: int, repeat: int, rows:
                 (f"add {added} to {n} {kind} (floor: re-create)", *add, "<= 0.2x" if added == 80 else "<= 0.3x")
             )
             disk.append((f"add {added} to {n} {kind}", add[0][0], durable_write(work, _version_bytes(work), repeat)))
+            metadata.append((f"add {added} to {n} {kind}: its record", _newest_record_bytes(work)))
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -212,6 +212,12 @@ def _registered_outside(w):
     w.store.put(records.record_name(len(w.good) + 2), orjson.dumps(rec))
 
 
+def _remove_of_a_stranger(w):
+    rec = w.record(operation="remove", added=[], removed=[A[7]])
+    del rec["members_added"]
+    return rec
+
+
 def _fifo(key):
     def make(w):
         os.mkfifo(w.store.root / key)
@@ -283,6 +289,8 @@ VARIANTS = {
     "an unknown format": _bad(lambda w: w.record(format="trainfiles.commit/9")),
     "a version too large to hold": _bad(lambda w: w.record(version=2**63, parent=2**63 - 1)),
     "a link to a record outside": lambda w: _link_record(w),
+    "an add of a member already there": _bad(lambda w: w.record()),
+    "a remove of a conversation that is no member": _bad(_remove_of_a_stranger),
     "sources outside": _bad(_hostile_sources),
     "sources outside, registered by another": _registered_outside,
     "objects under _log/ that are no records": _strays,

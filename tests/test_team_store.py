@@ -171,3 +171,48 @@ def test_a_store_says_which_trainfiles_can_read_and_write_it(cli, tmp_path):
     (newer / "_protocol.json").write_bytes(b"{not json")
     refused = cli("--catalog", tmp_path / "third.db", "--store", newer, "list", code=6)
     assert refused.stderr.startswith(f"Error: {newer / '_protocol.json'} cannot be believed (not JSON")
+
+
+def test_sources_this_machine_scanned_are_its_own_whoever_registered_them_first(cli, tmp_path):
+    b = ("--catalog", tmp_path / "b.db", "--user", "bob")
+    cli("conversations", "scan", FIXTURES / "conversations", "--batch", "b1")
+    cli(*b, "conversations", "scan", FIXTURES / "conversations", "--batch", "b1")  # nothing new to publish
+    cli("create", "--name", "f", "--id", A[0])
+    cli("add", "f", "--id", A[1])
+    cli("gc", "--keep", "1", "--min-age", "0")
+    # B rebuilds the pruned version 1 from sources it scanned itself, and verifies them.
+    exported = cli(*b, "export", "f", "--version", "1", "--output", tmp_path / "v1.json")
+    assert exported.exit_code == 0
+    assert cli.json(*b, "verify", "--sources")["not_read"] == []
+    # Another machine's record that leaves the paths as they are takes nothing from A.
+    cli(*b, "conversations", "scan", FIXTURES / "conversations", "--batch", "b2")
+    assert cli.json("verify", "--sources")["not_read"] == []
+    # A manifest naming no path vouches for none: C has only others' word for the sources.
+    c = ("--catalog", tmp_path / "c.db")
+    (tmp_path / "m.csv").write_text(f"conversation_id,batch_job_id\n{A[0]},m\n")
+    cli(*c, "conversations", "import", tmp_path / "m.csv")
+    assert len(cli.json(*c, "verify", "--sources")["not_read"]) == 2
+
+
+def test_a_batch_joined_is_recorded_even_when_nothing_else_changes(cli, tmp_path):
+    (tmp_path / "m.csv").write_text(f"conversation_id,batch_job_id\n{A[0]},from-manifest\n")
+    cli("conversations", "scan", FIXTURES / "conversations")
+    cli("conversations", "import", tmp_path / "m.csv")
+    cli("conversations", "scan", FIXTURES / "conversations", "--batch", "S")
+    joined = [c["conversation_id"] for c in cli.json("conversations", "list", "--batch", "S")]
+    assert len(joined) == 13 and A[0] in joined
+    assert cli.json("--catalog", tmp_path / "b.db", "conversations", "list", "--batch", "S") == cli.json(
+        "conversations", "list", "--batch", "S"
+    )
+
+
+def test_a_protocol_record_raises_each_version_on_its_own(cli, tmp_path):
+    store = tmp_path / "store"
+    cli("conversations", "scan", FIXTURES / "conversations")
+    protocol = orjson.loads((store / "_protocol.json").read_bytes())
+    newer_writer = {**protocol, "sequence": 2, "reader_version": 1, "writer_version": records.WRITER_VERSION + 1}
+    (store / "_log" / f"{2:020d}.json").write_bytes(orjson.dumps(newer_writer))
+    assert cli.json("conversations", "list")  # still readable
+    refused = cli("create", "--name", "x", "--id", A[0], code=6)
+    assert "needs a trainfiles that writes store format 3" in refused.stderr
+    assert "needs a trainfiles that writes store format 3" in cli("gc", "--min-age", "0", code=6).stderr

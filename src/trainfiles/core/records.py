@@ -19,6 +19,7 @@ from typing_extensions import TypedDict
 
 from trainfiles.core import enriched
 from trainfiles.core.text import refuse_hidden_characters
+from trainfiles.core.vocabulary import CONVERSATION_FIELDS
 from trainfiles.errors import InvalidInput
 
 COMMIT = "trainfiles.commit/1"  # every member of the version
@@ -194,7 +195,7 @@ class Conversation(TypedDict, total=False):
     tier: Value | None
     human_reviewed: bool | None
     invalid_reason: Value | None
-    manifest_fields: list[Text]
+    manifest_fields: Annotated[list[Literal[CONVERSATION_FIELDS]], Field(max_length=len(CONVERSATION_FIELDS))]  # type: ignore[valid-type]
 
 
 class Registration(TypedDict):

@@ -19,6 +19,7 @@ from trainfiles.store.catalog import Catalog
 
 OBJECT = "_protocol.json"
 LEGACY = (1, 1)  # a store without a protocol object
+MEND = "the store's protocol object is written once by trainfiles; restore it, or remove it and the next change writes it again"
 
 
 def needed(known: tuple[int, int] | None, store: str, read: list) -> tuple[int, int] | None:
@@ -28,7 +29,8 @@ def needed(known: tuple[int, int] | None, store: str, read: list) -> tuple[int, 
     versions = known or _object_versions(store)
     for record in read:
         if isinstance(record, dict) and record["format"] == records.PROTOCOL:
-            versions = max(versions or LEGACY, (record["reader_version"], record["writer_version"]))
+            known = versions or LEGACY
+            versions = (max(known[0], record["reader_version"]), max(known[1], record["writer_version"]))
     if versions and versions[0] > records.READER_VERSION:
         raise StorageUnavailable(
             f"{store} needs a trainfiles that reads store format {versions[0]} (trainfiles {__version__} reads "
@@ -57,7 +59,13 @@ def ensure(catalog: Catalog, store: str, user: str) -> None:
             versions = needed(None, store, []) or LEGACY
         with catalog.write():
             catalog.set_protocol(*versions)
-    if versions[1] > records.WRITER_VERSION:
+    refuse_newer_writer(versions, store)
+
+
+def refuse_newer_writer(versions: tuple[int, int] | None, store: str) -> None:
+    """StorageUnavailable if the store needs a writer this trainfiles is not (nothing is
+    written into it, nor deleted from it)."""
+    if versions and versions[1] > records.WRITER_VERSION:
         raise StorageUnavailable(
             f"{store} needs a trainfiles that writes store format {versions[1]} (trainfiles {__version__} writes "
             f"up to {records.WRITER_VERSION}): upgrade trainfiles to change this store"
@@ -66,6 +74,8 @@ def ensure(catalog: Catalog, store: str, user: str) -> None:
 
 def _object_versions(store: str) -> tuple[int, int] | None:
     url = storage.join(store, OBJECT)
+    if (signature := storage.signature(url)) and signature[0] > records.MAX_TEXT:  # never read whole
+        raise StorageUnavailable(f"{url} cannot be believed (larger than {records.MAX_TEXT} bytes): {MEND}")
     data = commits.read_objects([url])[0]
     if isinstance(data, NotFound):
         return None
@@ -74,8 +84,5 @@ def _object_versions(store: str) -> tuple[int, int] | None:
             raise data
         found = records.parse_protocol(data)
     except InvalidInput as e:
-        raise StorageUnavailable(
-            f"{url} cannot be believed ({str(e).removeprefix(f'{url}: ')}): the store's protocol object is written "
-            "once by trainfiles; restore it, or remove it and the next change writes it again"
-        ) from None
+        raise StorageUnavailable(f"{url} cannot be believed ({str(e).removeprefix(f'{url}: ')}): {MEND}") from None
     return found["reader_version"], found["writer_version"]

@@ -3,12 +3,15 @@ registered or changed is published as registration records of the log, with the 
 put-if-absent as a version of a training file, then indexed. Every machine with the store
 applies the same records in the same order, so `conversations list` agrees everywhere."""
 
+import contextlib
+import sqlite3
 from collections.abc import Iterable, Iterator
 
 import orjson
 
 from trainfiles import storage
 from trainfiles.core import clock, records
+from trainfiles.errors import TrainfilesError
 from trainfiles.settings import Settings
 from trainfiles.store import commits, index, protocol
 from trainfiles.store.catalog import Catalog
@@ -51,6 +54,8 @@ def publish(settings: Settings, catalog: Catalog, rows: Iterable[dict], source: 
             report["registered"] += counts["registered"]
             report["updated"] += counts["updated"]
             report["moved"] += counts["moved"]
+        with contextlib.suppress(TrainfilesError, sqlite3.Error), catalog.write():  # published: done
+            catalog.mark_registered_here(chunk)
     return report
 
 

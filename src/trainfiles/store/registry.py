@@ -107,22 +107,44 @@ class Registrations:
 
     def changed_conversations(self, rows: list[dict]) -> "Changed":
         """What registering `rows` changes, and the rows a registration record publishes for
-        it, in order: each new or changed one as given; one this store does not hold yet
-        (registered here before registrations were shared, or for another store) as it
-        stands here once `rows` are applied, so every machine ends with what this one has."""
-        new, changed, moved, unpublished = self._diff(rows)
-        existing = self._registered(row["conversation_id"] for row in [*unpublished, *(r for r, _ in changed)])
+        it, in order: each new or changed one, or one joining a batch, as given; one this
+        store does not hold yet (registered here before registrations were shared, or for
+        another store) as it stands here once `rows` are applied, so every machine ends
+        with what this one has."""
+        existing = self._registered(row["conversation_id"] for row in rows)
+        new, changed, moved, unpublished = self._diff(rows, existing)
         published = {row["conversation_id"]: row for row in new}
         for row, changes in changed:
             old = existing[row["conversation_id"]]
             published[row["conversation_id"]] = row if old["source_record"] is not None else _standing(old, changes)
         for row in unpublished:
             published[row["conversation_id"]] = _standing(existing[row["conversation_id"]], {})
+        joined = self._batch_pairs([row["conversation_id"] for row in rows])
+        for row in rows:
+            if row.get("batch_job_id") and (row["batch_job_id"], row["conversation_id"]) not in joined:
+                published.setdefault(row["conversation_id"], row)
         order = [row["conversation_id"] for row in rows if row["conversation_id"] in published]
         return Changed([published[cid] for cid in order], len(new), len(changed), moved)
 
-    def _diff(self, rows: list[dict]) -> tuple[list[dict], list[tuple[dict, dict]], list[dict], list[dict]]:
-        existing = self._registered(row["conversation_id"] for row in rows)
+    def mark_registered_here(self, rows: list[dict]) -> None:
+        """This machine's own scan or import found these conversations at these paths (inside
+        a write): `verify --sources` may read them there."""
+        self.db.conn.executemany(
+            "update conversations set registered_here = 1 where conversation_id = ? and enriched_file_path = ?",
+            ((row["conversation_id"], row["enriched_file_path"]) for row in rows if row.get("enriched_file_path")),
+        )
+
+    def _batch_pairs(self, ids: list[str]) -> set[tuple[str, str]]:
+        pairs = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            sql = f"select batch_job_id, conversation_id from batch_items where conversation_id in ({','.join('?' * len(chunk))})"
+            pairs.update((b, c) for b, c in self.db.execute(sql, chunk))
+        return pairs
+
+    def _diff(
+        self, rows: list[dict], existing: dict[str, dict]
+    ) -> tuple[list[dict], list[tuple[dict, dict]], list[dict], list[dict]]:
         new, changed, moved, unpublished = [], [], [], []
         for row in rows:
             old = existing.get(row["conversation_id"])
@@ -157,21 +179,33 @@ class Registrations:
         }
 
     def _save_batch(self, rows: list[dict], now: str, here: bool, sequence: int) -> None:
-        new, changed, _, _ = self._diff(rows)
+        existing = self._registered(row["conversation_id"] for row in rows)
+        new, changed, _, _ = self._diff(rows, existing)
         table = self.db["conversations"]
         for row, changes in changed:
-            table.update(row["conversation_id"], {**_stored(changes), "updated_at": now})
+            # Who registered a conversation at its path changes only with the path.
+            moved = {"registered_here": here} if "enriched_file_path" in changes else {}
+            table.update(row["conversation_id"], {**_stored(changes), "updated_at": now, **moved})
         # executemany inside the caller's transaction: sqlite-utils' insert_all spent a
         # third of a large scan preparing values it can pass through as they are.
         columns = [*CONVERSATION_FIELDS, "invalid_reason", "manifest_fields", "source_sha256"]
         self.db.conn.executemany(
-            f"insert into conversations ({', '.join(columns)}, registered_at, updated_at) "
-            f"values ({', '.join('?' * (len(columns) + 2))})",
-            ((*map(_stored(row).get, columns), now, now) for row in new),
+            f"insert into conversations ({', '.join(columns)}, registered_at, updated_at, registered_here) "
+            f"values ({', '.join('?' * (len(columns) + 3))})",
+            ((*map(_stored(row).get, columns), now, now, here) for row in new),
         )
+        # Held by the store from now on, unless values only this catalog holds (a manifest's,
+        # from before registrations were shared) overrode the record's: those are published
+        # by the next scan or import here.
         self.db.conn.executemany(
-            "update conversations set source_record = ?, registered_here = ? where conversation_id = ?",
-            ((sequence, here, row["conversation_id"]) for row in rows),
+            "update conversations set source_record = ? where conversation_id = ?",
+            (
+                (sequence, row["conversation_id"])
+                for row in rows
+                if (old := existing.get(row["conversation_id"])) is None
+                or old["source_record"] is not None
+                or not _overridden(old, row)
+            ),
         )
         self.db["batch_items"].insert_all(
             (
@@ -182,6 +216,12 @@ class Registrations:
             ignore=True,
             batch_size=500,
         )
+
+
+def _overridden(old: dict, row: dict) -> bool:
+    """Whether values a manifest set here keep `row`'s own from applying."""
+    kept = set(old["manifest_fields"]) - set(row.get("manifest_fields") or ())
+    return any(key in row and row[key] != old.get(key) for key in kept)
 
 
 def _ids_starting(db: "sqlite_utils.Database", table: str, column: str, prefix: str) -> list[str]:

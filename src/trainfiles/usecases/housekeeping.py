@@ -98,6 +98,7 @@ def gc(settings: Settings, keep: int | None, dry_run: bool, min_age: float) -> d
             [record_name(b["sequence"]) for b in bad],
             suffix=" (`trainfiles repair` sets them aside)",
         )
+    protocol.refuse_newer_writer(catalog.protocol(), settings.store)
     root = storage.join(settings.store)
     cutoff = storage.clock(settings.store) - min_age
     for _ in range(GC_TRIES):
