@@ -119,9 +119,10 @@ class Statistics(TypedDict):
     scaffolding_distribution: dict[Text, dict[Text, Count]]
 
 
-class Commit(TypedDict):
+class _Version(TypedDict):
+    """What every commit record holds of its version, whatever its format."""
+
     __pydantic_config__ = _STRICT  # type: ignore[misc]
-    format: Literal["trainfiles.commit/1"]
     sequence: Number
     file_id: Uuid
     version: Number
@@ -134,31 +135,21 @@ class Commit(TypedDict):
     restored_from: Number | None
     file: File
     statistics: Statistics
-    members: list[Member]
     outputs: Outputs
 
 
-class Change(TypedDict):
-    """A commit/2 record: a commit/1's keys, its members those of its parent without
-    `removed`, then `members_added` (an add); `members` itself for WHOLE operations."""
+class Commit(_Version):
+    format: Literal["trainfiles.commit/1"]
+    members: list[Member]
 
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+
+class Change(_Version):
+    """A commit/2 record: its members those of its parent without `removed`, then
+    `members_added` (an add); `members` itself for WHOLE operations."""
+
     format: Literal["trainfiles.commit/2"]
-    sequence: Number
-    file_id: Uuid
-    version: Number
-    parent: Number | None
-    operation: Literal[OPERATIONS]  # type: ignore[valid-type]
-    created_at: Stamp
-    created_by: Text
-    added: list[Uuid]
-    removed: list[Uuid]
-    restored_from: Number | None
-    file: File
-    statistics: Statistics
     members: NotRequired[list[Member]]
     members_added: NotRequired[list[Member]]
-    outputs: Outputs
 
 
 class Repair(TypedDict):
