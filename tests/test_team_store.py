@@ -151,7 +151,7 @@ def test_a_store_says_which_trainfiles_can_read_and_write_it(cli, tmp_path):
     assert [f["name"] for f in cli.json(*fresh, "list")] == ["dec"]
     refused = cli(*fresh, "add", "dec", "--id", A[1], code=6)
     assert refused.stderr == (
-        f"Error: {newer} needs a trainfiles that writes store format 3 (trainfiles 0.3.0 writes up to 2): "
+        f"Error: {newer} needs a trainfiles that writes store format 3 (this one writes up to 2): "
         "upgrade trainfiles to change this store\n"
     )
     # A newer reader's: nothing is read. (The object is written once: a machine reads it once.)
@@ -159,7 +159,7 @@ def test_a_store_says_which_trainfiles_can_read_and_write_it(cli, tmp_path):
     for machine in (tmp_path / "other.db", tmp_path / "another.db"):
         refused = cli("--catalog", machine, "--store", newer, "list", code=6)
         assert refused.stderr == (
-            f"Error: {newer} needs a trainfiles that reads store format 3 (trainfiles 0.3.0 reads up to 2): "
+            f"Error: {newer} needs a trainfiles that reads store format 3 (this one reads up to 2): "
             "upgrade trainfiles to use this store\n"
         )
     # A later upgrade is a protocol record of the log: honoured from where it lands.

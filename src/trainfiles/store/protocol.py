@@ -11,7 +11,7 @@ version it does not read (exit 6, every command) or write (every change).
 
 import orjson
 
-from trainfiles import __version__, storage
+from trainfiles import storage
 from trainfiles.core import clock, records
 from trainfiles.errors import InvalidInput, NotFound, StorageUnavailable
 from trainfiles.store import commits
@@ -33,8 +33,8 @@ def needed(known: tuple[int, int] | None, store: str, read: list) -> tuple[int, 
             versions = (max(known[0], record["reader_version"]), max(known[1], record["writer_version"]))
     if versions and versions[0] > records.READER_VERSION:
         raise StorageUnavailable(
-            f"{store} needs a trainfiles that reads store format {versions[0]} (trainfiles {__version__} reads "
-            f"up to {records.READER_VERSION}): upgrade trainfiles to use this store"
+            f"{store} needs a trainfiles that reads store format {versions[0]} (this one reads up to "
+            f"{records.READER_VERSION}): upgrade trainfiles to use this store"
         )
     return versions
 
@@ -67,8 +67,8 @@ def refuse_newer_writer(versions: tuple[int, int] | None, store: str) -> None:
     written into it, nor deleted from it)."""
     if versions and versions[1] > records.WRITER_VERSION:
         raise StorageUnavailable(
-            f"{store} needs a trainfiles that writes store format {versions[1]} (trainfiles {__version__} writes "
-            f"up to {records.WRITER_VERSION}): upgrade trainfiles to change this store"
+            f"{store} needs a trainfiles that writes store format {versions[1]} (this one writes up to "
+            f"{records.WRITER_VERSION}): upgrade trainfiles to change this store"
         )
 
 
