@@ -458,3 +458,19 @@ def test_server_lost_while_staging(registered, s3, server, tmp_path):
     cli("gc", "--min-age", "0")
     assert objects(s3) == stored
     assert cli.json("add", "dec", "--id", A[1])["conversation_count"] == 2
+
+
+def test_a_server_that_ignores_conditional_writes_is_refused_before_anything_is_published(s3, cli, server):
+    def ignore_conditions(environ):
+        environ.pop("HTTP_IF_NONE_MATCH", None)  # as an S3-compatible server that does not honour it
+        return False
+
+    server.fault = ignore_conditions
+    refused = cli("conversations", "scan", f"{SOURCES}/conversations", code=6)
+    assert refused.stderr == (
+        f"Error: {STORE}: a second put-if-absent of _protocol.json succeeded: this server does not honour "
+        "conditional writes (If-None-Match), so two writers could both win; trainfiles writes nothing here\n"
+    )
+    assert not s3.exists("trainfiles/store/_log")
+    server.fault = None
+    assert cli.json("conversations", "scan", f"{SOURCES}/conversations")["registered"] == 13

@@ -41,8 +41,8 @@ def needed(known: tuple[int, int] | None, store: str, read: list) -> tuple[int, 
 
 def ensure(catalog: Catalog, store: str, user: str) -> None:
     """Before a change is published: the store's protocol object written if it has none (this
-    upgrades a store of version 1), and the change refused if the store needs a writer this
-    trainfiles is not."""
+    upgrades a store of version 1; the write proves the store's put-if-absent), and the
+    change refused if the store needs a writer this trainfiles is not."""
     versions = catalog.protocol()
     if versions is None:
         ours = {
@@ -52,8 +52,16 @@ def ensure(catalog: Catalog, store: str, user: str) -> None:
             "created_at": clock.stamp(),
             "created_by": user,
         }
-        url = commits.confined(store, OBJECT)
-        if storage.put_if_absent(url, orjson.dumps(ours, option=orjson.OPT_APPEND_NEWLINE)):
+        url, data = commits.confined(store, OBJECT), orjson.dumps(ours, option=orjson.OPT_APPEND_NEWLINE)
+        if storage.put_if_absent(url, data):
+            # Once per store: the same conditional write again must fail, or the server takes
+            # `If-None-Match` and writes anyway (some S3-compatible ones do), and two writers
+            # of one sequence could both win.
+            if storage.put_if_absent(url, data):
+                raise StorageUnavailable(
+                    f"{store}: a second put-if-absent of {OBJECT} succeeded: this server does not honour "
+                    "conditional writes (If-None-Match), so two writers could both win; trainfiles writes nothing here"
+                )
             versions = (records.READER_VERSION, records.WRITER_VERSION)
         else:
             versions = needed(None, store, []) or LEGACY
