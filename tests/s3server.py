@@ -5,7 +5,11 @@ it stops and starts again on the same port (moto keeps the objects in this proce
 `fault` hook can answer any request with an error before moto sees it, and `latency` delays
 every request as a distant server would. S3 requests go straight to moto's S3 application:
 moto's dispatcher works out the service of each request under one lock (about 4 ms),
-which would make the server, not the client, what the benchmark measures."""
+which would make the server, not the client, what the benchmark measures.
+
+Conditional writes (`If-None-Match: *`) are made one at a time: moto checks the condition,
+then writes, so two racing writers could both win; S3 itself decides atomically, and the
+concurrency tests need a server that does as S3 does."""
 
 import logging
 import threading
@@ -29,6 +33,7 @@ class S3Server:
         # Answers a request with an error instead of moto: True for a 503, or (status, code).
         self.fault: Callable[[dict], bool | tuple[str, str]] | None = None
         self.latency = 0.0  # seconds added to every request
+        self._conditional = threading.Lock()
         self._moto = DomainDispatcherApplication(create_backend_app)  # for /moto-api/reset
         self._s3 = create_backend_app("s3")
         self.port = 0
@@ -63,4 +68,7 @@ class S3Server:
             start_response(status, [("Content-Type", "application/xml")])
             return [f"<Error><Code>{code}</Code><Message>injected failure</Message></Error>".encode()]
         app = self._moto if environ["PATH_INFO"].startswith("/moto-api/") else self._s3
+        if environ.get("HTTP_IF_NONE_MATCH") and environ["REQUEST_METHOD"] in ("PUT", "POST"):
+            with self._conditional:  # the whole answer inside: moto writes while it answers
+                return list(app(environ, start_response))
         return app(environ, start_response)

@@ -3,6 +3,7 @@ trainfiles can read and write it, nothing made by mistake, pipeline steps that c
 only stores that can commit atomically, and download copies repaired by whoever finds them
 behind."""
 
+import os
 import shutil
 
 import orjson
@@ -216,3 +217,12 @@ def test_a_protocol_record_raises_each_version_on_its_own(cli, tmp_path):
     refused = cli("create", "--name", "x", "--id", A[0], code=6)
     assert "needs a trainfiles that writes store format 3" in refused.stderr
     assert "needs a trainfiles that writes store format 3" in cli("gc", "--min-age", "0", code=6).stderr
+
+
+def test_an_oversized_protocol_object_is_refused_unread(cli, tmp_path):
+    cli("conversations", "scan", FIXTURES / "conversations")
+    os.truncate(tmp_path / "store" / "_protocol.json", 20 << 30)  # sparse: 20 GiB that nothing reads
+    refused = cli("--catalog", tmp_path / "fresh.db", "list", code=6)
+    assert refused.stderr.startswith(
+        f"Error: {tmp_path / 'store' / '_protocol.json'} cannot be believed (larger than 4096 bytes, "
+    )

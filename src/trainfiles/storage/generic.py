@@ -40,17 +40,18 @@ class Storage:
     # Reading
 
     def read_all(
-        self, urls: list[str], progress: Progress, limit: Callable[[], int], follow: bool
+        self, urls: list[str], progress: Progress, limit: Callable[[], int], follow: bool, most: int | None = None
     ) -> list[bytes | NotFound]:
-        """Each URL's bytes, or NotFound, in order; any other failure is raised.
-        (`limit` and `follow` matter to local files only.)"""
+        """Each URL's bytes, or NotFound, in order; any other failure is raised. With
+        `most`, an object is read no further than one byte more, and refused if it has it
+        (`limit` and `follow` matter to local files only)."""
         from fsspec.core import strip_protocol
 
         fs = resolve(urls[0])[0]  # one filesystem per protocol: resolving each URL costs 0.1 ms
         jobs = [(url, strip_protocol(url)) for url in urls]
         if getattr(fs, "async_impl", False):
-            return _read_async(fs, jobs, progress)
-        return _read_threads(fs, jobs, progress)
+            return _read_async(fs, jobs, progress, most)
+        return _read_threads(fs, jobs, progress, most)
 
     def head(self, url: str, size: int) -> bytes:
         """The first `size` bytes (fewer if the object is shorter): one ranged read."""
@@ -231,7 +232,13 @@ class _WholeObject:
         self.chunks = []
 
 
-def _read_async(fs: Any, jobs: list[tuple[str, str]], progress: Progress) -> list[bytes | NotFound]:
+def _bounded(url: str, data: bytes, most: int | None) -> bytes:
+    if most is not None and len(data) > most:
+        raise InvalidInput(f"{url}: larger than {most} bytes, more than a store's object may be")
+    return data
+
+
+def _read_async(fs: Any, jobs: list[tuple[str, str]], progress: Progress, most: int | None) -> list[bytes | NotFound]:
     """One event loop, at most READ_CONCURRENCY requests in flight, one GET per object.
 
     Not `fs.cat(paths)`: it keeps going after a failure and reports progress only at the end.
@@ -244,7 +251,10 @@ def _read_async(fs: Any, jobs: list[tuple[str, str]], progress: Progress) -> lis
         async def one(url: str, path: str) -> bytes | NotFound:
             async with limit:
                 try:
-                    data = await fs._cat_file(path)
+                    bound = {} if most is None else {"start": 0, "end": most + 1}
+                    data = _bounded(url, await fs._cat_file(path, **bound), most)
+                except InvalidInput:
+                    raise
                 except Exception as e:
                     data = _missing_or_raise(url, e)
             progress(1)
@@ -260,13 +270,15 @@ def _read_async(fs: Any, jobs: list[tuple[str, str]], progress: Progress) -> lis
     return sync(fs.loop, read_all)
 
 
-def _read_threads(fs: Any, jobs: list[tuple[str, str]], progress: Progress) -> list[bytes | NotFound]:
+def _read_threads(fs: Any, jobs: list[tuple[str, str]], progress: Progress, most: int | None) -> list[bytes | NotFound]:
     """Threads for a synchronous remote filesystem."""
 
     def one(job: tuple[str, str]) -> bytes | NotFound:
         url, path = job
         try:
-            data = fs.cat_file(path)
+            data = _bounded(url, fs.cat_file(path, **({} if most is None else {"start": 0, "end": most + 1})), most)
+        except InvalidInput:
+            raise
         except Exception as e:
             data = _missing_or_raise(url, e)
         progress(1)

@@ -12,22 +12,26 @@ from trainfiles.storage.generic import Storage
 from trainfiles.storage.urls import READ_CONCURRENCY, Progress, _source_limit, _unlimited, sha256
 
 
-def read_many(urls: Sequence[str], progress: Progress | None = None, sources: bool = True) -> list[bytes | NotFound]:
+def read_many(
+    urls: Sequence[str], progress: Progress | None = None, sources: bool = True, most: int | None = None
+) -> list[bytes | NotFound]:
     """Read every URL concurrently: the bytes, or NotFound for a missing object, in order.
     Local sources must be regular files no larger than a source may be; with `sources`
-    false (the store's own records), only regular files, never through a symbolic link.
+    false (the store's own records), only regular files, never through a symbolic link,
+    and of at most `most` bytes, if given (more is never read, on any backend).
 
     Any other failure cancels the reads still running and raises StorageUnavailable, so an
     unreachable endpoint costs the time of one request, not of every URL in turn.
     """
     progress = progress or (lambda n: None)
-    limit = cache(_source_limit) if sources else _unlimited  # read at the first local file, not before
+    # read at the first local file, not before
+    limit = cache(_source_limit) if sources else (lambda: most) if most is not None else _unlimited
     groups: dict[Storage, list[int]] = {}
     for i, url in enumerate(urls):
         groups.setdefault(backend(url), []).append(i)
     results: list[bytes | NotFound] = [b""] * len(urls)
     for storage, indexes in groups.items():
-        found = storage.read_all([urls[i] for i in indexes], progress, limit, follow=sources)
+        found = storage.read_all([urls[i] for i in indexes], progress, limit, follow=sources, most=most)
         for i, data in zip(indexes, found):
             results[i] = data
     return results

@@ -206,8 +206,10 @@ def _unlimited() -> int:
     return sys.maxsize
 
 
-def _too_large(size: int, limit: Callable[[], int]) -> str | None:
+def _too_large(size: int, limit: Callable[[], int], source: bool = True) -> str | None:
     if size > (most := limit()):
+        if not source:
+            return f"larger than {most} bytes, more than a store's object may be"
         return f"{size} bytes, more than the {most} a source may have (TRAINFILES_MAX_SOURCE_BYTES)"
     return None
 

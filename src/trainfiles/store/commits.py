@@ -73,16 +73,18 @@ def read(store: str, sequences: list[int], progress=None) -> list[dict | BadReco
     return out
 
 
-def read_objects(urls: list[str], progress=None) -> list[bytes | NotFound | InvalidInput]:
+def read_objects(
+    urls: list[str], progress=None, most: int = records.MAX_BYTES
+) -> list[bytes | NotFound | InvalidInput]:
     """The store's own objects, read concurrently; one that is no regular file (a FIFO, a
     link: never followed) is its refusal, not a failure of the rest."""
     try:
-        return storage.read_many(urls, progress, sources=False)
+        return storage.read_many(urls, progress, sources=False, most=most)
     except InvalidInput:  # which one: each read alone
         found: list[bytes | NotFound | InvalidInput] = []
         for url in urls:
             try:
-                found.append(storage.read_many([url], sources=False)[0])
+                found.append(storage.read_many([url], sources=False, most=most)[0])
             except InvalidInput as refused:
                 found.append(refused)
         return found

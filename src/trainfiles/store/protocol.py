@@ -82,9 +82,7 @@ def refuse_newer_writer(versions: tuple[int, int] | None, store: str) -> None:
 
 def _object_versions(store: str) -> tuple[int, int] | None:
     url = storage.join(store, OBJECT)
-    if (signature := storage.signature(url)) and signature[0] > records.MAX_TEXT:  # never read whole
-        raise StorageUnavailable(f"{url} cannot be believed (larger than {records.MAX_TEXT} bytes): {MEND}")
-    data = commits.read_objects([url])[0]
+    data = commits.read_objects([url], most=records.MAX_TEXT)[0]  # a larger one is never read whole
     if isinstance(data, NotFound):
         return None
     try:
