@@ -232,6 +232,11 @@ class _WholeObject:
         self.chunks = []
 
 
+def _span(most: int | None) -> dict:
+    """What to ask of an object: all of it, or one byte more than it may have."""
+    return {} if most is None else {"start": 0, "end": most + 1}
+
+
 def _bounded(url: str, data: bytes, most: int | None) -> bytes:
     if most is not None and len(data) > most:
         raise InvalidInput(f"{url}: larger than {most} bytes, more than a store's object may be")
@@ -251,11 +256,8 @@ def _read_async(fs: Any, jobs: list[tuple[str, str]], progress: Progress, most: 
         async def one(url: str, path: str) -> bytes | NotFound:
             async with limit:
                 try:
-                    bound = {} if most is None else {"start": 0, "end": most + 1}
-                    data = _bounded(url, await fs._cat_file(path, **bound), most)
-                except InvalidInput:
-                    raise
-                except Exception as e:
+                    data = _bounded(url, await fs._cat_file(path, **_span(most)), most)
+                except Exception as e:  # NotFound for a missing object; ours (too large) and the rest raised
                     data = _missing_or_raise(url, e)
             progress(1)
             return data
@@ -276,9 +278,7 @@ def _read_threads(fs: Any, jobs: list[tuple[str, str]], progress: Progress, most
     def one(job: tuple[str, str]) -> bytes | NotFound:
         url, path = job
         try:
-            data = _bounded(url, fs.cat_file(path, **({} if most is None else {"start": 0, "end": most + 1})), most)
-        except InvalidInput:
-            raise
+            data = _bounded(url, fs.cat_file(path, **_span(most)), most)
         except Exception as e:
             data = _missing_or_raise(url, e)
         progress(1)
