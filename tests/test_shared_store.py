@@ -212,6 +212,19 @@ def _registered_outside(w):
     w.store.put(records.record_name(len(w.good) + 2), orjson.dumps(rec))
 
 
+def _registration_with_unknown_keys(w):
+    return {
+        "format": records.REGISTRATION,
+        "sequence": len(w.good) + 1,
+        "created_at": "2025-12-02T00:00:00Z",
+        "created_by": "mallory",
+        "source": "elsewhere",
+        "conversations": [
+            {"conversation_id": A[0], "enrichment_status": "completed", "tier); drop table files; --": 1}
+        ],
+    }
+
+
 def _remove_of_a_stranger(w):
     rec = w.record(operation="remove", added=[], removed=[A[7]])
     del rec["members_added"]
@@ -290,6 +303,7 @@ VARIANTS = {
     "a version too large to hold": _bad(lambda w: w.record(version=2**63, parent=2**63 - 1)),
     "a link to a record outside": lambda w: _link_record(w),
     "an add of a member already there": _bad(lambda w: w.record()),
+    "a registration with a column no reader knows": _bad(_registration_with_unknown_keys),
     "a remove of a conversation that is no member": _bad(_remove_of_a_stranger),
     "sources outside": _bad(_hostile_sources),
     "sources outside, registered by another": _registered_outside,

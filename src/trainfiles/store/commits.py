@@ -184,10 +184,13 @@ def read_version(store: str, versions: list[dict], number: int) -> dict:
     (a create, a restore, any commit/1) are read at once, then applied forward. `versions`:
     the file's versions as the index has them (their sequences)."""
     by_number = {v["version"]: v for v in versions}
+    target = read_one(store, by_number[number]["sequence"])
+    if "members" in target:  # a commit/1, a create, a restore: nothing else to read
+        return target
     first = number
     while by_number[first]["operation"] not in records.WHOLE and first - 1 in by_number:
         first -= 1
-    chain = read(store, [by_number[n]["sequence"] for n in range(first, number + 1)])
+    chain = [*read(store, [by_number[n]["sequence"] for n in range(first, number)]), target]
     if bad := next((r for r in chain if isinstance(r, BadRecord)), None):
         raise bad
     whole = max(i for i, r in enumerate(chain) if "members" in r)
