@@ -382,6 +382,13 @@ def _check_change(record: dict[str, Any]) -> None:
     """A commit/2 holds every member for WHOLE operations, those it added for an add (the ids
     `added` names, in order), and no member otherwise."""
     operation = record["operation"]
+    if operation in ("create", "migrate") and record["version"] != 1:
+        raise ValueError(f"a {operation} of version {record['version']}")
+    for key in ("added", "removed"):
+        if len(set(record[key])) != len(record[key]):
+            raise ValueError(f"a conversation twice in `{key}`")
+        if record[key] and operation not in (*WHOLE, "remove" if key == "removed" else "add"):
+            raise ValueError(f"a commit/2 {operation} with conversations `{key}`")
     if (operation in WHOLE) != ("members" in record):
         raise ValueError(f"a commit/2 {operation} {'lacks' if operation in WHOLE else 'has'} members")
     if ("members_added" in record) != (operation == "add"):

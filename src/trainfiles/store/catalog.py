@@ -10,9 +10,11 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trainfiles.core.records import COMMIT
 from trainfiles.errors import StorageUnavailable
 from trainfiles.store.members import after as members_after
 from trainfiles.store.migrations import migrations, sqlite_utils
@@ -209,9 +211,11 @@ class Catalog(Registrations):
         self.db["files"].upsert(file_row(r), pk="id")  # first: members refer to it
         if "members" in r:
             skip = 0
-            if current and r["parent"] == current["version"] and not r["removed"] and r["operation"] != "restore":
-                skip = current["conversation_count"]  # the same members, then those it added
-            else:
+            if current and r["format"] == COMMIT and r["parent"] == current["version"] and not r["removed"]:
+                skip = current["conversation_count"]  # a commit/1 add: the same members, then those it added
+            if skip and [m["conversation_id"] for m in islice(r["members"], skip)] != self.member_ids(file_id):
+                skip = 0  # it says otherwise: its members as written, as every reader takes them
+            if not skip:
                 self.db.execute("delete from members where file_id = ?", [file_id])
             self._insert_members(file_id, members_after(r["members"], skip))
         else:
