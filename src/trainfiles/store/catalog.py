@@ -158,6 +158,7 @@ class Catalog(Registrations):
         from trainfiles.core.records import BadRecord
 
         refused, accepted, state, whole = [], [], {}, {}
+        members: dict[str, set[str]] = {}  # a file's member ids while its changes apply, read once
         for r in records:
             file_id, name = r["file_id"], r["file"]["name"]
             if file_id not in state:
@@ -173,7 +174,10 @@ class Catalog(Registrations):
             else:
                 if "members" not in r and file_id in whole:  # the state a change applies to
                     self._apply(whole.pop(file_id))
-                reason = None if "members" in r else self._change_problem(r, state[file_id][0])
+                    members.pop(file_id, None)
+                if "members" not in r and file_id not in members:
+                    members[file_id] = set(self.member_ids(file_id))
+                reason = None if "members" in r else _change_problem(r, state[file_id][0], members[file_id])
             if reason:
                 refused.append(BadRecord(r["sequence"], reason, file_id, _keys(r)))
                 continue
@@ -181,26 +185,15 @@ class Catalog(Registrations):
             state[file_id] = (r["version"], name)
             if "members" in r:  # only a file's newest whole state needs its members written
                 whole[file_id] = r
+                members.pop(file_id, None)
             else:
                 self._apply(r)
+                members[file_id] -= set(r["removed"])
+                members[file_id] |= {m["conversation_id"] for m in r.get("members_added", [])}
         for r in whole.values():
             self._apply(r)
         self.db["versions"].insert_all((_version_row(r) for r in accepted), ignore=True)
         return refused
-
-    def _change_problem(self, r: dict, version: int) -> str | None:
-        """Why a commit/2 record cannot apply to the file as the index has it, if so."""
-        if r["parent"] != (version or None):
-            return f"it changes version {r['parent']} of training file {r['file_id']}, whose version is {version}"
-        ids = {
-            row[0] for row in self.db.execute("select conversation_id from members where file_id = ?", [r["file_id"]])
-        }
-        added = [m["conversation_id"] for m in r.get("members_added", [])]
-        if not set(r["removed"]) <= ids or ids & set(added):
-            return "it removes conversations that are not members, or adds members again"
-        if len(ids) - len(r["removed"]) + len(added) != r["statistics"]["total_conversations"]:
-            return "its members do not make statistics.total_conversations"
-        return None
 
     def _apply(self, r: dict) -> None:
         """One accepted record into the index: its file's row and members. A record holding
@@ -344,3 +337,15 @@ class Catalog(Registrations):
             ("training_files", "id"),
         ):
             self.db.execute(f"delete from {table} where {column} = ?", [file_id])
+
+
+def _change_problem(r: dict, version: int, ids: set[str]) -> str | None:
+    """Why a commit/2 record cannot apply to a file at `version` with members `ids`, if so."""
+    if r["parent"] != (version or None):
+        return f"it changes version {r['parent']} of training file {r['file_id']}, whose version is {version}"
+    added = [m["conversation_id"] for m in r.get("members_added", [])]
+    if not set(r["removed"]) <= ids or ids & set(added):
+        return "it removes conversations that are not members, or adds members again"
+    if len(ids) - len(r["removed"]) + len(added) != r["statistics"]["total_conversations"]:
+        return "its members do not make statistics.total_conversations"
+    return None

@@ -17,7 +17,7 @@ from trainfiles import storage
 from trainfiles.core import builder, clock, enriched, records
 from trainfiles.errors import NotFound, TrainfilesError
 from trainfiles.settings import Settings
-from trainfiles.store import commits, index, outputs, protocol
+from trainfiles.store import commits, index, outputs
 from trainfiles.store.catalog import Catalog
 from trainfiles.store.members import Members, Tail
 from trainfiles.store.rows import outputs_of
@@ -47,10 +47,6 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
     store = settings.store
     storage.writable(store)
     staged: list[dict] = []
-
-    def landed() -> int:
-        index.sync(catalog, store)
-        return catalog.last_read()
 
     def attempt(lost: dict | None) -> dict:
         current = catalog.find_file(file_id)
@@ -84,13 +80,12 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
             record["outputs"] = commits.stage(store, file_id, record["version"], draft.outputs)
             staged.append(record["outputs"])
         records.check_own(record)
-        protocol.ensure(catalog, store, settings.user)
         return record
 
     # A new file's folders are its own: none is left behind by a change that failed.
     with storage.removing_new_folders(storage.join(store, file_id, "versions", "-")):
         try:
-            record = commits.commit(store, catalog.last_read(), attempt, landed)
+            record = index.commit(catalog, store, settings.user, attempt)
         except BaseException:
             for written in staged:
                 commits.unstage(store, written)

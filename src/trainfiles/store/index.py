@@ -10,6 +10,7 @@ as a new machine would, so every machine converges on the same state.
 """
 
 import sqlite3
+from collections.abc import Callable
 
 from trainfiles import storage
 from trainfiles.core.records import COMMITS, REGISTRATION, REPAIR, BadRecord, record_name
@@ -23,6 +24,25 @@ from trainfiles.store.catalog import Catalog
 def identity(store: str) -> str:
     """The store as the index records it: an absolute folder, or the URL."""
     return storage.join(store) if storage.is_local(store) else store.rstrip("/")
+
+
+def commit(catalog: Catalog, store: str, user: str, attempt: Callable[[dict | None], dict | None]) -> dict | None:
+    """Publish the record `attempt` makes on the index's state after the newest record it
+    has read (`commits.commit`), the store's protocol object written first where it has
+    none; after a lost race the index reads what landed and `attempt` runs again. None when
+    `attempt` finds nothing to publish."""
+
+    def checked(lost: dict | None) -> dict | None:
+        record = attempt(lost)
+        if record is not None:  # what is refused writes nothing, not even the protocol object
+            protocol.ensure(catalog, store, user)
+        return record
+
+    def landed() -> int:
+        sync(catalog, store)
+        return catalog.last_read()
+
+    return commits.commit(store, catalog.last_read(), checked, landed)
 
 
 def record_own(catalog: Catalog, record: dict) -> None:

@@ -13,7 +13,7 @@ from trainfiles import storage
 from trainfiles.core import clock, records
 from trainfiles.errors import TrainfilesError
 from trainfiles.settings import Settings
-from trainfiles.store import commits, index, protocol
+from trainfiles.store import index
 from trainfiles.store.catalog import Catalog
 
 
@@ -41,15 +41,10 @@ def publish(settings: Settings, catalog: Catalog, rows: Iterable[dict], source: 
                 "conversations": change.published,
             }
             records.check_own_registration(record)
-            protocol.ensure(catalog, store, settings.user)
             counts.update(registered=change.registered, updated=change.updated, moved=change.moved)
             return record
 
-        def landed() -> int:
-            index.sync(catalog, store)
-            return catalog.last_read()
-
-        if record := commits.commit(store, catalog.last_read(), attempt, landed):
+        if record := index.commit(catalog, store, settings.user, attempt):
             index.record_own(catalog, record)
             report["registered"] += counts["registered"]
             report["updated"] += counts["updated"]

@@ -163,7 +163,6 @@ def repair(settings: Settings, dry_run: bool) -> dict:
         sequences = [b["sequence"] for b in bad]
 
         def attempt(lost: dict | None) -> dict:
-            protocol.ensure(catalog, settings.store, settings.user)
             return {
                 "format": REPAIR,
                 "sequence": None,
@@ -172,11 +171,7 @@ def repair(settings: Settings, dry_run: bool) -> dict:
                 "set_aside": sequences,
             }
 
-        def landed() -> int:
-            index.sync(catalog, settings.store)
-            return catalog.last_read()
-
-        commits.commit(settings.store, catalog.last_read(), attempt, landed)
+        index.commit(catalog, settings.store, settings.user, attempt)
         index.sync(catalog, settings.store)
     return report
 
