@@ -5,6 +5,7 @@ the live S3 test server."""
 
 import os
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -89,14 +90,23 @@ def referenced(catalog: Path) -> set[str]:
     return keys
 
 
+CHECKPOINT = re.compile(r"_checkpoints/\d{20}\.json\.gz|[0-9a-f-]{36}/checkpoints/\d{6}\.json\.gz")
+
+
 def assert_clean_after_gc(cli, place, tmp_path) -> None:
+    """After gc: what the records name, and checkpoints (the two newest of the store's)."""
     cli("gc", "--min-age", "0")
-    assert set(place.keys()) == referenced(tmp_path / "catalog.db")
+    keys = set(place.keys())
+    checkpoints = {k for k in keys if CHECKPOINT.fullmatch(k)}
+    assert keys - checkpoints == referenced(tmp_path / "catalog.db")
+    assert len([k for k in checkpoints if k.startswith("_checkpoints/")]) <= 2
 
 
-def test_kill_at_random_moments_loses_nothing(cli, place, tmp_path):
-    """create, add, remove, restore and gc killed at random: every time the state is the old
-    one or the new one, verify is clean, the next command works; after gc nothing is left."""
+def test_kill_at_random_moments_loses_nothing(cli, place, tmp_path, monkeypatch):
+    """create, add, remove, restore and gc killed at random, a checkpoint due every third
+    record: every time the state is the old one or the new one, verify is clean, the next
+    command works; after gc nothing is left."""
+    monkeypatch.setenv("TRAINFILES_CHECKPOINT_INTERVAL", "3")
     trials = 100 if place.store.startswith("/") else 40
     rng = random.Random(trials)
     cli("conversations", "scan", place.sources)
@@ -141,19 +151,23 @@ def test_kill_at_random_moments_loses_nothing(cli, place, tmp_path):
     assert_clean_after_gc(cli, place, tmp_path)
 
 
-@pytest.mark.parametrize("point", ["staged", "published", "copy-json", "copy-jsonl"])
+@pytest.mark.parametrize("point", ["staged", "published", "copy-json", "copy-jsonl", "checkpoint", "checkpointed"])
 @pytest.mark.parametrize("op", ["create", "add"])
 def test_kill_at_each_step_of_a_commit(cli, place, tmp_path, point, op):
     """Outputs staged: nothing happened. Commit published: it happened, and the download
-    copies (even half updated) are brought up to date by the next command."""
+    copies (even half updated) are brought up to date by the next command. Killed while
+    writing a checkpoint (one due at every record): the version is committed, and a new
+    machine sees the same."""
     cli("conversations", "scan", place.sources)
     made = cli.json("create", "--name", "base", "--id", IDS[0])
     args = ["create", "--name", "new", "--id", IDS[1]] if op == "create" else ["add", "base", "--id", IDS[1]]
-    process = start(*args, env={"TRAINFILES_CRASH_AT": point})
+    process = start(*args, env={"TRAINFILES_CRASH_AT": point, "TRAINFILES_CHECKPOINT_INTERVAL": "1"})
     assert process.wait() == -signal.SIGKILL
     name, old, new = ("new", None, [IDS[1]]) if op == "create" else ("base", [IDS[0]], [IDS[0], IDS[1]])
     assert ids_of(cli, name) == (old if point == "staged" else new)
     assert cli.json("verify")["ok"]  # the download copies included
+    fresh = ("--catalog", tmp_path / "fresh.db")
+    assert cli.json(*fresh, "list", "--status", "all") == cli.json("list", "--status", "all")
     if op == "add" and place.store.startswith("/"):
         copy = orjson.loads(Path(made["json_file_path"]).read_bytes())
         assert [c["conversation_metadata"]["conversation_id"] for c in copy["conversations"]] == ids_of(cli, name)

@@ -141,7 +141,7 @@ def test_unreachable_ftp_store_is_storage_unavailable(cli, tmp_path):
     cli("conversations", "scan", FIXTURES / "conversations")
     result = cli("--store", "ftp://127.0.0.1:1/files", "create", "--name", "x", "--id", A[0], code=6)
     assert (
-        result.stderr == "Error: ftp://127.0.0.1:1/files/_log: [Errno 111] Connection refused\n"
+        result.stderr == "Error: ftp://127.0.0.1:1/files/_checkpoints: [Errno 111] Connection refused\n"
     )  # the log is read first
     result = cli("conversations", "scan", "ftp://127.0.0.1:1/enriched", code=6)
     assert result.stderr == "Error: ftp://127.0.0.1:1/enriched: [Errno 111] Connection refused\n"

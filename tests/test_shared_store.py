@@ -425,6 +425,7 @@ def test_a_bad_record_makes_only_its_file_unavailable_until_repaired(world, cli)
     assert dry == {
         "dry_run": True,
         "set_aside": [{"record": world.next_key, "file_id": world.file_id("dec"), "reason": reason}],
+        "removed_checkpoints": [],
     }
     assert run(world, "b", "repair").stdout == f"set aside 1 records\n  {world.next_key}: {reason}\n"
     # Every machine reads the repair record: the file is back, at the state its good records give.

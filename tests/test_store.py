@@ -14,7 +14,7 @@ import pytest
 
 from trainfiles.core import builder
 from trainfiles.storage import filecopy
-from trainfiles.store import commits
+from trainfiles.store import history
 from trainfiles.store.catalog import Catalog
 from trainfiles.store.members import Members
 
@@ -538,7 +538,7 @@ def test_commit_records_are_what_orjson_writes_for_them(cli, tmp_path):
         (False, False)
     ] * 2
     versions = Catalog(str(tmp_path / "catalog.db")).versions(made["id"])
-    states = [commits.read_version(str(tmp_path / "store"), versions, n) for n in (1, 2, 3, 4)]
+    states = [history.read_version(str(tmp_path / "store"), versions, n) for n in (1, 2, 3, 4)]
     assert [[m["conversation_id"] for m in r["members"]] for r in states] == [A[:2], A[:4], A[1:4], A[1:4]]
     assert [r["statistics"] == builder.statistics(r["members"]) for r in states] == [True] * 4
     assert [m["added_at"] for m in states[1]["members"]] == ["2025-12-01T00:00:00Z"] * 2 + ["2025-12-01T00:00:01Z"] * 2

@@ -100,7 +100,8 @@ def repair(
     """Set aside the records of the store's log that cannot be believed, so the files they touch are usable again.
 
     Nothing is deleted: a repair record naming them is added to the log, and every machine
-    then ignores them. `trainfiles verify` lists such records.
+    then ignores them. `trainfiles verify` lists such records. A store checkpoint that is not
+    what the log makes is removed: it only saves reading, and readers then read the log.
 
     Example: trainfiles repair --dry-run
     """
@@ -114,3 +115,5 @@ def repair(
     print(f"{verb} {len(report['set_aside'])} records")
     for item in report["set_aside"]:
         print(f"  {item['record']}: {item['reason']}")
+    for item in report["removed_checkpoints"]:
+        print(f"{'would remove' if report['dry_run'] else 'removed'} {item['object']}: {item['problem']}")

@@ -48,7 +48,7 @@ KINDS = ("json", "jsonl")
 # Years a timestamp may name: one second can always be added to the last (clock.stamp_after).
 YEARS = (1970, 9998)
 
-_STRICT = ConfigDict(strict=True)
+STRICT = ConfigDict(strict=True)
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 Uuid = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
@@ -60,20 +60,20 @@ Stamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2
 
 
 class Output(TypedDict):
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    __pydantic_config__ = STRICT  # type: ignore[misc]
     key: Text
     size: Count
     sha256: Sha256
 
 
 class Outputs(TypedDict):
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    __pydantic_config__ = STRICT  # type: ignore[misc]
     json: Output
     jsonl: Output
 
 
 class Member(TypedDict):
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    __pydantic_config__ = STRICT  # type: ignore[misc]
     conversation_id: Uuid
     source_path: Text
     source_sha256: Sha256
@@ -90,7 +90,7 @@ class Member(TypedDict):
 
 
 class File(TypedDict):
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    __pydantic_config__ = STRICT  # type: ignore[misc]
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     description: Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION)] | None
     target_model: Text | None
@@ -104,7 +104,7 @@ class File(TypedDict):
 
 
 class Quality(TypedDict):
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    __pydantic_config__ = STRICT  # type: ignore[misc]
     avg_quality_score: Score
     min_quality_score: Score
     max_quality_score: Score
@@ -112,7 +112,7 @@ class Quality(TypedDict):
 
 
 class Statistics(TypedDict):
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    __pydantic_config__ = STRICT  # type: ignore[misc]
     total_conversations: Count
     total_training_pairs: Count
     quality_summary: Quality
@@ -122,7 +122,7 @@ class Statistics(TypedDict):
 class _Version(TypedDict):
     """What every commit record holds of its version, whatever its format."""
 
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    __pydantic_config__ = STRICT  # type: ignore[misc]
     sequence: Number
     file_id: Uuid
     version: Number
@@ -153,7 +153,7 @@ class Change(_Version):
 
 
 class Repair(TypedDict):
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    __pydantic_config__ = STRICT  # type: ignore[misc]
     format: Literal["trainfiles.repair/1"]
     sequence: Number
     created_at: Stamp
@@ -190,7 +190,7 @@ class Conversation(TypedDict, total=False):
 
 
 class Registration(TypedDict):
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    __pydantic_config__ = STRICT  # type: ignore[misc]
     format: Literal["trainfiles.registration/1"]
     sequence: Number
     created_at: Stamp
@@ -202,7 +202,7 @@ class Registration(TypedDict):
 class Protocol(TypedDict):
     """The store's protocol object (`_protocol.json`), or a protocol record of its log."""
 
-    __pydantic_config__ = _STRICT  # type: ignore[misc]
+    __pydantic_config__ = STRICT  # type: ignore[misc]
     format: Literal["trainfiles.protocol/1"]
     sequence: NotRequired[Number]
     reader_version: Number
@@ -264,13 +264,13 @@ def parse(sequence: int, data: bytes) -> dict[str, Any]:
         if fmt in COMMITS:
             _check_commit(record, data)
             return record
-        _check_stamp(record["created_at"], "created_at")
+        check_stamp(record["created_at"], "created_at")
         if fmt == REPAIR and any(s >= sequence for s in record["set_aside"]):
             raise ValueError("it sets aside a record that is not before it")
         if fmt == REGISTRATION:
             _check_registration(record)
     except ValidationError as e:
-        raise BadRecord(sequence, _first_errors(e), file_id, keys) from None
+        raise BadRecord(sequence, first_errors(e), file_id, keys) from None
     except (ValueError, InvalidInput, enriched.Ineligible) as e:
         reason = "; ".join(e.reasons) if isinstance(e, enriched.Ineligible) else str(e)
         raise BadRecord(sequence, reason, file_id, keys) from None
@@ -294,7 +294,7 @@ def check_own(record: dict[str, Any]) -> None:
         _schema(record["format"]).validate_python(head)
         _check_commit(head, b"")
     except ValidationError as e:
-        raise InvalidInput(f"the store's readers would refuse this change: {_first_errors(e)}") from None
+        raise InvalidInput(f"the store's readers would refuse this change: {first_errors(e)}") from None
     except (ValueError, InvalidInput) as e:
         raise InvalidInput(f"the store's readers would refuse this change: {e}") from None
 
@@ -305,7 +305,7 @@ def member_problem(member: dict[str, Any]) -> str | None:
     try:
         _schema("member").validate_python(stamped)  # who added it, and when, are checked with the record
     except ValidationError as e:
-        return f"cannot be recorded in the store: {_first_errors(e)}"
+        return f"cannot be recorded in the store: {first_errors(e)}"
     return None
 
 
@@ -317,11 +317,11 @@ def parse_protocol(data: bytes) -> dict[str, Any]:
         record: dict[str, Any] = _schema(PROTOCOL).validate_python(orjson.loads(data))
         if "sequence" in record:
             raise ValueError("the protocol object has a sequence; a protocol record belongs in the log")
-        _check_stamp(record["created_at"], "created_at")
+        check_stamp(record["created_at"], "created_at")
     except orjson.JSONDecodeError as e:
         raise InvalidInput(f"not JSON ({e})") from None
     except ValidationError as e:
-        raise InvalidInput(_first_errors(e)) from None
+        raise InvalidInput(first_errors(e)) from None
     except ValueError as e:
         raise InvalidInput(str(e)) from None
     return record
@@ -334,7 +334,7 @@ def check_own_registration(record: dict[str, Any]) -> None:
         _schema(REGISTRATION).validate_python({**record, "sequence": 1})
         _check_registration(record)
     except ValidationError as e:
-        raise InvalidInput(f"the store's readers would refuse this registration: {_first_errors(e)}") from None
+        raise InvalidInput(f"the store's readers would refuse this registration: {first_errors(e)}") from None
     except ValueError as e:
         raise InvalidInput(f"the store's readers would refuse this registration: {e}") from None
 
@@ -370,7 +370,7 @@ def _check_commit(record: dict[str, Any], data: bytes) -> None:
         ("file.created_at", record["file"]["created_at"]),
         ("file.last_updated", record["file"]["last_updated"]),
     ):
-        _check_stamp(stamp, where)
+        check_stamp(stamp, where)
     name = record["file"]["name"]
     refuse_hidden_characters(name, "file.name")
     if name != name.strip() or enriched.UUID_RE.fullmatch(name):
@@ -397,7 +397,7 @@ def _check_change(record: dict[str, Any]) -> None:
         raise ValueError("members_added are not the conversations `added` names")
 
 
-def _check_stamp(value: str, where: str) -> None:
+def check_stamp(value: str, where: str) -> None:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
@@ -421,7 +421,7 @@ def _claims(record: dict[str, Any]) -> tuple[str | None, list[str]]:
     return file_id, keys
 
 
-def _first_errors(error: ValidationError, shown: int = 3) -> str:
+def first_errors(error: ValidationError, shown: int = 3) -> str:
     problems = [f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in error.errors()[:shown]]
     more = error.error_count() - shown
     return "; ".join(problems) + (f"; and {more} more" if more > 0 else "")

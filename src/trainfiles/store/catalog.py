@@ -25,7 +25,9 @@ from trainfiles.store.rows import (
     _version,
     _version_row,
     file_row,
+    from_checkpoint,
     member_row,
+    to_checkpoint,
 )
 
 if TYPE_CHECKING:
@@ -312,6 +314,44 @@ class Catalog(Registrations):
     def trusted(self, key: str) -> tuple[int, int, int] | None:
         rows = list(self.db.query("select size, mtime_ns, inode from trusted_outputs where key = ?", [key]))
         return (rows[0]["size"], rows[0]["mtime_ns"], rows[0]["inode"]) if rows else None
+
+    # Store checkpoints (store/checkpoints.py): the index at one record of the log, and back
+
+    def state(self, sequence: int) -> dict | None:
+        """The index as a store checkpoint holds it, read in one transaction; None unless
+        it has applied exactly the records 1 to `sequence`."""
+        self.db.execute("BEGIN")
+        try:
+            if self.index_state()[1] != sequence or self.last_read() != sequence:
+                return None
+            files = [
+                {
+                    "file": to_checkpoint(row),
+                    "versions": [to_checkpoint(v, drop=("file_id",)) for v in self.versions(row["id"])],
+                    "members": list(self.members(row["id"])),
+                }
+                for row in self.db.query("select * from files order by id")
+            ]
+            kept = [
+                to_checkpoint({**row, "keys": json.loads(row["keys"])})
+                for row in self.db.query("select * from bad_records order by sequence")
+            ]
+            return {"files": files, "conversations": self.registrations_state(), "bad_records": kept}
+        finally:
+            self.db.conn.rollback()
+
+    def load_state(self, checkpoint: dict) -> None:
+        """Take a store checkpoint's state (inside a write, just after `reset_index`): the
+        index as if it had applied every record up to the checkpoint's."""
+        for state in checkpoint["files"]:
+            file_id = state["file"]["id"]
+            self.db["files"].insert(from_checkpoint(state["file"]))
+            self.db["versions"].insert_all({**from_checkpoint(v), "file_id": file_id} for v in state["versions"])
+            self._insert_members(file_id, state["members"])
+        self.db["bad_records"].insert_all({**b, "keys": json.dumps(b["keys"])} for b in checkpoint["bad_records"])
+        self.load_registrations(checkpoint["conversations"])
+        self.db.execute("update index_state set last_sequence = ? where id = 1", [checkpoint["sequence"]])
+        self.db.execute("insert or ignore into log_read (sequence) values (?)", [checkpoint["sequence"]])
 
     # Catalogs made before the store held versions (m001): their files, once
 

@@ -95,7 +95,7 @@ def commit(settings: Settings, catalog: Catalog, file_id: str, check: Check, bui
             commits.unstage(store, written)
     # Copies left behind: the record is left for the next command to read, which repairs them.
     if index.refresh_download_copies(store, record):
-        index.record_own(catalog, record)
+        index.record_own(catalog, store, settings.user, record)
     if any(written is record["outputs"] for written in staged):  # hashed as we wrote them
         signatures = {o["key"]: storage.signature(storage.join(store, o["key"])) for o in record["outputs"].values()}
         with contextlib.suppress(TrainfilesError, sqlite3.Error):  # only saves hashing them again

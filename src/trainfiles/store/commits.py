@@ -178,31 +178,6 @@ def record_json(record: dict) -> Iterator[bytes]:
     yield (b"," + orjson.dumps(rest)[1:] if rest else b"}") + b"\n"
 
 
-def read_version(store: str, versions: list[dict], number: int) -> dict:
-    """Version `number`'s record with every member in `members`. A commit/2 record holds
-    what changed since its parent: the records back to the nearest that holds every member
-    (a create, a restore, any commit/1) are read at once, then applied forward. `versions`:
-    the file's versions as the index has them (their sequences)."""
-    by_number = {v["version"]: v for v in versions}
-    target = read_one(store, by_number[number]["sequence"])
-    if "members" in target:  # a commit/1, a create, a restore: nothing else to read
-        return target
-    first = number
-    while by_number[first]["operation"] not in records.WHOLE and first - 1 in by_number:
-        first -= 1
-    chain = [*read(store, [by_number[n]["sequence"] for n in range(first, number)]), target]
-    if bad := next((r for r in chain if isinstance(r, BadRecord)), None):
-        raise bad
-    whole = max(i for i, r in enumerate(chain) if "members" in r)
-    members = list(chain[whole]["members"])
-    for r in chain[whole + 1 :]:
-        gone = set(r["removed"])
-        members = [m for m in members if m["conversation_id"] not in gone] + r.get("members_added", [])
-    target = dict(chain[-1])
-    target.pop("members_added", None)
-    return {**target, "members": members}
-
-
 def commit(
     store: str, sequence: int, attempt: Callable[[dict | None], dict | None], landed: Callable[[], int]
 ) -> dict | None:

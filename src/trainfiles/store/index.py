@@ -9,15 +9,18 @@ below records already applied makes the index apply the whole log again in seque
 as a new machine would, so every machine converges on the same state.
 """
 
+import contextlib
+import os
 import sqlite3
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 
 from trainfiles import storage
 from trainfiles.core.records import COMMITS, REGISTRATION, REPAIR, BadRecord, record_name
 from trainfiles.errors import TrainfilesError, named
 from trainfiles.faults import crash_point
 from trainfiles.progress import bar, note
-from trainfiles.store import commits, protocol
+from trainfiles.store import checkpoints, commits, protocol
 from trainfiles.store.catalog import Catalog
 
 
@@ -45,11 +48,12 @@ def commit(catalog: Catalog, store: str, user: str, attempt: Callable[[dict | No
     return commits.commit(store, catalog.last_read(), checked, landed)
 
 
-def record_own(catalog: Catalog, record: dict) -> None:
+def record_own(catalog: Catalog, store: str, user: str, record: dict) -> None:
     """Index a record this process has just published right after the newest one it had
     read, so the index needs no listing to take it (a later command lists what others
-    committed since). Once published, the version is committed: a catalog that cannot take
-    it now (locked, read-only) is said so, and catches up next time."""
+    committed since), then write the checkpoints it is due. Once published, the version is
+    committed: a catalog that cannot take it now (locked, read-only) is said so, and
+    catches up next time."""
     try:
         with catalog.write():
             if catalog.last_read() == record["sequence"] - 1:
@@ -60,10 +64,28 @@ def record_own(catalog: Catalog, record: dict) -> None:
             f"note: {what} is committed ({record_name(record['sequence'])}), "
             f"but the local catalog could not take it ({e}); the next command catches up"
         )
+        return
+    checkpoints.after_commit(catalog, store, user, record)
 
 
-def sync(catalog: Catalog, store: str) -> bool:
-    """Apply what was committed since the index last looked; whether there was any.
+@contextlib.contextmanager
+def from_log_alone(store: str, until: int | None = None) -> Iterator[Catalog]:
+    """An index of the store made from its log alone (through record `until`, if given),
+    no checkpoint read, in a catalog of its own that is gone afterwards: what gc deletes by
+    and what verify holds the newest checkpoint against."""
+    with tempfile.TemporaryDirectory(prefix="trainfiles-") as folder:
+        catalog = Catalog(os.path.join(folder, "index.db"))
+        try:
+            sync(catalog, store, from_checkpoint=False, until=until)
+            yield catalog
+        finally:
+            catalog.close()
+
+
+def sync(catalog: Catalog, store: str, from_checkpoint: bool = True, until: int | None = None) -> bool:
+    """Apply what was committed since the index last looked (through record `until`, if
+    given); whether there was any. An index that starts from nothing starts from the newest
+    store checkpoint, unless `from_checkpoint` is False: it then reads the whole log.
 
     Download copies that a writer which died after its commit left behind are brought up
     to date. Records that cannot be believed are kept apart (their files unavailable) and
@@ -72,23 +94,28 @@ def sync(catalog: Catalog, store: str) -> bool:
     ident = identity(store)
     indexed, through = catalog.index_state()
     rebuild = indexed != ident
-    listed = commits.new_sequences(store, 0 if rebuild else max(through - 1, 0))
-    if not rebuild and through and listed[:1] != [through]:
-        # The first record not yet read follows one that must still be there: if it is not,
-        # the store was replaced or emptied under the same name, and the index starts again.
-        rebuild, listed = True, commits.new_sequences(store, 0)
+    listed = [] if rebuild else commits.new_sequences(store, max(through - 1, 0))
+    # The first record not yet read follows one that must still be there: if it is not,
+    # the store was replaced or emptied under the same name, and the index starts again.
+    rebuild = rebuild or bool(through and listed[:1] != [through])
     known = set() if rebuild else catalog.read_after(through)
-    new = [s for s in listed if (rebuild or s > through) and s not in known]
-    if new and known and new[0] < max(known):
-        rebuild, new = True, commits.new_sequences(store, 0)
+    new = [s for s in listed if s > through and s not in known]
+    rebuild = rebuild or bool(new and known and new[0] < max(known))
+    start = None
+    if rebuild:
+        start, new = _starting_point(store, from_checkpoint)
+    new = [s for s in new if until is None or s <= until]
     if new or rebuild:  # a listing that found nothing is a read too: of an empty log
         with bar("Reading the store's log", len(new)) as advance:
             read = commits.read(store, new, advance)
         crash_point("log-read")
-        versions = protocol.needed(None if rebuild else catalog.protocol(), store, read)
+        floor = (start["reader_version"], start["writer_version"]) if start else None
+        versions = protocol.needed(None if rebuild else catalog.protocol(), store, read, floor)
         with catalog.write():
             if rebuild:
                 catalog.reset_index(ident)
+                if start:
+                    catalog.load_state(start)
             else:  # another process may have read some meanwhile
                 done = catalog.read_after(through)
                 read = [r for r in read if _sequence(r) not in done]
@@ -103,6 +130,22 @@ def sync(catalog: Catalog, store: str) -> bool:
             f"touch are unavailable: {names} (`trainfiles repair` sets them aside)"
         )
     return bool(new)
+
+
+def _starting_point(store: str, from_checkpoint: bool) -> tuple[dict | None, list[int]]:
+    """Where an index that starts from nothing begins: the newest store checkpoint and the
+    records after it (a listing from the checkpoint's own record, which must be there), or
+    the whole log."""
+    checkpoint = checkpoints.newest(store) if from_checkpoint else None
+    if checkpoint:
+        listed = commits.new_sequences(store, checkpoint["sequence"] - 1)
+        if listed[:1] == [checkpoint["sequence"]]:
+            return checkpoint, listed[1:]
+        note(
+            f"warning: {checkpoints.store_key(checkpoint['sequence'])} is of a record the log does not hold; "
+            "reading the whole log instead"
+        )
+    return None, commits.new_sequences(store, 0)
 
 
 def _take(catalog: Catalog, read: list[dict | BadRecord], here: bool = False) -> list[dict]:

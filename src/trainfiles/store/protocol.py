@@ -22,11 +22,16 @@ LEGACY = (1, 1)  # a store without a protocol object
 MEND = "the store's protocol object is written once by trainfiles; restore it, or remove it and the next change writes it again"
 
 
-def needed(known: tuple[int, int] | None, store: str, read: list) -> tuple[int, int] | None:
+def needed(
+    known: tuple[int, int] | None, store: str, read: list, floor: tuple[int, int] | None = None
+) -> tuple[int, int] | None:
     """The (reader, writer) versions the store needs, given those `known` from what the index
-    read before: the protocol object (asked for until it is found: it never changes) and the
-    protocol records among `read`. StorageUnavailable if this trainfiles cannot read it."""
+    read before: the protocol object (asked for until it is found: it never changes), those
+    a checkpoint says the records before it needed (`floor`) and the protocol records among
+    `read`. StorageUnavailable if this trainfiles cannot read it."""
     versions = known or _object_versions(store)
+    if floor:
+        versions = (max(floor[0], (versions or LEGACY)[0]), max(floor[1], (versions or LEGACY)[1]))
     for record in read:
         if isinstance(record, dict) and record["format"] == records.PROTOCOL:
             known = versions or LEGACY

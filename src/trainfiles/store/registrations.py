@@ -45,7 +45,7 @@ def publish(settings: Settings, catalog: Catalog, rows: Iterable[dict], source: 
             return record
 
         if record := index.commit(catalog, store, settings.user, attempt):
-            index.record_own(catalog, record)
+            index.record_own(catalog, store, settings.user, record)
             report["registered"] += counts["registered"]
             report["updated"] += counts["updated"]
             report["moved"] += counts["moved"]

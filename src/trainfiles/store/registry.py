@@ -15,6 +15,8 @@ SAVE_BATCH = 5000  # conversation rows compared with the catalog's and written a
 
 # By instant, not by text: "10:07:00.5Z" sorts before "10:07:00Z" as text.
 IN_TIME_ORDER = "julianday(c.created_at), c.created_at, c.conversation_id"
+# What a store checkpoint holds of a registration beyond its values.
+_CHECKPOINTED = ("source_sha256", "registered_at", "updated_at", "source_record")
 
 
 class Registrations:
@@ -132,6 +134,39 @@ class Registrations:
         self.db.conn.executemany(
             "update conversations set registered_here = 1 where conversation_id = ? and enriched_file_path = ?",
             ((row["conversation_id"], row["enriched_file_path"]) for row in rows if row.get("enriched_file_path")),
+        )
+
+    def registrations_state(self) -> list[dict]:
+        """Every conversation the store's records registered, as a store checkpoint holds it."""
+        batches: dict[str, list[str]] = {}
+        for batch, cid in self.db.execute("select batch_job_id, conversation_id from batch_items order by 1"):
+            batches.setdefault(cid, []).append(batch)
+        return [
+            {
+                **_conversation(row),
+                **{k: row[k] for k in _CHECKPOINTED},
+                "batches": batches.get(row["conversation_id"], []),
+            }
+            for row in self.db.query(
+                "select * from conversations where source_record is not null order by conversation_id"
+            )
+        ]
+
+    def load_registrations(self, conversations: list[dict]) -> None:
+        """Take a store checkpoint's registrations (inside a write) over this catalog's:
+        as the records they stand for would. A conversation still found where this
+        machine's own scan found it stays registered here."""
+        columns = [*CONVERSATION_FIELDS, "invalid_reason", "manifest_fields", *_CHECKPOINTED]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+        self.db.conn.executemany(
+            f"insert into conversations ({', '.join(columns)}, registered_here) values ({', '.join('?' * len(columns))}, 0)"
+            f" on conflict (conversation_id) do update set {updates}, registered_here = conversations.registered_here"
+            " and conversations.enriched_file_path is excluded.enriched_file_path",
+            ([_stored(c).get(k) for k in columns] for c in conversations),
+        )
+        self.db.conn.executemany(
+            "insert or ignore into batch_items (batch_job_id, conversation_id) values (?, ?)",
+            ((batch, c["conversation_id"]) for c in conversations for batch in c["batches"]),
         )
 
     def _batch_pairs(self, ids: list[str]) -> set[tuple[str, str]]:

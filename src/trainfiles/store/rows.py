@@ -173,3 +173,22 @@ def _standing(old: dict, changes: dict) -> dict:
     if not row["manifest_fields"]:
         del row["manifest_fields"]
     return row
+
+
+# A store checkpoint's rows (core/checkpoints.py) from the index's, and back: the same
+# columns, with JSON values as JSON rather than as text.
+_JSON_COLUMNS = ("scaffolding_distribution", "consultant_profile", "added", "removed", "manifest_fields")
+
+
+def to_checkpoint(row: dict, drop: tuple[str, ...] = ()) -> dict:
+    out = {
+        k: (json.loads(v) if k in _JSON_COLUMNS and isinstance(v, str) else v) for k, v in row.items() if k not in drop
+    }
+    for flag in ("profile_set", "human_reviewed", "set_aside"):
+        if flag in out and out[flag] is not None:
+            out[flag] = bool(out[flag])
+    return out
+
+
+def from_checkpoint(row: dict) -> dict:
+    return {k: (json.dumps(v) if k in _JSON_COLUMNS else v) for k, v in row.items()}

@@ -21,7 +21,7 @@ from trainfiles.core.tokenizing import Tokens
 from trainfiles.errors import Conflict, InvalidInput, NotFound
 from trainfiles.progress import bar
 from trainfiles.settings import Settings
-from trainfiles.store import changes, commits, outputs
+from trainfiles.store import changes, history, outputs
 from trainfiles.store.catalog import Catalog
 from trainfiles.usecases.finding import find, open_catalog, record
 
@@ -47,7 +47,7 @@ def _content(settings: Settings, version: dict, kind: str) -> Iterator[bytes]:
     url = storage.join(settings.store, version[f"{kind}_key"])
     if not storage.exists(url):
         catalog = Catalog(settings.catalog)
-        record = commits.read_version(settings.store, catalog.versions(version["file_id"]), version["version"])
+        record = history.read_version(settings.store, catalog.versions(version["file_id"]), version["version"])
         with outputs.spool(settings.store, record["file_id"]) as spool:
             yield from outputs.content(changes.from_sources(record, spool, catalog), kind)
         return
@@ -149,7 +149,7 @@ def _trainer_rows(
 ) -> Iterator[tuple[str, dict]]:
     metadata = None
     if with_metadata:
-        members = commits.read_version(settings.store, catalog.versions(version["file_id"]), version["version"])[
+        members = history.read_version(settings.store, catalog.versions(version["file_id"]), version["version"])[
             "members"
         ]
         metadata = {m["conversation_id"]: {"quality_score": m["quality_score"]} for m in members}
@@ -294,7 +294,7 @@ def check(
             )
         return _check_export(path, fmt, max_tokens, tokens)
     catalog, _, version = _version(settings, target, None)
-    members = commits.read_version(settings.store, catalog.versions(version["file_id"]), version["version"])["members"]
+    members = history.read_version(settings.store, catalog.versions(version["file_id"]), version["version"])["members"]
     metadata = {m["conversation_id"]: {"quality_score": m["quality_score"]} for m in members}
     return {"file": target, **_check_v4(lambda: _v4_rows(settings, version), fmt, mode, max_tokens, tokens, metadata)}
 

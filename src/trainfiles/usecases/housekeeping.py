@@ -10,7 +10,7 @@ from trainfiles.core import clock
 from trainfiles.core.records import REPAIR, record_name
 from trainfiles.errors import InvalidInput, StorageUnavailable
 from trainfiles.settings import Settings
-from trainfiles.store import commits, index, protocol
+from trainfiles.store import checkpoints, commits, index, protocol
 from trainfiles.store.catalog import Catalog
 from trainfiles.usecases.finding import find, open_catalog
 
@@ -71,7 +71,28 @@ def verify(settings: Settings, ref: str | None, sources: bool, bases: tuple[str,
                     compare(path, member["source_sha256"], f"{row['name']} source of {member['conversation_id']}")
                 else:
                     not_read.append(path)
+    if not ref and (problem := _checkpoint_problem(settings.store)):
+        mismatches.append(problem)
     return {"checked": checked, "pruned": pruned, "mismatches": mismatches, "not_read": not_read, "ok": not mismatches}
+
+
+def _checkpoint_problem(store: str) -> dict | None:
+    """The newest store checkpoint (the one readers start from), if it cannot be believed or
+    is not the state the log makes through its record: the log is read again for this."""
+    found = checkpoints.latest(store)
+    if found is None:
+        return None
+    sequence, checkpoint = found
+    url = storage.join(store, checkpoints.store_key(sequence))
+    if isinstance(checkpoint, str):
+        return {"object": url, "problem": f"checkpoint cannot be believed: {checkpoint}"}
+    with index.from_log_alone(store, until=sequence) as log:
+        state = log.state(sequence)
+    if state is None:
+        return {"object": url, "problem": f"checkpoint of record {sequence}, which the log does not hold"}
+    if differing := checkpoints.differences(checkpoint, state):
+        return {"object": url, "problem": f"checkpoint is not what the log makes: {', '.join(differing)}"}
+    return None
 
 
 def _under_any(path: str, bases: tuple[str, ...]) -> bool:
@@ -91,32 +112,36 @@ def gc(settings: Settings, keep: int | None, dry_run: bool, min_age: float) -> d
     It runs only from an index that has read the whole log, records that landed while it
     looked included, and not while records that cannot be believed are in the log: any of
     them may name outputs."""
-    catalog = open_catalog(settings)
-    if bad := catalog.bad_records():
-        raise InvalidInput(
-            "gc does not run while the store's log holds records that cannot be believed: ",
-            [record_name(b["sequence"]) for b in bad],
-            suffix=" (`trainfiles repair` sets them aside)",
-        )
-    protocol.refuse_newer_writer(catalog.protocol(), settings.store)
-    root = storage.join(settings.store)
-    cutoff = storage.clock(settings.store) - min_age
-    for _ in range(GC_TRIES):
-        named, kept = _named(catalog, keep)
-        garbage = []
-        for obj in sorted(storage.listing(settings.store), key=lambda obj: obj["url"]):
-            key = storage.key_under(root, obj["url"])
-            if key is None:  # never anything outside the store
-                continue
-            name = key.rsplit("/", 1)[-1]
-            pruned = key in named and key not in kept
-            staged = "/versions/" in key and key not in named
-            if pruned or ((staged or name.startswith(".tmp-")) and obj["modified"] <= cutoff):
-                garbage.append(obj)
-        if not index.sync(catalog, settings.store):  # records landed meanwhile may name some of it
-            break
-    else:
-        raise StorageUnavailable(f"{settings.store}: the log kept changing while gc looked; run it again")
+    open_catalog(settings)  # the store must be there
+    with index.from_log_alone(settings.store) as catalog:  # a checkpoint is no judge of what is garbage
+        if bad := catalog.bad_records():
+            raise InvalidInput(
+                "gc does not run while the store's log holds records that cannot be believed: ",
+                [record_name(b["sequence"]) for b in bad],
+                suffix=" (`trainfiles repair` sets them aside)",
+            )
+        protocol.refuse_newer_writer(catalog.protocol(), settings.store)
+        root = storage.join(settings.store)
+        cutoff = storage.clock(settings.store) - min_age
+        for _ in range(GC_TRIES):
+            named, kept = _named(catalog, keep)
+            objects = sorted(storage.listing(settings.store), key=lambda obj: obj["url"])
+            superseded = _superseded_checkpoints(root, objects)
+            garbage = []
+            for obj in objects:
+                key = storage.key_under(root, obj["url"])
+                if key is None:  # never anything outside the store
+                    continue
+                name = key.rsplit("/", 1)[-1]
+                pruned = key in named and key not in kept
+                staged = "/versions/" in key and key not in named
+                old = staged or name.startswith(".tmp-") or key in superseded
+                if pruned or (old and obj["modified"] <= cutoff):
+                    garbage.append(obj)
+            if not index.sync(catalog, settings.store, from_checkpoint=False):  # records landed meanwhile may name some
+                break
+        else:
+            raise StorageUnavailable(f"{settings.store}: the log kept changing while gc looked; run it again")
     if not dry_run:
         for obj in garbage:
             storage.remove(obj["url"])
@@ -132,6 +157,14 @@ def gc(settings: Settings, keep: int | None, dry_run: bool, min_age: float) -> d
 
 
 GC_TRIES = 5
+CHECKPOINTS_KEPT = 2  # store checkpoints gc leaves: the newest, and one a reader may be reading
+
+
+def _superseded_checkpoints(root: str, objects: list[dict]) -> set[str]:
+    """Store checkpoints older than the newest CHECKPOINTS_KEPT (readers take the newest)."""
+    keys = [storage.key_under(root, obj["url"]) for obj in objects]
+    found = sorted(k for k in keys if k and k.startswith(f"{checkpoints.FOLDER}/") and k.endswith(".json.gz"))
+    return set(found[:-CHECKPOINTS_KEPT])
 
 
 def _named(catalog: Catalog, keep: int | None) -> tuple[set[str], set[str]]:
@@ -150,15 +183,20 @@ def _named(catalog: Catalog, keep: int | None) -> tuple[set[str], set[str]]:
 def repair(settings: Settings, dry_run: bool) -> dict:
     """Set aside every record of the log that cannot be believed, by publishing a repair
     record that names them (nothing is deleted: the log keeps its history). The files they
-    touched are usable again, in the state their other records give."""
+    touched are usable again, in the state their other records give. The newest store
+    checkpoint, if it is not what the log makes, is removed (readers then read the log)."""
     catalog = open_catalog(settings)
     bad = catalog.bad_records()
+    checkpoint = _checkpoint_problem(settings.store)
     report = {
         "dry_run": dry_run,
         "set_aside": [
             {"record": record_name(b["sequence"]), "file_id": b["file_id"], "reason": b["reason"]} for b in bad
         ],
+        "removed_checkpoints": [checkpoint] if checkpoint else [],
     }
+    if checkpoint and not dry_run:  # only an optimisation: readers read the log instead
+        storage.remove(checkpoint["object"])
     if bad and not dry_run:
         sequences = [b["sequence"] for b in bad]
 

@@ -20,7 +20,7 @@ from trainfiles.core.vocabulary import FILE_SORTS
 from trainfiles.errors import Conflict, InvalidInput, NotFound, PermissionDenied, named
 from trainfiles.progress import note
 from trainfiles.settings import Settings
-from trainfiles.store import changes, commits, outputs
+from trainfiles.store import changes, commits, history, outputs
 from trainfiles.store.catalog import Catalog
 from trainfiles.store.changes import Draft
 from trainfiles.store.members import Members
@@ -247,7 +247,7 @@ def restore(settings: Settings, ref: str, number: int, as_was: bool = False) -> 
     if old is None:
         raise NotFound(f"training file {row['name']!r} has no version {number} (versions 1 to {row['version']})")
     if number != row["version"]:
-        target = commits.read_version(settings.store, catalog.versions(row["id"]), number)
+        target = history.read_version(settings.store, catalog.versions(row["id"]), number)
         file = {**target["file"], "status": "active"}
         if not as_was:
             file.update(name=row["name"], description=row["description"], target_model=row["target_model"])
