@@ -23,7 +23,9 @@ from trainfiles.core.records import (
     STRICT,
     Conversation,
     Count,
+    Head,
     Member,
+    Naming,
     Number,
     Score,
     Sha256,
@@ -62,22 +64,10 @@ def unpack(data: bytes) -> bytes:
     return out
 
 
-class FileRow(TypedDict):
-    """A training file at its newest version, as the index keeps it."""
+class _Counted(TypedDict):
+    """What every version has: its counts and its two outputs."""
 
     __pydantic_config__ = STRICT  # type: ignore[misc]
-    id: Uuid
-    version: Number
-    sequence: Number
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    description: Annotated[str, Field(max_length=MAX_DESCRIPTION)] | None
-    target_model: Text | None
-    vertical: Text | None
-    status: Literal["active", "archived"]
-    created_by: Text
-    created_at: Stamp
-    updated_at: Stamp
-    last_updated_at: Stamp
     conversation_count: Count
     total_training_pairs: Count
     json_key: Text
@@ -86,6 +76,17 @@ class FileRow(TypedDict):
     jsonl_file_size: Count
     json_sha256: Sha256
     jsonl_sha256: Sha256
+
+
+class FileRow(_Counted, Naming):
+    """A training file at its newest version, as the index keeps it."""
+
+    id: Uuid
+    version: Number
+    sequence: Number
+    created_at: Stamp
+    updated_at: Stamp
+    last_updated_at: Stamp
     avg_quality_score: Score
     min_quality_score: Score
     max_quality_score: Score
@@ -95,27 +96,8 @@ class FileRow(TypedDict):
     profile_set: bool
 
 
-class VersionRow(TypedDict):
+class VersionRow(_Counted, Head):
     """One version of a file, as `trainfiles log` lists it."""
-
-    __pydantic_config__ = STRICT  # type: ignore[misc]
-    version: Number
-    sequence: Number
-    parent: Number | None
-    operation: Text
-    created_at: Stamp
-    created_by: Text
-    added: list[Uuid]
-    removed: list[Uuid]
-    restored_from: Number | None
-    conversation_count: Count
-    total_training_pairs: Count
-    json_key: Text
-    jsonl_key: Text
-    json_file_size: Count
-    jsonl_file_size: Count
-    json_sha256: Sha256
-    jsonl_sha256: Sha256
 
 
 class FileState(TypedDict):

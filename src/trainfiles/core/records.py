@@ -89,7 +89,9 @@ class Member(TypedDict):
     added_by: Text
 
 
-class File(TypedDict):
+class Naming(TypedDict):
+    """What names and describes a training file (a record's `file`, a checkpoint's row)."""
+
     __pydantic_config__ = STRICT  # type: ignore[misc]
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     description: Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION)] | None
@@ -97,6 +99,9 @@ class File(TypedDict):
     vertical: Text | None
     status: Literal["active", "archived"]
     created_by: Text
+
+
+class File(Naming):
     created_at: Stamp
     last_updated: Stamp
     consultant_profile: dict[str, Any] | None
@@ -119,12 +124,11 @@ class Statistics(TypedDict):
     scaffolding_distribution: dict[Text, dict[Text, Count]]
 
 
-class _Version(TypedDict):
-    """What every commit record holds of its version, whatever its format."""
+class Head(TypedDict):
+    """What every version says of itself: a record's, a checkpoint's (and `trainfiles log`)."""
 
     __pydantic_config__ = STRICT  # type: ignore[misc]
     sequence: Number
-    file_id: Uuid
     version: Number
     parent: Number | None
     operation: Literal[OPERATIONS]  # type: ignore[valid-type]
@@ -133,6 +137,12 @@ class _Version(TypedDict):
     added: list[Uuid]
     removed: list[Uuid]
     restored_from: Number | None
+
+
+class _Version(Head):
+    """What every commit record holds of its version, whatever its format."""
+
+    file_id: Uuid
     file: File
     statistics: Statistics
     outputs: Outputs
