@@ -40,5 +40,9 @@ def environment() -> Environment:
     return env
 
 
+# What a page of the report lacks that a served one has (and the other way round).
+DEFAULTS = {"read_only": False, "actions": False, "csrf": None, "user": None, "generated": None}
+
+
 def render(name: str, **context: Any) -> str:
-    return environment().get_template(name).render(**context)
+    return environment().get_template(name).render(**{**DEFAULTS, **context})
