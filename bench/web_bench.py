@@ -15,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from run import OUT, SOURCE, generated, populate_catalog, run, tf
+from run import OUT, SOURCE, generated, run, tf
 
 WORK = OUT / "web"
 SMALL = OUT / "small"
@@ -35,7 +35,9 @@ def store() -> Path:
     (WORK / "big-ids.txt").write_text("\n".join(big) + "\n")
     quiet = {"check": True, "stdout": subprocess.DEVNULL}
     subprocess.run([*tf(WORK), "--user", "bench", "conversations", "scan", str(SMALL)], **quiet)
-    subprocess.run([*tf(WORK), "--user", "bench", "create", "--name", BIG, "--ids-file", str(WORK / "big-ids.txt")], **quiet)
+    subprocess.run(
+        [*tf(WORK), "--user", "bench", "create", "--name", BIG, "--ids-file", str(WORK / "big-ids.txt")], **quiet
+    )
     (WORK / "ready").touch()
     return WORK
 
@@ -85,7 +87,9 @@ def main() -> None:
     seconds, peak = run([*tf(work), "report", "-o", str(work / "report")])
     pages = sum(1 for _ in (work / "report").rglob("*.html"))
     rows["report written"] = (seconds, seconds, peak)
-    print(f"\n{'pages (1,001 files, one of 10,000 conversations)':52} {'first':>8} {'median':>8} {'peak MB':>8}  target")
+    print(
+        f"\n{'pages (1,001 files, one of 10,000 conversations)':52} {'first':>8} {'median':>8} {'peak MB':>8}  target"
+    )
     for name, (first, median, peak) in rows.items():
         peak_col = f"{peak:>8.0f}" if peak else f"{'':>8}"
         print(f"{name:52} {first:>7.3f}s {median:>7.3f}s {peak_col}  < {TARGETS[name]:.0f} s")

@@ -125,7 +125,13 @@ def test_bars_escape_labels_and_say_how_many_are_left_out():
 def test_one_pass_tallies_every_chart_and_keeps_one_page():
     members = [
         {"conversation_id": "a", "quality_score": 4.0, "human_reviewed": True, "persona_key": "p", "training_pairs": 3},
-        {"conversation_id": "b", "quality_score": 3.0, "persona_key": "p", "emotional_arc_key": "x", "training_pairs": 3},
+        {
+            "conversation_id": "b",
+            "quality_score": 3.0,
+            "persona_key": "p",
+            "emotional_arc_key": "x",
+            "training_pairs": 3,
+        },
         {"conversation_id": "c", "quality_score": None, "topic_key": "t", "training_pairs": 5},
     ]
     t = pages.tally(members, offset=1, limit=1)
@@ -193,7 +199,9 @@ def test_the_report_replaces_only_a_report(demo, tmp_path):
 
 
 def test_the_command_line_starts_without_the_web_libraries():
-    code = "import sys, trainfiles.cli; print(sorted(m for m in ('starlette', 'uvicorn', 'jinja2') if m in sys.modules))"
+    code = (
+        "import sys, trainfiles.cli; print(sorted(m for m in ('starlette', 'uvicorn', 'jinja2') if m in sys.modules))"
+    )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "[]\n"
 
 
@@ -283,7 +291,9 @@ def test_read_only_hides_and_refuses_changes(demo):
 
 def test_another_host_needs_the_flag_and_then_a_token(demo):
     result = subprocess.run(
-        [sys.executable, "-m", "trainfiles", "serve", "--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True
+        [sys.executable, "-m", "trainfiles", "serve", "--host", "0.0.0.0", "--port", "0"],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2 and "add --allow-remote" in result.stderr
     server = Served("--host", "127.0.0.1", "--allow-remote")

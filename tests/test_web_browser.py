@@ -9,7 +9,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
 from test_web import Served, demo, names  # noqa: F401 (fixtures)
 
 import generate
@@ -78,14 +77,14 @@ class Watched:
 
 
 @pytest.fixture
-def served(demo):  # noqa: F811
+def served(demo):
     server = Served()
     yield server
     assert server.stop() == ""
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_the_report_from_file_reads_at_each_width_with_no_errors_and_no_network(browser, demo, tmp_path, width):  # noqa: F811
+def test_the_report_from_file_reads_at_each_width_with_no_errors_and_no_network(browser, demo, tmp_path, width):
     demo("report", "-o", tmp_path / "site", "--max-tokens", "200")
     file_id = demo.json("show", "demo-file")["id"]
     member = demo.json("show", "demo-file")["conversation_ids"][0]
@@ -120,7 +119,7 @@ def test_served_pages_read_at_each_width_with_no_errors_and_no_network(browser, 
     w.clean()
 
 
-def test_three_conversations_ticked_make_a_training_file(browser, served, demo):  # noqa: F811
+def test_three_conversations_ticked_make_a_training_file(browser, served, demo):
     w = Watched(browser, 1280)
     w.visit(served.base + "/conversations?status=completed")
     boxes = w.page.locator("#conversations tbody input[type=checkbox]")
@@ -138,7 +137,7 @@ def test_three_conversations_ticked_make_a_training_file(browser, served, demo):
     assert sorted(demo.json("show", "picked-three")["conversation_ids"]) == sorted(ticked)
 
 
-def test_a_post_without_the_token_is_refused_and_changes_nothing(browser, served, demo):  # noqa: F811
+def test_a_post_without_the_token_is_refused_and_changes_nothing(browser, served, demo):
     before = demo.json("list", "--status", "all")
     w = Watched(browser, 1280)
     w.visit(served.base + "/conversations")
@@ -155,7 +154,7 @@ def test_a_post_without_the_token_is_refused_and_changes_nothing(browser, served
     assert demo.json("list", "--status", "all") == before
 
 
-def test_usable_by_keyboard_alone(browser, served, demo):  # noqa: F811
+def test_usable_by_keyboard_alone(browser, served, demo):
     w = Watched(browser, 1280)
     w.visit(served.base + "/conversations?status=completed")
     keys = w.page.keyboard

@@ -77,7 +77,8 @@ def serve(
     allow_remote: Annotated[
         bool,
         typer.Option(
-            "--allow-remote", help="Listen on an address other machines reach; every request then needs the token printed."
+            "--allow-remote",
+            help="Listen on an address other machines reach; every request then needs the token printed.",
         ),
     ] = False,
 ):

@@ -72,7 +72,9 @@ def create_app(tf: Trainfiles, *, read_only: bool = False, guard: Guard | None =
         return page(request, "index.html", **pages.index_page(tf, status=status))
 
     def file(request: Request) -> Response:
-        context = pages.file_page(tf, request.path_params["file_id"], _number(request, "page", 1), lengths=reply_lengths)
+        context = pages.file_page(
+            tf, request.path_params["file_id"], _number(request, "page", 1), lengths=reply_lengths
+        )
         f = context["file"]
         return page(request, "file.html", page_href=lambda n: Links().file(f.id, n), **context)
 
@@ -93,7 +95,9 @@ def create_app(tf: Trainfiles, *, read_only: bool = False, guard: Guard | None =
         fmt = request.query_params.get("format", "jsonl")
         rows = request.query_params.get("rows") or None
         if fmt not in pages.EXPORT_FORMATS or rows not in (None, *pages.ROW_MODES):
-            raise UsageError(f"format is one of {', '.join(pages.EXPORT_FORMATS)}; rows one of {', '.join(pages.ROW_MODES)}")
+            raise UsageError(
+                f"format is one of {', '.join(pages.EXPORT_FORMATS)}; rows one of {', '.join(pages.ROW_MODES)}"
+            )
         f = tf.get(request.path_params["file_id"])
         version = _number(request, "version", f.version)
         chunks = exports.output(tf.settings, f.id, fmt, rows, number=version)
@@ -157,12 +161,19 @@ def create_app(tf: Trainfiles, *, read_only: bool = False, guard: Guard | None =
         assert isinstance(exc, TrainfilesError)
         title = exc.kind.replace("_", " ").capitalize()
         return page(
-            request, "error.html", STATUS.get(exc.kind, 500), title=title, message=str(exc), items=exc.items[:MOST_ITEMS]
+            request,
+            "error.html",
+            STATUS.get(exc.kind, 500),
+            title=title,
+            message=str(exc),
+            items=exc.items[:MOST_ITEMS],
         )
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return page(request, "error.html", exc.status_code, title=f"Error {exc.status_code}", message=exc.detail, items=[])
+        return page(
+            request, "error.html", exc.status_code, title=f"Error {exc.status_code}", message=exc.detail, items=[]
+        )
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         message = f"internal error: {type(exc).__name__} (the server's log has the details)"

@@ -78,7 +78,9 @@ def histogram(values: Sequence[float], bins: Sequence[float], *, title: str, x_l
     return _svg(title, height, body)
 
 
-def bars(items: Sequence[tuple[str, float]], *, title: str, unit: str, digits: int = 0, scale: float | None = None) -> str:
+def bars(
+    items: Sequence[tuple[str, float]], *, title: str, unit: str, digits: int = 0, scale: float | None = None
+) -> str:
     """One horizontal bar per (label, value), the value written at its end; at most MOST_BARS,
     then a line saying how many more there are. `scale` fixes the value of a full bar."""
     shown = list(items[:MOST_BARS])

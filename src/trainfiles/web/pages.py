@@ -66,7 +66,11 @@ def file_charts(t: Tally, versions: list[Any], lengths: list[int], length_unit: 
             unit="",
         ),
         "lengths": charts.histogram(
-            lengths, charts.spread(lengths), title=f"Reply lengths ({length_unit})", x_label=length_unit, y_label="replies"
+            lengths,
+            charts.spread(lengths),
+            title=f"Reply lengths ({length_unit})",
+            x_label=length_unit,
+            y_label="replies",
         ),
         "versions": charts.bars(
             [(f"v{v.version} {v.created_at[:10]} {v.operation}", v.conversation_count) for v in versions],
