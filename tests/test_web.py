@@ -16,7 +16,7 @@ from trainfiles import Trainfiles
 from trainfiles.web import charts, pages
 
 import generate
-from conftest import FIXTURES, ROOT
+from conftest import FIXTURES, ROOT, SOURCES
 
 A = [generate.conversation_uuid(s) for s in range(1, 9)]  # batch A, all completed
 B9 = generate.conversation_uuid(9)
@@ -315,3 +315,13 @@ def test_the_module_stays_small_and_its_files_ship():
     assert all(len(p.read_text().splitlines()) <= 500 for p in web.rglob("*.py"))
     assert os.path.exists(web / "templates" / "file.html")
     assert Path(pages.__file__).parent == web
+
+
+def test_a_report_of_an_s3_store_links_presigned_downloads_and_says_until_when(s3, cli, tmp_path):
+    cli("conversations", "scan", f"{SOURCES}/conversations", "--batch", generate.BATCH_A)
+    cli("create", "--name", "on-s3", "--batch", generate.BATCH_A)
+    cli("report", "-o", tmp_path / "site")
+    index = (tmp_path / "site" / "index.html").read_text()
+    links = re.findall(r'href="([^"]+)" download', index)
+    assert len(links) == 2 and all("X-Amz-Signature=" in link and "X-Amz-Expires=604800" in link for link in links)
+    assert "Download links are presigned and expire at " in index
