@@ -13,16 +13,20 @@ TRAINERS_VENV := .venv-trainers
 CHECKS := $(DEMO)/trainer-check
 TFC := $(TRAINERS_VENV)/bin/trainfiles --catalog $(CHECKS)/catalog.db --store $(CHECKS)/store --user check
 
-.PHONY: test test-fast lint demo bench check-trainers fixtures docs clean
+.PHONY: test test-fast test-browser lint demo bench check-trainers fixtures docs clean
 
 $(READY): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "trainfiles needs Python 3.11 or later"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,s3,lint]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,s3,lint,web]'
 	touch $@
 
 test: $(READY)
 	$(BIN)/python -m pytest -q
+
+# The pages in headless Chromium (Debian's chromium package; .ci/run installs it).
+test-browser: $(READY)
+	$(BIN)/python -m pytest -q -m browser
 
 # The quick part: pure and in-process tests, no live S3 server, no killed or raced processes.
 test-fast: $(READY)
@@ -47,12 +51,14 @@ demo: $(READY)
 	$(TF) verify --sources
 	$(TF) export demo-file --format json --output $(DEMO)/demo-file.json
 	$(TF) export demo-file --format jsonl --output $(DEMO)/demo-file.jsonl
-	@echo "demo: catalog, store and exports are in $(DEMO)/"
+	$(TF) report -o $(DEMO)/report
+	@echo "demo: catalog, store, exports and the report ($(DEMO)/report/index.html) are in $(DEMO)/"
 
 bench: $(READY)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/s3_bench.py
+	$(BIN)/python bench/web_bench.py
 
 $(TRAINERS_VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(TRAINERS_VENV)

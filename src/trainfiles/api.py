@@ -94,6 +94,26 @@ class TrainingFile:
         ids: list[str] = training_files.show(self._settings, self.id)["conversation_ids"]
         return ids
 
+    def members(self, offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """The members (of the file's latest version) from the `offset`-th on, at most `limit`,
+        each with its statistics: quality_score, human_reviewed, persona_key,
+        emotional_arc_key, topic_key, training_pairs, batch_job_id, added_at, added_by."""
+        from itertools import islice
+
+        from trainfiles.usecases import browsing
+
+        _at_least("limit", limit)
+        _at_least("offset", offset, 0)
+        stop = None if limit is None else offset + limit
+        return list(islice(browsing.members(self._settings, self.id), offset, stop))
+
+    def reply_lengths(self, tokenizer: str | None = None) -> list[int]:
+        """The length of every reply the file trains on, in characters, or in tokens of
+        `tokenizer` (a tokenizer.json, its folder, or a cached model id)."""
+        from trainfiles.usecases import browsing
+
+        return browsing.reply_lengths(self._settings, self.id, tokenizer)
+
     def add(
         self,
         ids: Sequence[str] = (),
@@ -162,16 +182,20 @@ class TrainingFile:
         from trainfiles.usecases import exports
 
         _at_least("version", version)
-        if format in ("json", "jsonl"):
-            chunks = exports.stored(self._settings, self.id, format, header=header, number=version)
-        elif format == "card":
-            chunks = iter([exports.card(self._settings, self.id).encode()])
-        else:
-            chunks = exports.encode(exports.trainer_rows(self._settings, self.id, format, rows, with_metadata, version))
+        chunks = exports.output(self._settings, self.id, format, rows, with_metadata, version, header)
         if path is None:
             return b"".join(chunks)
         storage.write_atomic(str(path), chunks, create_folder=False)
         return None
+
+    def url(self, format: str = "jsonl", *, expires: int = 3600, version: int | None = None) -> str:
+        """A time-limited URL (`expires` seconds) that downloads a version's stored json or
+        jsonl: `trainfiles export FILE --url`. Remote stores only (InvalidInput on a folder)."""
+        from trainfiles.usecases import exports
+
+        _at_least("version", version)
+        _at_least("expires", expires)
+        return exports.sign(self._settings, self.id, format, expires, version)
 
     def rows(
         self,
@@ -258,6 +282,13 @@ class Trainfiles:
         from trainfiles.usecases import conversations
 
         return conversations.show(self.settings, ref)
+
+    def transcripts(self, ids: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """Each conversation's record with `pairs`, its source's training pairs in full (None,
+        and `source_error` saying why, when they cannot be read); sources read ahead."""
+        from trainfiles.usecases import browsing
+
+        return browsing.transcripts(self.settings, _ids(ids))
 
     # Training files
 

@@ -6,7 +6,7 @@ import importlib
 
 from trainfiles.cli.app import app, main
 
-for _group in ("files", "exports", "versions", "store", "conversations"):
+for _group in ("files", "exports", "versions", "store", "conversations", "web"):
     importlib.import_module(f"trainfiles.cli.{_group}")
 
 __all__ = ["app", "main"]

@@ -215,12 +215,7 @@ def export(
                 f"train {counts['train']} rows, validation {counts['validation']} rows in {output_dir}: {', '.join(done['files'])}"
             )
     else:
-        if stored:
-            chunks = exports.stored(ctx.obj, file, fmt, header=not no_header, number=version)
-        elif fmt == "card":
-            chunks = iter([exports.card(ctx.obj, file).encode()])
-        else:
-            chunks = exports.encode(exports.trainer_rows(ctx.obj, file, fmt, rows, with_metadata, version, fit))
+        chunks = exports.output(ctx.obj, file, fmt, rows, with_metadata, version, not no_header, fit)
         if output in (None, "-"):
             _write_stdout(chunks, guarded=output is None, what="Markdown" if fmt == "card" else "JSON")
         else:

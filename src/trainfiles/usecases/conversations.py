@@ -246,9 +246,17 @@ def _pairs(path: str | None) -> tuple[list[dict] | None, str | None]:
     if not path:
         return None, "no enriched_file_path"
     try:
-        doc = enriched.parse(storage.read(path))
+        return source_pairs(storage.read(path))
+    except TrainfilesError as e:
+        return None, str(e)
+
+
+def source_pairs(data: bytes) -> tuple[list[dict] | None, str | None]:
+    """The training pairs of an enriched file's bytes, or None and why they cannot be had."""
+    try:
+        doc = enriched.parse(data)
         enriched.check(doc)
-    except (enriched.Ineligible, TrainfilesError) as e:
+    except enriched.Ineligible as e:
         return None, str(e)
     return doc["training_pairs"], None
 

@@ -178,6 +178,25 @@ def _v4_rows(settings: Settings, version: dict) -> Iterator[dict]:
                 yield row
 
 
+def output(
+    settings: Settings,
+    ref: str,
+    fmt: str,
+    mode: str | None = None,
+    with_metadata: bool = False,
+    number: int | None = None,
+    header: bool = True,
+    fit: trainer_formats.Fitting | None = None,
+) -> Iterator[bytes]:
+    """The bytes `trainfiles export FILE --format FMT` writes: a version's stored JSON or
+    JSONL, the dataset card, or trainer rows as JSON Lines. The file is looked up now."""
+    if fmt in ("json", "jsonl"):
+        return stored(settings, ref, fmt, header=header, number=number)
+    if fmt == "card":
+        return iter([card(settings, ref).encode()])
+    return encode(trainer_rows(settings, ref, fmt, mode, with_metadata, number, fit))
+
+
 def encode(rows: Iterable[tuple[str, dict]]) -> Iterator[bytes]:
     """JSON Lines: one compact UTF-8 row per line."""
     for _, row in rows:
