@@ -325,3 +325,15 @@ def test_a_report_of_an_s3_store_links_presigned_downloads_and_says_until_when(s
     links = re.findall(r'href="([^"]+)" download', index)
     assert len(links) == 2 and all("X-Amz-Signature=" in link and "X-Amz-Expires=604800" in link for link in links)
     assert "Download links are presigned and expire at " in index
+
+
+def test_a_transcript_is_read_only_where_this_machine_registered_it(demo, tmp_path, monkeypatch):
+    """Another machine's registration names any path it likes: its source is not read here."""
+    mine = next(Trainfiles().transcripts([A[0]]))
+    assert mine["source_error"] is None and mine["pairs"]
+    monkeypatch.setenv("TRAINFILES_CATALOG", str(tmp_path / "b.db"))
+    theirs = next(Trainfiles().transcripts([A[0]]))
+    assert (theirs["pairs"], theirs["source_error"]) == (
+        None,
+        "registered by another machine: scan its folder here to read it",
+    )

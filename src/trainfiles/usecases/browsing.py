@@ -25,13 +25,16 @@ def members(settings: Settings, ref: str) -> Iterator[dict]:
 def transcripts(settings: Settings, ids: Iterable[str]) -> Iterator[dict]:
     """Each conversation's record (as `conversations show` gives it) with `pairs`, the training
     pairs of its source in full: None, with `source_error` saying why, when they cannot be
-    read (an id this catalog has not registered gives only that). Sources are read many at a
-    time, ahead of the caller, and let go once yielded."""
+    read (an id this catalog has not registered gives only that). A source is read only where
+    this machine's own scan or import found it: another machine's registration names any
+    path it likes. Sources are read many at a time, ahead of the caller, and let go once
+    yielded."""
     catalog = open_index(settings)
     wanted = list(ids)
     records = catalog.conversations(wanted)
-    paths = [records[cid]["enriched_file_path"] for cid in wanted if records.get(cid, {}).get("enriched_file_path")]
-    reads = storage.read_each(paths, digests=False)
+    named = [records[cid]["enriched_file_path"] for cid in wanted if records.get(cid, {}).get("enriched_file_path")]
+    here = catalog.registered_paths(named)
+    reads = storage.read_each([path for path in named if path in here], digests=False)
     for cid in wanted:
         rec = records.get(cid)
         if rec is None:
@@ -39,6 +42,8 @@ def transcripts(settings: Settings, ids: Iterable[str]) -> Iterator[dict]:
             continue
         if not rec["enriched_file_path"]:
             pairs, problem = None, "no enriched_file_path"
+        elif rec["enriched_file_path"] not in here:
+            pairs, problem = None, "registered by another machine: scan its folder here to read it"
         else:
             _, data, _ = next(reads)
             pairs, problem = (None, str(data)) if isinstance(data, NotFound) else source_pairs(data)
