@@ -25,7 +25,7 @@ from trainfiles.usecases import exports
 from trainfiles.web import pages
 from trainfiles.web.links import Links
 from trainfiles.web.rendering import render
-from trainfiles.web.security import COOKIE, LOOPBACK, Guard, same_origin
+from trainfiles.web.security import COOKIE, LOOPBACK_HOSTS, Guard, same_origin
 
 STATUS = {
     "usage": 400,
@@ -190,7 +190,7 @@ def create_app(tf: Trainfiles, *, read_only: bool = False, guard: Guard | None =
         *(Route(f"/files/{{file_id}}/{action}", change(action), methods=["POST"]) for action in _CHANGES),
         Mount("/static", StaticFiles(packages=[("trainfiles.web", "static")]), name="static"),
     ]
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK))] if guard.access is None else []
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK_HOSTS))] if guard.access is None else []
     app = Starlette(
         routes=routes,
         middleware=middleware,
