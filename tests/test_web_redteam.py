@@ -89,3 +89,42 @@ def test_a_server_on_ipv6_loopback_answers_its_own_url(demo):
         assert server.get("/")[0] == 200
     finally:
         assert server.stop() == ""
+
+
+# Malformed parameters: a clear 4xx, never a 500
+
+
+@pytest.mark.parametrize(
+    "path, status",
+    [
+        ("/files/demo-file?page=-5", 200),
+        ("/files/demo-file?page=" + "9" * 40, 200),
+        ("/files/demo-file?page=1e3", 400),
+        ("/files/demo-file?page=" + "9" * 5000, 400),
+        ("/conversations?page=0&quality_min=nan&quality_max=1e999", 200),
+        ("/?status=bogus", 400),
+        ("/files/demo-file/download?format=jsonl&version=0", 404),
+        ("/files/demo-file/download?format=jsonl&version=-1", 404),
+        ("/files/demo-file/download?format=messages&version=-1", 404),
+        ("/files/demo-file/download?format=jsonl&version=" + "9" * 30, 404),
+        ("/files/demo-file/download?format=messages&version=" + "9" * 30, 404),
+        ("/files/demo-file/download?format=card&version=" + "9" * 30, 404),
+        ("/files/demo-file/download?format=card&version=7", 404),
+        ("/files/demo-file/download?format=jsonl&rows=bogus", 400),
+        ("/files/demo-file/download?format=card&rows=pair", 400),
+        ("/conversations/" + "a" * 5000, 404),
+        ("/files/" + "%00", 404),
+    ],
+)
+def test_malformed_parameters_are_clear_refusals(app, path, status):
+    code, body, _ = call(app, "GET", path)
+    assert b"Internal error" not in body and b"Traceback" not in body, body[-600:]
+    assert code == status, body[-600:]
+
+
+@pytest.mark.parametrize("version", ["-1", "0", "9" * 30, "x", ""])
+def test_restoring_a_version_that_is_not_one_is_refused(app, version):
+    fields = {"csrf": app.state.csrf, "version": version}
+    code, body, _ = call(app, "POST", "/files/demo-file/restore", {"Origin": ORIGIN}, form(fields))
+    assert b"Internal error" not in body, body[-600:]
+    assert code in (400, 404, 422), (code, body[-600:])

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainfiles import Trainfiles, TrainingFile
+from trainfiles.core.trainer_formats import FORMATS as TRAINER_FORMATS
 from trainfiles.web import charts
 
 PER_PAGE = 100
 QUALITY_BINS = charts.edges(1.0, 5.0, 8)
 DIMENSIONS = (("persona_key", "persona"), ("emotional_arc_key", "emotional arc"), ("topic_key", "topic"))
-EXPORT_FORMATS = ("json", "jsonl", "messages", "prompt-completion", "sharegpt", "alpaca", "card")
+EXPORT_FORMATS = ("json", "jsonl", *TRAINER_FORMATS, "card")
 ROW_MODES = ("conversation", "pair")
 
 
