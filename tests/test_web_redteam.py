@@ -2,13 +2,18 @@
 Most drive the Starlette app in-process over ASGI (no socket); a few run `trainfiles serve`."""
 
 import asyncio
+import re
+import shutil
 
+import orjson
 import pytest
 from test_web import A, Served, demo  # noqa: F401 (a fixture)
 
 from trainfiles import Trainfiles
 from trainfiles.web.app import create_app
 from trainfiles.web.security import Guard
+
+from conftest import FIXTURES
 
 HOST = "127.0.0.1:8000"
 ORIGIN = f"http://{HOST}"
@@ -128,3 +133,64 @@ def test_restoring_a_version_that_is_not_one_is_refused(app, version):
     code, body, _ = call(app, "POST", "/files/demo-file/restore", {"Origin": ORIGIN}, form(fields))
     assert b"Internal error" not in body, body[-600:]
     assert code in (400, 404, 422), (code, body[-600:])
+
+
+# Hostile store contents: every text a writer chose, escaped wherever it lands
+
+
+@pytest.fixture
+def hostile(cli, tmp_path):
+    """The fixtures scanned from a copy where one conversation's every free text, key,
+    emotion and pair's quality is markup (its emotions without the optional ones: format-v4
+    requires `primary` only), in a file named, described and aimed at a model with markup."""
+    folder = tmp_path / "convs"
+    shutil.copytree(FIXTURES / "conversations", folder)
+    path = next(folder.glob(f"*/{A[0]}/enriched.json"))
+    doc = orjson.loads(path.read_bytes())
+    doc["input_parameters"] = {
+        **(doc.get("input_parameters") or {}),
+        "persona_key": "persona" + XSS,
+        "emotional_arc_key": "arc" + XSS,
+        "training_topic_key": "topic" + XSS,
+    }
+    for pair in doc["training_pairs"]:
+        pair["system_prompt"] = "system" + XSS
+        pair["current_user_input"] = "user" + XSS
+        if pair["target_response"] is not None:
+            pair["target_response"] = "reply" + XSS
+        pair["conversation_metadata"]["note" + XSS] = "value" + XSS
+        pair["emotional_context"]["detected_emotions"] = {"primary": "fear" + XSS}
+        pair["training_metadata"]["quality_score"] = "high" + XSS  # open: only a number is checked
+    path.write_bytes(orjson.dumps(doc))
+    cli("conversations", "scan", folder)
+    Trainfiles().create("x" + XSS, [A[0], A[1]], description="d" + XSS, target_model="m" + XSS)
+    return cli
+
+
+def unescaped(html: str) -> list[str]:
+    """What of the payload arrived as markup."""
+    return re.findall(r"<img src=x|<script>alert|\"'><", html)
+
+
+def test_hostile_texts_are_escaped_on_every_served_page(hostile):
+    guard = Guard(remote=False)
+    app = create_app(Trainfiles(), guard=guard)
+    fid = hostile.json("list", "--status", "all")[0]["id"]
+    for path in ("/", f"/files/{fid}", f"/conversations/{A[0]}", "/conversations", "/conversations?persona=x"):
+        code, body, _ = call(app, "GET", path)
+        assert code == 200, (path, body[-800:])
+        assert unescaped(body.decode()) == [], path
+    code, body, _ = call(
+        app,
+        "POST",
+        "/files/add",
+        {"Origin": ORIGIN},
+        form({"csrf": guard.csrf, "file": fid, "id": A[0], "invalid": "skip"}),
+    )
+    assert unescaped(body.decode()) == [], body[-800:]
+
+
+def test_hostile_texts_are_escaped_in_the_report(hostile, tmp_path):
+    hostile("report", "-o", tmp_path / "site")
+    for page in (tmp_path / "site").rglob("*.html"):
+        assert unescaped(page.read_text()) == [], page

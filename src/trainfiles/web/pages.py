@@ -147,7 +147,7 @@ def transcript(conversation: dict) -> dict[str, Any]:
             "number": p.get("turn_number"),
             "user": p.get("current_user_input"),
             "assistant": p.get("target_response"),
-            "emotions": (p.get("emotional_context") or {}).get("detected_emotions") or {},
+            "emotions": _emotions((p.get("emotional_context") or {}).get("detected_emotions")),
             "quality": (p.get("training_metadata") or {}).get("quality_score"),
             "reviewed": (p.get("training_metadata") or {}).get("human_reviewed"),
         }
@@ -160,6 +160,15 @@ def transcript(conversation: dict) -> dict[str, Any]:
         "metadata": {k: v for k, v in meta.items() if isinstance(v, str | int | float)},
         "turns": turns,
     }
+
+
+EMOTIONS = ("primary", "primary_confidence", "secondary", "secondary_confidence", "intensity", "valence")
+
+
+def _emotions(detected: object) -> dict[str, Any]:
+    """A pair's detected emotions, every one the page shows named (None where the file has
+    none: format-v4 requires only `primary`)."""
+    return {key: detected.get(key) for key in EMOTIONS} if isinstance(detected, dict) and detected else {}
 
 
 FILTERS = ("status", "batch", "persona", "arc", "topic", "quality_min", "quality_max", "review")
