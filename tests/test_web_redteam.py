@@ -2,6 +2,7 @@
 Most drive the Starlette app in-process over ASGI (no socket); a few run `trainfiles serve`."""
 
 import asyncio
+import os
 import re
 import shutil
 
@@ -194,3 +195,124 @@ def test_hostile_texts_are_escaped_in_the_report(hostile, tmp_path):
     hostile("report", "-o", tmp_path / "site")
     for page in (tmp_path / "site").rglob("*.html"):
         assert unescaped(page.read_text()) == [], page
+
+
+# Forged changes: each refused with 403 and nothing changed
+
+
+def origin_cases(token: str, other: str) -> list[tuple[dict, dict]]:
+    """(headers, fields) of requests that must not change anything."""
+    ok = {"csrf": token}
+    return [
+        ({"Origin": "null"}, ok),
+        ({"Origin": "null", "Referer": ORIGIN + "/files/demo-file"}, ok),
+        ({"Referer": "http://evil.example/x"}, ok),
+        ({"Referer": "http://127.0.0.1:8000.evil.example/"}, ok),
+        ({"Referer": "http://127.0.0.1:8000@evil.example/"}, ok),
+        ({"Origin": "http://127.0.0.1:8001"}, ok),
+        ({"Origin": "https://127.0.0.1:8000"}, ok),
+        ({"Origin": "http://localhost:8000"}, ok),
+        ({"Origin": ORIGIN}, {"csrf": other}),
+        ({"Origin": ORIGIN}, {"csrf": ""}),
+        ({"Origin": ORIGIN}, {"csrf": token + "x"}),
+        ({"Origin": ORIGIN}, {"CSRF": token}),
+    ]
+
+
+def test_forged_changes_are_refused_and_change_nothing(app, demo):
+    before = demo.json("list", "--status", "all")
+    for headers, fields in origin_cases(app.state.csrf, Guard(remote=False).csrf):
+        for path in ("/files/demo-file/archive", "/files/demo-file/rename"):
+            code = call(app, "POST", path, headers, form({**fields, "name": "renamed"}))[0]
+            assert code == 403, (headers, fields, path, code)
+    # The token in the query string, or a body that is not a form.
+    code, _, _ = call(app, "POST", f"/files/demo-file/archive?csrf={app.state.csrf}", {"Origin": ORIGIN}, b"x=1")
+    assert code == 403
+    text = {"Origin": ORIGIN, "Content-Type": "text/plain"}
+    assert call(app, "POST", "/files/demo-file/archive", text, form({"csrf": app.state.csrf}))[0] == 403
+    # No GET (nor HEAD) changes anything.
+    for method in ("GET", "HEAD"):
+        for action in ("archive", "rename", "restore"):
+            assert call(app, method, f"/files/demo-file/{action}?csrf={app.state.csrf}&version=1")[0] == 405
+    assert demo.json("list", "--status", "all") == before
+
+
+def test_the_token_is_in_no_url_of_any_page(app, demo):
+    fid = file_id(demo)
+    for path in ("/", f"/files/{fid}", "/conversations", f"/conversations/{A[0]}", "/files/nope"):
+        _, body, _ = call(app, "GET", path)
+        html = body.decode()
+        urls = re.findall(r'(?:href|action|src|formaction)="([^"]*)"', html)
+        assert not [u for u in urls if app.state.csrf in u], path
+        assert html.count(app.state.csrf) == html.count(f'name="csrf" value="{app.state.csrf}"'), path
+
+
+def test_a_multipart_change_from_this_origin_works(app, demo):
+    boundary = "b0undary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="csrf"\r\n\r\n{app.state.csrf}\r\n--{boundary}--\r\n'
+    ).encode()
+    headers = {"Origin": ORIGIN, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    assert call(app, "POST", "/files/demo-file/archive", headers, body)[0] == 303
+    assert demo.json("show", "demo-file")["status"] == "archived"
+
+
+def test_remote_mode_asks_the_token_of_everything(demo):
+    guard = Guard(remote=True)
+    app = create_app(Trainfiles(), guard=guard)
+    for path in ("/", "/static/style.css", "/static/table.js", "/files/demo-file/download", "/conversations"):
+        assert call(app, "GET", path, {"Host": "evil.example"})[0] == 401, path
+    code, _, headers = call(app, "POST", f"/files/demo-file/archive?token={guard.access}", {"Origin": ORIGIN})
+    assert code == 303 and "set-cookie" in headers
+    assert demo.json("show", "demo-file")["status"] == "active"
+    cookie = {"Cookie": f"trainfiles_token={guard.access}"}
+    assert call(app, "GET", "/", {**cookie, "Host": "192.168.1.5:8000"})[0] == 200
+    assert call(app, "GET", "/", {"Cookie": "trainfiles_token=" + guard.access[:-1]})[0] == 401
+
+
+# The report's folder
+
+
+def test_the_report_refuses_what_is_not_a_report_and_leaves_nothing(demo, tmp_path):
+    (tmp_path / "notes.txt").write_text("keep")
+    (tmp_path / "marked").mkdir()
+    (tmp_path / "marked" / ".trainfiles-report").mkdir()  # a folder, not the mark a report writes
+    (tmp_path / "marked" / ".trainfiles-report" / "keep").write_text("keep")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    demo("report", "-o", tmp_path / "notes.txt", code=3)
+    assert (tmp_path / "notes.txt").read_text() == "keep"
+    result = demo("report", "nope", "-o", tmp_path / "site", code=4)
+    assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_report_it_cannot_write_is_a_clear_refusal(demo, tmp_path):
+    """Exit 1 is a bug (cli.md): a folder that cannot be written is storage unavailable (6),
+    as `export --output-dir` says it."""
+    (tmp_path / "notes.txt").write_text("keep")
+    result = demo("report", "-o", tmp_path / "notes.txt" / "site", code=6)
+    assert result.stderr.startswith(f"Error: cannot write a report in {tmp_path / 'notes.txt'}: ")
+    assert (tmp_path / "notes.txt").read_text() == "keep"
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked").chmod(0o500)
+    try:
+        if not os.access(tmp_path / "locked", os.W_OK):  # root writes anywhere
+            demo("report", "-o", tmp_path / "locked" / "site", code=6)
+    finally:
+        (tmp_path / "locked").chmod(0o700)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".site")) == []
+
+
+def test_the_report_prints_nothing_on_stdout_but_its_json(demo, tmp_path):
+    result = demo("report", "-o", tmp_path / "site")
+    assert result.stdout == "" and result.stderr.startswith("wrote 13 pages to ")
+    assert orjson.loads(demo("report", "-o", tmp_path / "site", "--json").stdout)["pages"] == 13
+
+
+def test_the_report_writes_only_under_its_folder(demo, tmp_path):
+    site = tmp_path / "site"
+    demo("report", "-o", site)
+    outside = {p for p in tmp_path.iterdir()} - {site}
+    demo("report", "-o", site)
+    assert {p for p in tmp_path.iterdir()} - {site} == outside
+    assert all(p.resolve().is_relative_to(site) for p in site.rglob("*"))

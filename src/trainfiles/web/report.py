@@ -13,7 +13,7 @@ from typing import Any
 
 from trainfiles import Trainfiles
 from trainfiles.core.clock import stamp
-from trainfiles.errors import InvalidInput
+from trainfiles.errors import InvalidInput, StorageUnavailable
 from trainfiles.progress import bar
 from trainfiles.web import pages
 from trainfiles.web.links import SIGNED_FOR, Links
@@ -36,12 +36,18 @@ def write(
     {"path", "pages", "files", "conversations"}."""
     out = Path(out).absolute()
     _replaceable(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:
+        raise StorageUnavailable(f"cannot write a report in {out.parent}: {e.strerror or e}") from None
     try:
         summary = _write_all(tf, staging, refs or [], tokenizer, max_tokens, expires)
         (staging / MARK).write_text("written by trainfiles report\n")
         _swap(staging, out)
+    except OSError as e:  # the folder's own (the store's are the library's errors already)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StorageUnavailable(f"cannot write the report {out}: {e.strerror or e}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
