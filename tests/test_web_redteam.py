@@ -316,3 +316,61 @@ def test_the_report_writes_only_under_its_folder(demo, tmp_path):
     demo("report", "-o", site)
     assert {p for p in tmp_path.iterdir()} - {site} == outside
     assert all(p.resolve().is_relative_to(site) for p in site.rglob("*"))
+
+
+# A stored output another writer changed
+
+
+def test_a_tampered_output_is_not_served_as_a_whole_download(demo, tmp_path):
+    """The store is shared: its outputs are input. A download whose bytes differ from the
+    commit's digest must not arrive as a complete 200 response (a browser would keep it)."""
+    fid = file_id(demo)
+    stored = sorted((tmp_path / "store").rglob("*.jsonl"))
+    assert stored, list((tmp_path / "store").rglob("*"))
+    for path in stored:
+        path.write_bytes(path.read_bytes().replace(b"a", b"4"))
+    server = Served()
+    try:
+        import http.client
+
+        host, port = server.base.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request("GET", f"/files/{fid}/download?format=jsonl")
+        response = connection.getresponse()
+        try:
+            body = response.read()
+            complete = True
+        except http.client.IncompleteRead:
+            body, complete = b"", False
+        assert not (response.status == 200 and complete), (response.status, body[:200])
+    finally:
+        server.stop()
+
+
+def test_what_a_url_says_is_escaped_on_its_page(app, demo):
+    for path in (
+        f"/files/demo-file?page={XSS}",
+        f"/?status={XSS}",
+        f"/conversations?status={XSS}&persona={XSS}&page=2",
+        f"/conversations/{XSS}",
+        f"/files/{XSS}",
+        f"/files/demo-file/download?format={XSS}",
+        f"/files/demo-file/download?version={XSS}",
+    ):
+        code, body, _ = call(app, "GET", path.replace(" ", "%20"))
+        assert code < 500 and unescaped(body.decode()) == [], (path, code)
+
+
+@pytest.mark.parametrize(
+    "path", ["/static/../app.py", "/static/..%2fapp.py", "/static//etc/passwd", "/static/%2e%2e/app.py"]
+)
+def test_static_files_stay_in_their_folder(app, path):
+    code, body, _ = call(app, "GET", path)
+    assert code == 404 and b"create_app" not in body and b"root:" not in body
+
+
+def test_a_change_by_name_leads_to_the_page_of_the_file_changed(app, demo):
+    fields = form({"csrf": app.state.csrf, "name": "renamed"})
+    code, _, headers = call(app, "POST", "/files/demo-file/rename", {"Origin": ORIGIN}, fields)
+    assert code == 303
+    assert call(app, "GET", headers["location"])[0] == 200, headers["location"]

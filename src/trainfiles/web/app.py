@@ -156,8 +156,9 @@ def create_app(tf: Trainfiles, *, read_only: bool = False, guard: Guard | None =
         async def endpoint(request: Request) -> Response:
             form = await changed(request)
             file_id = request.path_params["file_id"]
-            await run_in_threadpool(lambda: _CHANGES[action](tf.get(file_id), form))
-            return RedirectResponse(Links().file(file_id), status_code=303)
+            f = await run_in_threadpool(lambda: _CHANGES[action](tf.get(file_id), form))
+            # A file named by its old name is at its id once renamed.
+            return RedirectResponse(Links().file(f.id if action == "rename" else file_id), status_code=303)
 
         return endpoint
 
