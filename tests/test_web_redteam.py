@@ -374,3 +374,24 @@ def test_a_change_by_name_leads_to_the_page_of_the_file_changed(app, demo):
     code, _, headers = call(app, "POST", "/files/demo-file/rename", {"Origin": ORIGIN}, fields)
     assert code == 303
     assert call(app, "GET", headers["location"])[0] == 200, headers["location"]
+
+
+# A store whose members this machine has not registered
+
+
+def test_members_registered_nowhere_here_still_have_pages(cli, tmp_path, monkeypatch):
+    """A store written before registrations were shared (protocol 1): its members are in no
+    registration this catalog reads. Their pages say so; the report does not fail."""
+    store = tmp_path / "old-store"
+    shutil.copytree(FIXTURES / "store-92696c5", store)
+    monkeypatch.setenv("TRAINFILES_STORE", str(store))
+    files = cli.json("list", "--status", "all")
+    assert files
+    result = cli("report", "-o", tmp_path / "site")
+    assert result.exit_code == 0
+    page = next((tmp_path / "site" / "conversations").iterdir()).read_text()
+    assert "not registered in this catalog" in page
+    assert re.search(r"<dt>Persona</dt><dd>\w+</dd>", page), "the member's statistics, as committed"
+    app = create_app(Trainfiles(), guard=Guard(remote=False))
+    fid = files[0]["id"]
+    assert call(app, "GET", f"/files/{fid}")[0] == 200

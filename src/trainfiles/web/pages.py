@@ -138,9 +138,27 @@ def file_page(
     }
 
 
-def transcript(conversation: dict) -> dict[str, Any]:
+# What a conversation's page shows of its record: a member this catalog has not registered
+# (a store written before registrations were shared) has none of it.
+RECORD = (
+    "enrichment_status",
+    "quality_score",
+    "human_reviewed",
+    "persona_key",
+    "emotional_arc_key",
+    "topic_key",
+    "batch_job_id",
+    "created_at",
+    "invalid_reason",
+    "source_error",
+)
+
+
+def transcript(conversation: dict, member: dict | None = None) -> dict[str, Any]:
     """A conversation's page: its metadata and its turns as a chat (each pair's user message,
-    reply and emotional context; the system prompt once, as its first pair has it)."""
+    reply and emotional context; the system prompt once, as its first pair has it). What
+    its record lacks, the `member` row of a file (its statistics as committed) gives."""
+    conversation = {**dict.fromkeys(RECORD), **(member or {}), **conversation}
     pairs = conversation.get("pairs") or []
     turns = [
         {

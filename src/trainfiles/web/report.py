@@ -88,13 +88,13 @@ def _write_all(
         (root / "static" / name).write_bytes(resources.files("trainfiles.web").joinpath("static", name).read_bytes())
     index = pages.index_page(tf, refs)
     written = _page(root / "index.html", "index.html", links, generated, **index)
-    members: dict[str, None] = {}  # every member of the files, in order, once
+    members: dict[str, dict] = {}  # every member of the files, in order, once
     with bar("Writing file pages", len(index["files"])) as advance:
         for f in index["files"]:
             context = pages.file_page(tf, f.id, per_page=None, tokenizer=tokenizer, max_tokens=max_tokens)
             everyone = context.pop("members")
             del context["pager_state"]
-            members.update(dict.fromkeys(m["conversation_id"] for m in everyone))
+            members.update((m["conversation_id"], m) for m in everyone if m["conversation_id"] not in members)
             here = links.at(1)
             for start in range(0, max(len(everyone), 1), pages.PER_PAGE):
                 number = start // pages.PER_PAGE + 1
@@ -113,7 +113,8 @@ def _write_all(
         for conversation in tf.transcripts(list(members)):
             here = links.at(1)
             path = root / here.conversation(conversation["conversation_id"]).removeprefix("../")
-            written += _page(path, "conversation.html", here, generated, **pages.transcript(conversation))
+            member = members[conversation["conversation_id"]]
+            written += _page(path, "conversation.html", here, generated, **pages.transcript(conversation, member))
             advance(1)
     return {"pages": written, "files": len(index["files"]), "conversations": len(members)}
 
