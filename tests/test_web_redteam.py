@@ -395,3 +395,51 @@ def test_members_registered_nowhere_here_still_have_pages(cli, tmp_path, monkeyp
     app = create_app(Trainfiles(), guard=Guard(remote=False))
     fid = files[0]["id"]
     assert call(app, "GET", f"/files/{fid}")[0] == 200
+
+
+@pytest.mark.parametrize(
+    "path, fields",
+    [
+        ("/files/add", {"file": "", "id": A[0]}),
+        ("/files/add", {"file": "   ", "id": A[0]}),
+        ("/files/add", {"file": "demo-file", "id": "../../etc/passwd"}),
+        ("/files/add", {"file": "demo-file", "id": "a" * 10_000}),
+        ("/files", {"name": "", "id": A[0]}),
+        ("/files", {"name": "n", "id": "/etc/passwd"}),
+        ("/files", {"name": "n", "id": [A[0], A[0]]}),
+        ("/files", {"name": "n" * 5000, "id": A[0]}),
+        ("/files", {"name": "n\u202e", "id": A[0]}),
+        ("/files", {"name": "n", "all_matching": "1", "quality_min": "9"}),
+        ("/files/demo-file/describe", {"description": "d" * 200_000}),
+        ("/files/demo-file/rename", {"name": ""}),
+    ],
+)
+def test_hostile_form_values_are_clear_refusals(app, demo, path, fields):
+    before = demo.json("list", "--status", "all")
+    pairs = [(k, x) for k, v in fields.items() for x in (v if isinstance(v, list) else [v])]
+    code, body, _ = call(app, "POST", path, {"Origin": ORIGIN}, form([("csrf", app.state.csrf), *pairs]))
+    assert 400 <= code < 500, (code, body[-600:])
+    assert demo.json("list", "--status", "all") == before
+
+
+def test_a_report_through_a_symlink_replaces_the_report_it_names(demo, tmp_path):
+    demo("report", "-o", tmp_path / "real")
+    (tmp_path / "real" / "stale.html").write_text("old")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    demo("report", "-o", tmp_path / "link")
+    demo("report", "-o", tmp_path / "link")
+    litter = [p.name for p in tmp_path.iterdir() if p.name.startswith((".link", ".real"))]
+    assert litter == []
+    assert (tmp_path / "link" / "index.html").exists()
+    assert not (tmp_path / "real" / "stale.html").exists() and (tmp_path / "link").is_symlink()
+
+
+def test_a_report_replaces_its_folder_though_a_killed_run_left_its_old_one(demo, tmp_path):
+    """The old report is renamed aside before it is removed: a run killed between the two
+    leaves it, and a later run of the same process id (common in containers) must not stop."""
+    demo("report", "-o", tmp_path / "site")
+    aside = tmp_path / f".site.old-{os.getpid()}"
+    aside.mkdir()
+    (aside / "index.html").write_text("left by a killed run")
+    demo("report", "-o", tmp_path / "site")
+    assert (tmp_path / "site" / "index.html").exists()

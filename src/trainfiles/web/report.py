@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ def write(
     page per file (members in pages of pages.PER_PAGE) and per member conversation. Returns
     {"path", "pages", "files", "conversations"}."""
     out = Path(out).absolute()
+    if out.is_symlink():  # the report it names is replaced, not the link
+        out = out.resolve()
     _replaceable(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -63,7 +66,7 @@ def _swap(staging: Path, out: Path) -> None:
     """`staging` renamed to `out`; an old report there is renamed aside first, then removed."""
     old = None
     if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")  # a crashed run's may remain
         out.rename(old)
     staging.rename(out)
     out.chmod(0o777 & ~_umask())  # mkdtemp made it private; a report is for reading
