@@ -25,7 +25,7 @@ from trainfiles.usecases import exports
 from trainfiles.web import pages
 from trainfiles.web.links import Links
 from trainfiles.web.rendering import render
-from trainfiles.web.security import COOKIE, LOOPBACK, Guard, same_origin
+from trainfiles.web.security import COOKIE, LOOPBACK_HOSTS, Guard, same_origin
 
 STATUS = {
     "usage": 400,
@@ -99,7 +99,11 @@ def create_app(tf: Trainfiles, *, read_only: bool = False, guard: Guard | None =
                 f"format is one of {', '.join(pages.EXPORT_FORMATS)}; rows one of {', '.join(pages.ROW_MODES)}"
             )
         f = tf.get(request.path_params["file_id"])
-        version = _number(request, "version", f.version)
+        version = _version(f, _number(request, "version", f.version))
+        if fmt == "card" and version != f.version:
+            raise UsageError(f"the card describes the latest version, {f.version}: leave version out")
+        if rows and fmt not in pages.TRAINER_FORMATS:
+            raise UsageError(f"rows apply to the trainer formats: {', '.join(pages.TRAINER_FORMATS)}")
         chunks = exports.output(tf.settings, f.id, fmt, rows, number=version)
         first = next(chunks, b"")  # a refusal (a row mode the format lacks) before any byte is sent
         extension = {"card": "md", "json": "json"}.get(fmt, "jsonl")
@@ -152,8 +156,9 @@ def create_app(tf: Trainfiles, *, read_only: bool = False, guard: Guard | None =
         async def endpoint(request: Request) -> Response:
             form = await changed(request)
             file_id = request.path_params["file_id"]
-            await run_in_threadpool(lambda: _CHANGES[action](tf.get(file_id), form))
-            return RedirectResponse(Links().file(file_id), status_code=303)
+            f = await run_in_threadpool(lambda: _CHANGES[action](tf.get(file_id), form))
+            # A file named by its old name is at its id once renamed.
+            return RedirectResponse(Links().file(f.id if action == "rename" else file_id), status_code=303)
 
         return endpoint
 
@@ -190,7 +195,7 @@ def create_app(tf: Trainfiles, *, read_only: bool = False, guard: Guard | None =
         *(Route(f"/files/{{file_id}}/{action}", change(action), methods=["POST"]) for action in _CHANGES),
         Mount("/static", StaticFiles(packages=[("trainfiles.web", "static")]), name="static"),
     ]
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK))] if guard.access is None else []
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK_HOSTS))] if guard.access is None else []
     app = Starlette(
         routes=routes,
         middleware=middleware,
@@ -234,7 +239,15 @@ def _restore(f: TrainingFile, form: FormData) -> TrainingFile:
         version = int(_text(form, "version"))
     except ValueError:
         raise UsageError("version must be a whole number") from None
-    return f.restore(version)
+    return f.restore(_version(f, version))
+
+
+def _version(f: TrainingFile, number: int) -> int:
+    """A version number the file has had, or NotFound (before the catalog is asked: 0 would
+    read as the latest, and a number past what SQLite holds would fail inside it)."""
+    if not 1 <= number <= f.version:
+        raise NotFound(f"training file {f.name!r} has no version {number} (versions 1 to {f.version})")
+    return number
 
 
 _CHANGES = {

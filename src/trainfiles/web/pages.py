@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trainfiles import Trainfiles, TrainingFile
+from trainfiles.core.trainer_formats import FORMATS as TRAINER_FORMATS
 from trainfiles.web import charts
 
 PER_PAGE = 100
 QUALITY_BINS = charts.edges(1.0, 5.0, 8)
 DIMENSIONS = (("persona_key", "persona"), ("emotional_arc_key", "emotional arc"), ("topic_key", "topic"))
-EXPORT_FORMATS = ("json", "jsonl", "messages", "prompt-completion", "sharegpt", "alpaca", "card")
+EXPORT_FORMATS = ("json", "jsonl", *TRAINER_FORMATS, "card")
 ROW_MODES = ("conversation", "pair")
 
 
@@ -137,16 +138,34 @@ def file_page(
     }
 
 
-def transcript(conversation: dict) -> dict[str, Any]:
+# What a conversation's page shows of its record: a member this catalog has not registered
+# (a store written before registrations were shared) has none of it.
+RECORD = (
+    "enrichment_status",
+    "quality_score",
+    "human_reviewed",
+    "persona_key",
+    "emotional_arc_key",
+    "topic_key",
+    "batch_job_id",
+    "created_at",
+    "invalid_reason",
+    "source_error",
+)
+
+
+def transcript(conversation: dict, member: dict | None = None) -> dict[str, Any]:
     """A conversation's page: its metadata and its turns as a chat (each pair's user message,
-    reply and emotional context; the system prompt once, as its first pair has it)."""
+    reply and emotional context; the system prompt once, as its first pair has it). What
+    its record lacks, the `member` row of a file (its statistics as committed) gives."""
+    conversation = {**dict.fromkeys(RECORD), **(member or {}), **conversation}
     pairs = conversation.get("pairs") or []
     turns = [
         {
             "number": p.get("turn_number"),
             "user": p.get("current_user_input"),
             "assistant": p.get("target_response"),
-            "emotions": (p.get("emotional_context") or {}).get("detected_emotions") or {},
+            "emotions": _emotions((p.get("emotional_context") or {}).get("detected_emotions")),
             "quality": (p.get("training_metadata") or {}).get("quality_score"),
             "reviewed": (p.get("training_metadata") or {}).get("human_reviewed"),
         }
@@ -159,6 +178,15 @@ def transcript(conversation: dict) -> dict[str, Any]:
         "metadata": {k: v for k, v in meta.items() if isinstance(v, str | int | float)},
         "turns": turns,
     }
+
+
+EMOTIONS = ("primary", "primary_confidence", "secondary", "secondary_confidence", "intensity", "valence")
+
+
+def _emotions(detected: object) -> dict[str, Any]:
+    """A pair's detected emotions, every one the page shows named (None where the file has
+    none: format-v4 requires only `primary`)."""
+    return {key: detected.get(key) for key in EMOTIONS} if isinstance(detected, dict) and detected else {}
 
 
 FILTERS = ("status", "batch", "persona", "arc", "topic", "quality_min", "quality_max", "review")

@@ -18,8 +18,12 @@ def size(n: int | None) -> str:
     return ""
 
 
-def score(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"
+def score(value: object) -> str:
+    """A quality score to two places; what is not a number (a source's training_metadata is
+    open) as it is."""
+    if value is None:
+        return ""
+    return f"{value:.2f}" if isinstance(value, int | float) else str(value)
 
 
 def day(timestamp: str | None) -> str:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from trainfiles import Trainfiles
 from trainfiles.core.clock import stamp
-from trainfiles.errors import InvalidInput
+from trainfiles.errors import InvalidInput, StorageUnavailable
 from trainfiles.progress import bar
 from trainfiles.web import pages
 from trainfiles.web.links import SIGNED_FOR, Links
@@ -35,13 +36,21 @@ def write(
     page per file (members in pages of pages.PER_PAGE) and per member conversation. Returns
     {"path", "pages", "files", "conversations"}."""
     out = Path(out).absolute()
+    if out.is_symlink():  # the report it names is replaced, not the link
+        out = out.resolve()
     _replaceable(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:
+        raise StorageUnavailable(f"cannot write a report in {out.parent}: {e.strerror or e}") from None
     try:
         summary = _write_all(tf, staging, refs or [], tokenizer, max_tokens, expires)
         (staging / MARK).write_text("written by trainfiles report\n")
         _swap(staging, out)
+    except OSError as e:  # the folder's own (the store's are the library's errors already)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise StorageUnavailable(f"cannot write the report {out}: {e.strerror or e}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -57,7 +66,7 @@ def _swap(staging: Path, out: Path) -> None:
     """`staging` renamed to `out`; an old report there is renamed aside first, then removed."""
     old = None
     if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")  # a crashed run's may remain
         out.rename(old)
     staging.rename(out)
     out.chmod(0o777 & ~_umask())  # mkdtemp made it private; a report is for reading
@@ -82,13 +91,13 @@ def _write_all(
         (root / "static" / name).write_bytes(resources.files("trainfiles.web").joinpath("static", name).read_bytes())
     index = pages.index_page(tf, refs)
     written = _page(root / "index.html", "index.html", links, generated, **index)
-    members: dict[str, None] = {}  # every member of the files, in order, once
+    members: dict[str, dict] = {}  # every member of the files, in order, once
     with bar("Writing file pages", len(index["files"])) as advance:
         for f in index["files"]:
             context = pages.file_page(tf, f.id, per_page=None, tokenizer=tokenizer, max_tokens=max_tokens)
             everyone = context.pop("members")
             del context["pager_state"]
-            members.update(dict.fromkeys(m["conversation_id"] for m in everyone))
+            members.update((m["conversation_id"], m) for m in everyone if m["conversation_id"] not in members)
             here = links.at(1)
             for start in range(0, max(len(everyone), 1), pages.PER_PAGE):
                 number = start // pages.PER_PAGE + 1
@@ -107,7 +116,8 @@ def _write_all(
         for conversation in tf.transcripts(list(members)):
             here = links.at(1)
             path = root / here.conversation(conversation["conversation_id"]).removeprefix("../")
-            written += _page(path, "conversation.html", here, generated, **pages.transcript(conversation))
+            member = members[conversation["conversation_id"]]
+            written += _page(path, "conversation.html", here, generated, **pages.transcript(conversation, member))
             advance(1)
     return {"pages": written, "files": len(index["files"]), "conversations": len(members)}
 

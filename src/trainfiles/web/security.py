@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 COOKIE = "trainfiles_token"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# The same, as a Host header names them (an IPv6 address in brackets).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 class Guard:
