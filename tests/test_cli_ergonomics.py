@@ -484,3 +484,16 @@ def test_completion_of_commands_options_choices_and_file_names(registered, file_
 
 def test_install_completion_is_offered(cli):
     assert "--install-completion" in cli("--help").stdout
+
+
+def test_a_number_past_what_a_record_holds_is_a_usage_error(cli):
+    cli("conversations", "import", FIXTURES / "manifest.csv")
+    cli("conversations", "scan", FIXTURES / "conversations")
+    cli("create", "--name", "dec", "--batch", generate.BATCH_A)
+    said = cli("export", "dec", "--version", "99999999999999999999", code=2)
+    assert "expected a whole number 1 or more, got '99999999999999999999' (too large)" in said.stderr
+    from trainfiles import Trainfiles
+    from trainfiles.errors import UsageError
+
+    with pytest.raises(UsageError, match="version must be a whole number from 1 to 9007199254740992"):
+        Trainfiles().get("dec").export("jsonl", version=2**60)

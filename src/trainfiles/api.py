@@ -382,10 +382,11 @@ def _ids(ids: Sequence[str]) -> list[str]:
 
 def _at_least(name: str, value: int | None, low: int = 1) -> None:
     """UsageError, as the CLI's parser gives, for a number below what the option takes."""
+    from trainfiles.core.vocabulary import MAX_NUMBER
     from trainfiles.errors import UsageError
 
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-        raise UsageError(f"{name} must be a whole number {low} or more, not {value!r}")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_NUMBER):
+        raise UsageError(f"{name} must be a whole number from {low} to {MAX_NUMBER}, not {value!r}")
 
 
 def _selection(ids: Sequence[str], batch: str | None) -> Selection:

@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 
 import typer
 
+from trainfiles.core.vocabulary import MAX_NUMBER
+
 
 def choice(values: Sequence[str]) -> Callable[[str], str]:
     """A parser for one of `values`, any case: `--format JSONL` is `jsonl`."""
@@ -28,9 +30,10 @@ def whole(low: int, high: int | None = None) -> Callable[[str], int]:
             number = int(word)
         except ValueError:
             number = None
-        if number is None or number < low or (high is not None and number > high):
+        if number is None or number < low or number > (MAX_NUMBER if high is None else high):
             bounds = f"from {low} to {high}" if high is not None else f"{low} or more"
-            raise typer.BadParameter(f"expected a whole number {bounds}, got {word!r}")
+            too_large = " (too large)" if number is not None and number >= low else ""
+            raise typer.BadParameter(f"expected a whole number {bounds}, got {word!r}{too_large}")
         return number
 
     return parse

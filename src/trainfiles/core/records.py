@@ -19,7 +19,7 @@ from typing_extensions import TypedDict
 
 from trainfiles.core import enriched
 from trainfiles.core.text import refuse_hidden_characters
-from trainfiles.core.vocabulary import CONVERSATION_FIELDS
+from trainfiles.core.vocabulary import CONVERSATION_FIELDS, MAX_NUMBER
 from trainfiles.errors import InvalidInput
 
 COMMIT = "trainfiles.commit/1"  # every member of the version
@@ -53,7 +53,6 @@ Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 Uuid = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Count = Annotated[int, Field(ge=0, le=2**53)]
-MAX_NUMBER = 2**53  # of a sequence or version: what SQLite and every JSON reader hold exactly
 Number = Annotated[int, Field(ge=1, le=MAX_NUMBER)]
 Score = float | int | None
 Stamp = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")]

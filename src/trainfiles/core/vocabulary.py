@@ -40,3 +40,5 @@ CONVERSATION_FIELDS = (
     "tier",
     "human_reviewed",
 )
+
+MAX_NUMBER = 2**53  # of a sequence, a version or a count: what SQLite and every JSON reader hold exactly
