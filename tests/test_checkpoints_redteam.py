@@ -4,9 +4,11 @@ store."""
 
 import hashlib
 
+import orjson
 import pytest
 from test_checkpoints import B_IDS, grow, lie
 
+import generate
 from conftest import FIXTURES
 
 
@@ -87,3 +89,134 @@ def test_a_checkpoint_whose_version_names_another_record_is_not_a_traceback(cli,
     cli(*b, "list")
     cli(*b, "conversations", "scan", f"{FIXTURES}/conversations")
     cli(*b, "export", "jan", "--format", "messages", "--version", 5, code=3)
+
+
+def everything(cli, *machine) -> dict:
+    """All a user sees of the store from one machine: every file (archived too), its
+    versions and every version's stored JSONL, the conversations registered."""
+    files = cli.json(*machine, "list", "--status", "all")
+    seen = {"list": files, "conversations": cli.json(*machine, "conversations", "list")}
+    for f in files:
+        log = cli.json(*machine, "log", f["id"])
+        seen[f["id"]] = {
+            "show": cli.json(*machine, "show", f["id"]),
+            "log": log,
+            "exports": [
+                hashlib.sha256(
+                    cli(*machine, "export", f["id"], "--format", "jsonl", "--version", v["version"]).stdout_bytes
+                ).hexdigest()
+                for v in log
+            ],
+        }
+    return seen
+
+
+def forge_duplicate(store) -> int:
+    """A record at the next sequence giving a version an earlier record already gave (the
+    newest commit's, again): one that cannot be believed. Returns its sequence."""
+    log = store / "_log"
+    names = sorted(log.iterdir())
+    last = max(p for p in names if orjson.loads(p.read_bytes())["format"].startswith("trainfiles.commit"))
+    record = orjson.loads(last.read_bytes())
+    sequence = int(names[-1].name.split(".")[0]) + 1
+    record["sequence"] = sequence
+    (log / f"{sequence:020d}.json").write_bytes(orjson.dumps(record))
+    return sequence
+
+
+def test_every_new_machine_sees_what_one_that_read_the_whole_log_sees(cli, tmp_path):
+    """After each step, a machine that starts then (from the newest checkpoint) and one that
+    reads the log alone (checkpoints deleted from a copy of the store) agree, and so does
+    the machine that did every step."""
+    import shutil
+
+    store = tmp_path / "store"
+    steps = [
+        ("conversations", "import", f"{FIXTURES}/manifest.csv"),
+        ("conversations", "scan", f"{FIXTURES}/conversations"),
+        ("create", "--name", "dec", "--id", B_IDS[0], "--id", B_IDS[1]),
+        ("remove", "dec", "--id", B_IDS[0]),
+        ("archive", "dec"),
+        "forge",
+        "repair",
+        ("unarchive", "dec"),
+        ("add", "dec", "--id", B_IDS[2]),
+        ("restore", "dec", "--version", 1),
+        ("rename", "dec", "jan"),
+        ("create", "--name", "dec", "--id", B_IDS[0]),
+        ("describe", "dec", "--description", "again"),
+        "forge",
+        ("add", "jan", "--id", B_IDS[2]),
+    ]
+    for n, step in enumerate(steps):
+        if step == "forge":
+            forge_duplicate(store)
+        elif step == "repair":
+            cli("repair")
+        else:
+            cli(*step)
+        mine = everything(cli)
+        fresh = everything(cli, "--catalog", tmp_path / f"fresh-{n}.db")
+        assert fresh == mine, (n, step)
+        copy = tmp_path / f"copy-{n}"
+        shutil.copytree(store, copy, symlinks=True)
+        shutil.rmtree(copy / "_checkpoints", ignore_errors=True)
+        alone = everything(cli, "--catalog", tmp_path / f"alone-{n}.db", "--store", copy)
+        alone = orjson.loads(orjson.dumps(alone).replace(str(copy).encode(), str(store).encode()))
+        assert alone == mine, (n, step)
+
+
+def test_a_commit_1_after_a_file_checkpoint_gives_its_members(cli, tmp_path):
+    """A commit/1 record (trainfiles 0.2, or a script) holds every member, whatever its
+    parent had: a version after it is made from those, not from an older file checkpoint's
+    changed by the record's `added` alone."""
+    cli("conversations", "import", f"{FIXTURES}/manifest.csv")
+    cli("conversations", "scan", f"{FIXTURES}/conversations")
+    cli("create", "--name", "dec", "--batch", generate.BATCH_A)  # version 1
+    for cid in B_IDS:
+        cli("add", "dec", "--id", cid)  # versions 2, 3 (a file checkpoint), 4
+    cli("remove", "dec", "--id", B_IDS[0])  # version 5
+    cli("rename", "dec", "jan")  # version 6
+    store = tmp_path / "store"
+    log = {n: {"sequence": n + 2} for n in range(1, 7)}  # after the import and the scan
+    file_id = cli.json("show", "jan")["id"]
+    assert (store / file_id / "checkpoints" / "000003.json.gz").exists()
+    # Version 4 as a commit/1 would write it: every member.
+    records = {n: orjson.loads((store / "_log" / f"{log[n]['sequence']:020d}.json").read_bytes()) for n in range(1, 5)}
+    members = records[1]["members"] + [m for n in (2, 3, 4) for m in records[n]["members_added"]]
+    v4 = {k: v for k, v in records[4].items() if k != "members_added"}
+    (store / "_log" / f"{log[4]['sequence']:020d}.json").write_bytes(
+        orjson.dumps({**v4, "format": "trainfiles.commit/1", "members": members})
+    )
+    expected = cli("export", "jan", "--format", "jsonl", "--version", 5).stdout_bytes
+    b = ("--catalog", tmp_path / "b.db")
+    cli(*b, "conversations", "scan", f"{FIXTURES}/conversations")  # its sources, registered here
+    cli(*b, "gc", "--min-age", "0", "--keep", "1")  # version 5 is then made from its members
+    assert cli(*b, "export", "jan", "--format", "jsonl", "--version", 5).stdout_bytes == expected
+
+
+def test_a_first_version_that_is_an_add_is_made_from_no_member(cli, tmp_path):
+    """A commit/2 add of version 1 (a script's) is believed: its members are those it adds.
+    Made again after gc, it is not a traceback."""
+    import shutil
+
+    cli("conversations", "scan", f"{FIXTURES}/conversations")
+    made = cli.json("create", "--name", "dec", "--id", B_IDS[0], "--id", B_IDS[1])  # record 2
+    store = tmp_path / "store"
+    record = orjson.loads((store / "_log" / f"{2:020d}.json").read_bytes())
+    other = generate.conversation_uuid(77).replace(generate.conversation_uuid(77)[:8], "0f0f0f0f")
+    for kind in ("json", "jsonl"):
+        old = record["outputs"][kind]["key"]
+        new = old.replace(made["id"], other)
+        (store / new).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(store / old, store / new)
+        record["outputs"][kind]["key"] = new
+    members = record.pop("members")
+    forged = {**record, "sequence": 3, "file_id": other, "operation": "add", "members_added": members}
+    forged["file"] = {**record["file"], "name": "forged"}
+    (store / "_log" / f"{3:020d}.json").write_bytes(orjson.dumps(forged))
+    cli("rename", "forged", "forged-2")
+    cli("gc", "--min-age", "0", "--keep", "1")
+    assert not (store / forged["outputs"]["jsonl"]["key"]).exists()
+    rows = cli("export", "forged-2", "--format", "jsonl", "--version", 1).stdout.splitlines()
+    assert {orjson.loads(r).get("conversation_id") for r in rows[1:]} >= {B_IDS[0], B_IDS[1]}

@@ -30,9 +30,11 @@ def read_version(store: str, versions: list[dict], number: int) -> dict:
     chain = [*(r if isinstance(r, BadRecord) else _of(r, by_number[n]) for n, r in zip(between, read)), target]
     if bad := next((r for r in chain if isinstance(r, BadRecord)), None):
         raise bad
-    if members is None:
-        whole = max(i for i, r in enumerate(chain) if "members" in r)
+    # A record after the checkpoint may hold every member too (a commit/1): it gives them.
+    # With none, and no checkpoint, the chain starts at version 1: from no member.
+    if (whole := max((i for i, r in enumerate(chain) if "members" in r), default=None)) is not None:
         members, chain = list(chain[whole]["members"]), chain[whole + 1 :]
+    members = members or []
     for r in chain:
         gone = set(r["removed"])
         members = [m for m in members if m["conversation_id"] not in gone] + r.get("members_added", [])
