@@ -220,3 +220,29 @@ def test_a_first_version_that_is_an_add_is_made_from_no_member(cli, tmp_path):
     assert not (store / forged["outputs"]["jsonl"]["key"]).exists()
     rows = cli("export", "forged-2", "--format", "jsonl", "--version", 1).stdout.splitlines()
     assert {orjson.loads(r).get("conversation_id") for r in rows[1:]} >= {B_IDS[0], B_IDS[1]}
+
+
+def test_gc_keeps_the_two_newest_checkpoints_whatever_else_the_folder_holds(cli, tmp_path):
+    grow(cli)
+    folder = tmp_path / "store" / "_checkpoints"
+    for junk in ("notes.json.gz", "zz.json.gz"):
+        (folder / junk).write_bytes(b"junk")
+    cli("gc", "--min-age", "0")
+    assert {f"{n:020d}.json.gz" for n in (6, 9)} <= {p.name for p in folder.iterdir()}
+    assert not (folder / f"{3:020d}.json.gz").exists()
+
+
+def test_repair_removes_nothing_through_a_link(cli, tmp_path):
+    """A `_checkpoints` folder that is a symbolic link (made by anyone with write access):
+    repair deletes nothing where it leads."""
+    import shutil
+
+    grow(cli)
+    store = tmp_path / "store"
+    outside = tmp_path / "outside"
+    shutil.move(store / "_checkpoints", outside)
+    (store / "_checkpoints").symlink_to(outside)
+    lie(outside / f"{9:020d}.json.gz", lambda d: d["files"][0]["file"].update(description="a lie"))
+    said = cli("repair", code=6).stderr
+    assert said.endswith("is a symbolic link: trainfiles writes nothing through a link inside a store\n")
+    assert (outside / f"{9:020d}.json.gz").exists()

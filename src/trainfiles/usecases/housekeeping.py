@@ -163,7 +163,8 @@ CHECKPOINTS_KEPT = 2  # store checkpoints gc leaves: the newest, and one a reade
 def _superseded_checkpoints(root: str, objects: list[dict]) -> set[str]:
     """Store checkpoints older than the newest CHECKPOINTS_KEPT (readers take the newest)."""
     keys = [storage.key_under(root, obj["url"]) for obj in objects]
-    found = sorted(k for k in keys if k and k.startswith(f"{checkpoints.FOLDER}/") and k.endswith(".json.gz"))
+    folder = f"{checkpoints.FOLDER}/"  # only names a checkpoint has: others never hide the newest
+    found = sorted(k for k in keys if k and k.startswith(folder) and checkpoints.NAME.fullmatch(k.removeprefix(folder)))
     return set(found[:-CHECKPOINTS_KEPT])
 
 
@@ -195,8 +196,10 @@ def repair(settings: Settings, dry_run: bool) -> dict:
         ],
         "removed_checkpoints": [checkpoint] if checkpoint else [],
     }
-    if checkpoint and not dry_run:  # only an optimisation: readers read the log instead
-        storage.remove(checkpoint["object"])
+    if checkpoint and not dry_run:  # only an optimisation: readers read the log instead; never through a link
+        storage.remove(
+            commits.confined(settings.store, storage.key_under(storage.join(settings.store), checkpoint["object"]))
+        )
     if bad and not dry_run:
         sequences = [b["sequence"] for b in bad]
 
