@@ -2,6 +2,7 @@
 machine differ from one that read the whole log, never crash it, never lead it outside the
 store."""
 
+import gzip
 import hashlib
 
 import orjson
@@ -246,3 +247,120 @@ def test_repair_removes_nothing_through_a_link(cli, tmp_path):
     said = cli("repair", code=6).stderr
     assert said.endswith("is a symbolic link: trainfiles writes nothing through a link inside a store\n")
     assert (outside / f"{9:020d}.json.gz").exists()
+
+
+def test_a_store_of_format_1_grown_with_checkpoints_reads_the_same_from_them(cli, tmp_path, monkeypatch):
+    """trainfiles 0.2's store (commit/1 records), then changes every second of which makes
+    checkpoints: a new machine from them, and one from the log alone, see the same."""
+    import shutil
+
+    monkeypatch.setenv("TRAINFILES_CHECKPOINT_INTERVAL", "2")
+    store = tmp_path / "store"
+    shutil.rmtree(store)
+    shutil.copytree(FIXTURES / "store-92696c5", store)
+    cli("conversations", "scan", FIXTURES / "conversations")  # record 10
+    members = cli.json("show", "december")["conversation_ids"]
+    others = [
+        c["conversation_id"]
+        for c in cli.json("conversations", "list", "--status", "completed")
+        if c["conversation_id"] not in members
+    ]
+    cli("add", "december", "--id", others[0])  # version 7
+    cli("remove", "december", "--id", members[0])  # version 8: a file checkpoint
+    cli("rename", "december", "dec")
+    cli("add", "dec", "--id", others[1])  # version 10: a file checkpoint
+    cli("describe", "dec", "--description", "x")
+    assert (store / "_checkpoints").exists()
+    assert cli.json("verify")["ok"]
+    mine = everything(cli)
+    assert everything(cli, "--catalog", tmp_path / "fresh.db") == mine
+    copy = tmp_path / "copy"
+    shutil.copytree(store, copy)
+    shutil.rmtree(copy / "_checkpoints")
+    alone = everything(cli, "--catalog", tmp_path / "alone.db", "--store", copy)
+    assert orjson.loads(orjson.dumps(alone).replace(str(copy).encode(), str(store).encode())) == mine
+
+
+def test_registrations_after_a_checkpoint_keep_what_a_manifest_set(cli, tmp_path, monkeypatch):
+    """A manifest's values, in a checkpoint, win over a later scan's derived ones on a new
+    machine as on one that read the log; and those a later manifest gives win again."""
+    import shutil
+
+    monkeypatch.setenv("TRAINFILES_CHECKPOINT_INTERVAL", "2")
+    sources = tmp_path / "sources"
+    shutil.copytree(FIXTURES / "conversations", sources / "conversations")
+    shutil.copy(FIXTURES / "manifest.csv", sources / "manifest.csv")
+    cli("conversations", "scan", sources / "conversations")  # record 1
+    cli("conversations", "import", sources / "manifest.csv")  # record 2: a checkpoint
+    assert (tmp_path / "store" / "_checkpoints" / f"{2:020d}.json.gz").exists()
+    # Every source changes: the scan (record 3) derives new values, the manifest's stay.
+    for path in (sources / "conversations").rglob("enriched.json"):
+        doc = orjson.loads(path.read_bytes())
+        doc["dataset_metadata"]["created_date"] = "2025-01-02"
+        for pair in doc["training_pairs"]:
+            if isinstance(pair.get("training_metadata"), dict):
+                pair["training_metadata"]["quality_score"] = 3
+                pair["training_metadata"]["human_reviewed"] = False
+        path.write_bytes(orjson.dumps(doc))
+    cli("conversations", "scan", sources / "conversations")  # record 3
+    lines = (sources / "manifest.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    at = header.index("tier")
+    rows = [line.split(",") for line in lines[1:3]]
+    for row in rows:
+        row[at] = "experimental"
+    (sources / "less.csv").write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+    cli("conversations", "import", sources / "less.csv", "--base", sources)  # record 4: a checkpoint
+    cli("conversations", "scan", sources / "conversations")  # nothing changed: no record
+    mine = cli.json("conversations", "list")
+    for n, (store_args) in enumerate([(), ("--store", tmp_path / "copy")]):
+        if store_args:
+            shutil.copytree(tmp_path / "store", tmp_path / "copy")
+            shutil.rmtree(tmp_path / "copy" / "_checkpoints")
+        assert cli.json("--catalog", tmp_path / f"m{n}.db", *store_args, "conversations", "list") == mine
+    # A new machine from the checkpoint at record 2, then records 3 and 4.
+    (tmp_path / "store" / "_checkpoints" / f"{4:020d}.json.gz").unlink()
+    assert cli.json("--catalog", tmp_path / "m2.db", "conversations", "list") == mine
+
+
+def test_a_file_checkpoint_holds_the_version_it_is_named_for_while_others_change_it(cli, tmp_path, monkeypatch):
+    """Another process on this machine indexes newer versions of the file between the
+    checkpoint's look at the file's row and its read of the members: the checkpoint is of
+    the version it names, or not written."""
+    from trainfiles.cli import app
+    from trainfiles.store import catalog
+    from trainfiles.store import checkpoints as store_checkpoints
+    from trainfiles.store.catalog import Catalog
+
+    cli("conversations", "scan", f"{FIXTURES}/conversations")
+    cli("create", "--name", "dec", "--id", B_IDS[0])  # version 1
+    cli("add", "dec", "--id", B_IDS[1])  # version 2
+    real_state, real_members = store_checkpoints._file_state, Catalog.members
+    racing = []
+
+    def file_state(catalog, record, user):
+        racing.append(record["version"])
+        try:
+            return real_state(catalog, record, user)
+        finally:
+            racing.clear()
+
+    def members(self, file_id):
+        if racing == [3]:
+            racing.append("done")
+            b = ("--catalog", tmp_path / "b.db")
+            cli(*b, "remove", "dec", "--id", B_IDS[0])  # version 4
+            cli(*b, "add", "dec", "--id", B_IDS[0])  # version 5: the same conversations, added anew
+            cli.runner.invoke(app, ["list"])  # this machine's catalog takes them, if it can
+        return real_members(self, file_id)
+
+    monkeypatch.setattr(catalog, "BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(store_checkpoints, "_file_state", file_state)
+    monkeypatch.setattr(Catalog, "members", members)
+    file_id = cli.json("add", "dec", "--id", B_IDS[2])["id"]  # version 3: a file checkpoint
+    path = tmp_path / "store" / file_id / "checkpoints" / "000003.json.gz"
+    assert racing == [] and cli.json("show", "dec")["version"] == 5  # the race ran
+    written = orjson.loads(gzip.decompress(path.read_bytes()))["members"]  # not refused: version 3's
+    log = tmp_path / "store" / "_log"
+    made = [orjson.loads((log / f"{s:020d}.json").read_bytes()) for s in (2, 3, 4)]
+    assert written == made[0]["members"] + made[1]["members_added"] + made[2]["members_added"]

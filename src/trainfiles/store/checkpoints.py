@@ -141,8 +141,8 @@ def _store_state(catalog: Catalog, sequence: int, user: str) -> dict | None:
 
 
 def _file_state(catalog: Catalog, record: dict, user: str) -> dict | None:
-    row = catalog.find_file(record["file_id"])
-    if row is None or row["sequence"] != record["sequence"]:
+    members = catalog.members_at(record["file_id"], record["sequence"])
+    if members is None:
         return None
     return {
         "format": checkpoints.FILE,
@@ -151,7 +151,7 @@ def _file_state(catalog: Catalog, record: dict, user: str) -> dict | None:
         "sequence": record["sequence"],
         "created_at": clock.stamp(),
         "created_by": user,
-        "members": list(catalog.members(record["file_id"])),
+        "members": members,
     }
 
 
