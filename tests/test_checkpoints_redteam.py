@@ -7,7 +7,7 @@ import hashlib
 
 import orjson
 import pytest
-from test_checkpoints import B_IDS, grow, lie
+from test_checkpoints import B_IDS, grow, lie, state_of
 
 import generate
 from conftest import FIXTURES
@@ -364,3 +364,31 @@ def test_a_file_checkpoint_holds_the_version_it_is_named_for_while_others_change
     log = tmp_path / "store" / "_log"
     made = [orjson.loads((log / f"{s:020d}.json").read_bytes()) for s in (2, 3, 4)]
     assert written == made[0]["members"] + made[1]["members_added"] + made[2]["members_added"]
+
+
+@pytest.mark.parametrize("shape", ["folder", "fifo", "file instead of the folder", "link"])
+def test_a_checkpoint_that_is_no_regular_file_is_read_around(cli, tmp_path, shape):
+    import os
+
+    grow(cli)
+    folder = tmp_path / "store" / "_checkpoints"
+    newest = folder / f"{99:020d}.json.gz"
+    if shape == "folder":
+        newest.mkdir()
+    elif shape == "fifo":
+        os.mkfifo(newest)
+    elif shape == "link":
+        newest.symlink_to(folder / f"{9:020d}.json.gz")
+    else:
+        import shutil
+
+        shutil.rmtree(folder)
+        folder.write_bytes(b"not a folder")
+    b = ("--catalog", tmp_path / "b.db")
+    cli(*b, "list")
+    assert state_of(cli, *b) == state_of(cli)
+    if shape != "file instead of the folder":  # verify names a folder that is not one (exit 6)
+        cli(*b, "verify", "--json", code=3)
+    cli(*b, "gc", "--min-age", "0")
+    cli(*b, "add", "jan", "--id", B_IDS[2])
+    assert state_of(cli, *b) == state_of(cli)

@@ -19,7 +19,7 @@ import sqlite3
 
 from trainfiles import storage
 from trainfiles.core import checkpoints, clock, records
-from trainfiles.errors import InvalidInput, NotFound, TrainfilesError
+from trainfiles.errors import InvalidInput, NotFound, StorageUnavailable, TrainfilesError
 from trainfiles.faults import crash_point
 from trainfiles.progress import note
 from trainfiles.store import commits, protocol
@@ -58,7 +58,11 @@ def after_commit(catalog: Catalog, store: str, user: str, record: dict) -> None:
 def newest(store: str) -> dict | None:
     """The newest store checkpoint, checked; None if there is none, or it cannot be believed
     (said on stderr: the whole log is read instead)."""
-    found = latest(store)
+    try:
+        found = latest(store)
+    except StorageUnavailable as e:  # `_checkpoints` no folder, say: the log is still there
+        note(f"warning: the store's checkpoints cannot be read ({e}); reading the whole log instead")
+        return None
     if found is None or isinstance(found[1], dict):
         return found and found[1]
     url = storage.join(store, store_key(found[0]))
