@@ -392,3 +392,23 @@ def test_a_checkpoint_that_is_no_regular_file_is_read_around(cli, tmp_path, shap
     cli(*b, "gc", "--min-age", "0")
     cli(*b, "add", "jan", "--id", B_IDS[2])
     assert state_of(cli, *b) == state_of(cli)
+
+
+@pytest.mark.parametrize("key", ["reader_version", "writer_version"])
+def test_a_checkpoint_that_claims_a_newer_format_than_the_log_is_found(cli, tmp_path, key):
+    """A checkpoint saying the records before it needed a format this trainfiles does not
+    read (or write): the log says otherwise, so verify names it and repair removes it."""
+    grow(cli)
+    newest = newest_of(tmp_path)
+    lie(newest, lambda d: d.update({key: 3}))
+    b = ("--catalog", tmp_path / "b.db")
+    if key == "reader_version":  # a new machine reads the log, which says otherwise
+        assert "reading the whole log instead" in cli(*b, "list").stderr
+        assert state_of(cli, *b) == state_of(cli)
+    report = cli.json("verify", code=3)
+    assert [m["object"] for m in report["mismatches"]] == [str(newest)]
+    assert report["mismatches"][0]["problem"] == "checkpoint is not what the log makes: the store's format versions"
+    cli("repair")
+    assert not newest.exists()
+    assert state_of(cli, *b) == state_of(cli)
+    cli(*b, "add", "jan", "--id", B_IDS[2])

@@ -88,9 +88,13 @@ def _checkpoint_problem(store: str) -> dict | None:
         return {"object": url, "problem": f"checkpoint cannot be believed: {checkpoint}"}
     with index.from_log_alone(store, until=sequence) as log:
         state = log.state(sequence)
+        versions = log.protocol() or protocol.LEGACY
     if state is None:
         return {"object": url, "problem": f"checkpoint of record {sequence}, which the log does not hold"}
-    if differing := checkpoints.differences(checkpoint, state):
+    differing = checkpoints.differences(checkpoint, state)
+    if (checkpoint["reader_version"], checkpoint["writer_version"]) != tuple(versions):
+        differing.append("the store's format versions")  # a reader takes them as the records' before it
+    if differing:
         return {"object": url, "problem": f"checkpoint is not what the log makes: {', '.join(differing)}"}
     return None
 
