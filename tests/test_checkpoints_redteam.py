@@ -387,8 +387,8 @@ def test_a_checkpoint_that_is_no_regular_file_is_read_around(cli, tmp_path, shap
     b = ("--catalog", tmp_path / "b.db")
     cli(*b, "list")
     assert state_of(cli, *b) == state_of(cli)
-    if shape != "file instead of the folder":  # verify names a folder that is not one (exit 6)
-        cli(*b, "verify", "--json", code=3)
+    # verify names what is not a checkpoint; a file where the folder goes holds none
+    cli(*b, "verify", "--json", code=0 if shape == "file instead of the folder" else 3)
     cli(*b, "gc", "--min-age", "0")
     cli(*b, "add", "jan", "--id", B_IDS[2])
     assert state_of(cli, *b) == state_of(cli)

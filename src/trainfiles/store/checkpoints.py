@@ -58,11 +58,7 @@ def after_commit(catalog: Catalog, store: str, user: str, record: dict) -> None:
 def newest(store: str) -> dict | None:
     """The newest store checkpoint, checked; None if there is none, or it cannot be believed
     (said on stderr: the whole log is read instead)."""
-    try:
-        found = latest(store)
-    except StorageUnavailable as e:  # `_checkpoints` no folder, say: the log is still there
-        note(f"warning: the store's checkpoints cannot be read ({e}); reading the whole log instead")
-        return None
+    found = latest(store)
     if found is None or isinstance(found[1], dict):
         return found and found[1]
     url = storage.join(store, store_key(found[0]))
@@ -73,7 +69,12 @@ def newest(store: str) -> dict | None:
 def latest(store: str) -> tuple[int, dict | str] | None:
     """The newest store checkpoint's sequence, and the checkpoint checked or why it cannot
     be believed; None if the store has none."""
-    names = [n for n in storage.names_after(storage.join(store, FOLDER), None) if NAME.fullmatch(n)]
+    try:
+        names = [n for n in storage.names_after(storage.join(store, FOLDER), None) if NAME.fullmatch(n)]
+    except StorageUnavailable as e:
+        if isinstance(e.__cause__, NotADirectoryError):  # `_checkpoints` is a file: it holds none
+            return None
+        raise
     if not names:
         return None
     sequence = int(names[-1].split(".")[0])
