@@ -412,3 +412,29 @@ def test_a_checkpoint_that_claims_a_newer_format_than_the_log_is_found(cli, tmp_
     assert not newest.exists()
     assert state_of(cli, *b) == state_of(cli)
     cli(*b, "add", "jan", "--id", B_IDS[2])
+
+
+@pytest.mark.s3
+def test_on_s3_a_new_machine_from_checkpoints_sees_what_the_log_alone_makes(cli, s3, tmp_path):
+    from conftest import SOURCES, STORE
+
+    grow(cli, SOURCES)  # checkpoints at records 3, 6, 9
+    bucket = STORE.removeprefix("s3://")
+    last = orjson.loads(s3.cat(f"{bucket}/_log/{10:020d}.json"))
+    s3.pipe(f"{bucket}/_log/{11:020d}.json", orjson.dumps({**last, "sequence": 11}))  # cannot be believed
+    cli("repair")  # record 12 (a repair writes no checkpoint)
+    for n in (13, 14, 15, 16):  # a checkpoint at record 15
+        cli("describe", "jan", "--description", f"after {n}")
+    assert s3.exists(f"{bucket}/_checkpoints/{15:020d}.json.gz")
+    copy = "trainfiles/copy"
+    for key in s3.find(bucket):
+        if "/_checkpoints/" not in key:
+            s3.pipe(key.replace(bucket, copy, 1), s3.cat(key))
+    mine = state_of(cli)
+    assert state_of(cli, "--catalog", tmp_path / "b.db") == mine
+    alone = state_of(cli, "--catalog", tmp_path / "c.db", "--store", "s3://" + copy)
+    assert orjson.loads(
+        orjson.dumps({k: v for k, v in alone.items() if k != "exports"}).replace(copy.encode(), bucket.encode())
+    ) == {k: v for k, v in mine.items() if k != "exports"}
+    assert alone["exports"] == mine["exports"]
+    assert cli.json("--catalog", tmp_path / "b.db", "verify")["ok"]
