@@ -9,6 +9,8 @@ import orjson
 import pytest
 from test_checkpoints import B_IDS, grow, lie, state_of
 
+from trainfiles.cli import app
+
 import generate
 from conftest import FIXTURES
 
@@ -438,3 +440,23 @@ def test_on_s3_a_new_machine_from_checkpoints_sees_what_the_log_alone_makes(cli,
     ) == {k: v for k, v in mine.items() if k != "exports"}
     assert alone["exports"] == mine["exports"]
     assert cli.json("--catalog", tmp_path / "b.db", "verify")["ok"]
+
+
+def test_a_file_checkpoint_that_lies_about_a_members_values_makes_no_other_version(cli, tmp_path):
+    """A file checkpoint with the right conversations but another's values (its source's
+    path and digest, its score): a version made again from it is not the bytes its commit
+    recorded, so it is not given as that version."""
+    file_id = grow(cli)
+    expected = cli("export", "jan", "--format", "jsonl", "--version", 5).stdout_bytes
+    path = tmp_path / "store" / file_id / "checkpoints" / "000003.json.gz"
+
+    def swap(d):
+        first, second = d["members"][0], d["members"][1]
+        for k in ("source_path", "source_sha256", "quality_score", "persona_key", "topic_key", "created_at"):
+            first[k] = second[k]
+
+    lie(path, swap)
+    cli("gc", "--min-age", "0", "--keep", "1")
+    result = cli.runner.invoke(app, ["export", "jan", "--format", "jsonl", "--version", "5"])
+    assert result.stdout_bytes != expected  # streamed as it is made: refused once it is whole
+    assert result.exit_code == 5 and "training.jsonl, made again, differs from its commit" in result.stderr
