@@ -354,10 +354,14 @@ def test_a_file_checkpoint_holds_the_version_it_is_named_for_while_others_change
             b = ("--catalog", tmp_path / "b.db")
             cli(*b, "remove", "dec", "--id", B_IDS[0])  # version 4
             cli(*b, "add", "dec", "--id", B_IDS[0])  # version 5: the same conversations, added anew
-            cli.runner.invoke(app, ["list"])  # this machine's catalog takes them, if it can
+            with monkeypatch.context() as m:  # another process: it waits for this read, then gives up
+                m.setattr(catalog, "BUSY_TIMEOUT_MS", 100)
+                cli.runner.invoke(app, ["list"])  # this machine's catalog takes them, if it can
+            import gc
+
+            gc.collect()  # its catalog closed, as the process's would be
         return real_members(self, file_id)
 
-    monkeypatch.setattr(catalog, "BUSY_TIMEOUT_MS", 100)
     monkeypatch.setattr(store_checkpoints, "_file_state", file_state)
     monkeypatch.setattr(Catalog, "members", members)
     file_id = cli.json("add", "dec", "--id", B_IDS[2])["id"]  # version 3: a file checkpoint
