@@ -19,6 +19,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from trainfiles.core.records import (
+    KINDS,
     MAX_DESCRIPTION,
     STRICT,
     Conversation,
@@ -32,6 +33,9 @@ from trainfiles.core.records import (
     Stamp,
     Text,
     Uuid,
+    check_head,
+    check_name,
+    check_output_key,
     check_stamp,
     first_errors,
 )
@@ -228,12 +232,21 @@ def _check_file(state: dict[str, Any], sequence: int) -> None:
     row, versions = state["file"], state["versions"]
     if [v["version"] for v in versions] != list(range(1, row["version"] + 1)):
         raise ValueError(f"training file {row['id']} lacks versions, or has them out of order")
+    # As a record's: every version's head, outputs inside the file's folder, real dates.
+    for v in versions:
+        check_head(v)
+        check_stamp(v["created_at"], f"training file {row['id']} version {v['version']} created_at")
+    for where in (row, *versions):
+        for kind in KINDS:
+            check_output_key(row["id"], kind, where[f"{kind}_key"])
+    for stamp in ("created_at", "updated_at", "last_updated_at"):
+        check_stamp(row[stamp], f"training file {row['id']} {stamp}")
+    check_name(row["name"])
     newest = versions[-1]
-    if (newest["sequence"], newest["json_sha256"], newest["jsonl_sha256"]) != (
-        row["sequence"],
-        row["json_sha256"],
-        row["jsonl_sha256"],
-    ) or any(v["sequence"] > sequence for v in versions):
+    outputs = [f"{kind}_{column}" for kind in KINDS for column in ("key", "file_size", "sha256")]
+    if [newest[c] for c in ("sequence", *outputs)] != [row[c] for c in ("sequence", *outputs)] or any(
+        v["sequence"] > sequence for v in versions
+    ):
         raise ValueError(f"training file {row['id']}'s newest version is not its file's, or after the checkpoint")
     ids = {m["conversation_id"] for m in state["members"]}
     if len(ids) != len(state["members"]) or len(ids) != row["conversation_count"]:

@@ -354,17 +354,34 @@ def _check_registration(record: dict[str, Any]) -> None:
         raise ValueError("a conversation is registered twice")
 
 
-def _check_commit(record: dict[str, Any], data: bytes) -> None:
-    file_id, version, parent = record["file_id"], record["version"], record["parent"]
+def check_head(head: dict[str, Any]) -> None:
+    """ValueError unless a version's `parent` and `restored_from` are what its number and
+    operation allow (a record's, or a checkpoint's version)."""
+    version, parent = head["version"], head["parent"]
     if parent != (version - 1 or None):
         raise ValueError(f"version {version} names parent {parent}")
-    restored = record["restored_from"]
-    if (record["operation"] == "restore") != (restored is not None) or (restored is not None and restored >= version):
-        raise ValueError(f"operation {record['operation']} with restored_from {restored}")
+    restored = head["restored_from"]
+    if (head["operation"] == "restore") != (restored is not None) or (restored is not None and restored >= version):
+        raise ValueError(f"operation {head['operation']} with restored_from {restored}")
+
+
+def check_output_key(file_id: str, kind: str, key: str) -> None:
+    """ValueError unless `key` is one of the file's staged outputs: never outside the store."""
+    if not re.fullmatch(rf"{file_id}/versions/\d{{6}}-[0-9a-f]{{12}}/training\.{kind}", key):
+        raise ValueError(f"output key {key[:200]!r} is not under {file_id}/versions/")
+
+
+def check_name(name: str) -> None:
+    """ValueError unless `name` is one trainfiles gives a training file."""
+    refuse_hidden_characters(name, "file.name")
+    if name != name.strip() or enriched.UUID_RE.fullmatch(name):
+        raise ValueError(f"file.name {name[:80]!r} is not a name trainfiles gives")
+
+
+def _check_commit(record: dict[str, Any], data: bytes) -> None:
+    check_head(record)
     for kind in KINDS:
-        key = record["outputs"][kind]["key"]
-        if not re.fullmatch(rf"{file_id}/versions/\d{{6}}-[0-9a-f]{{12}}/training\.{kind}", key):
-            raise ValueError(f"output key {key[:200]!r} is not under {file_id}/versions/")
+        check_output_key(record["file_id"], kind, record["outputs"][kind]["key"])
     if record["format"] == CHANGE:
         _check_change(record)
     if "members" in record and record["statistics"]["total_conversations"] != len(record["members"]):
@@ -380,10 +397,7 @@ def _check_commit(record: dict[str, Any], data: bytes) -> None:
         ("file.last_updated", record["file"]["last_updated"]),
     ):
         check_stamp(stamp, where)
-    name = record["file"]["name"]
-    refuse_hidden_characters(name, "file.name")
-    if name != name.strip() or enriched.UUID_RE.fullmatch(name):
-        raise ValueError(f"file.name {name[:80]!r} is not a name trainfiles gives")
+    check_name(record["file"]["name"])
     enriched.check_depth(data, record)  # the profile must be writable again
 
 

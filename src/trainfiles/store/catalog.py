@@ -340,6 +340,16 @@ class Catalog(Registrations):
         finally:
             self.db.conn.rollback()
 
+    def members_at(self, file_id: str, sequence: int) -> list[dict] | None:
+        """A file's members, read in one transaction; None unless its newest version is the
+        one record `sequence` gave (another process may have indexed newer ones)."""
+        self.db.execute("BEGIN")
+        try:
+            row = self.find_file(file_id)
+            return list(self.members(file_id)) if row and row["sequence"] == sequence else None
+        finally:
+            self.db.conn.rollback()
+
     def load_state(self, checkpoint: dict) -> None:
         """Take a store checkpoint's state (inside a write, just after `reset_index`): the
         index as if it had applied every record up to the checkpoint's."""

@@ -19,7 +19,7 @@ import sqlite3
 
 from trainfiles import storage
 from trainfiles.core import checkpoints, clock, records
-from trainfiles.errors import InvalidInput, NotFound, TrainfilesError
+from trainfiles.errors import InvalidInput, NotFound, StorageUnavailable, TrainfilesError
 from trainfiles.faults import crash_point
 from trainfiles.progress import note
 from trainfiles.store import commits, protocol
@@ -69,7 +69,12 @@ def newest(store: str) -> dict | None:
 def latest(store: str) -> tuple[int, dict | str] | None:
     """The newest store checkpoint's sequence, and the checkpoint checked or why it cannot
     be believed; None if the store has none."""
-    names = [n for n in storage.names_after(storage.join(store, FOLDER), None) if NAME.fullmatch(n)]
+    try:
+        names = [n for n in storage.names_after(storage.join(store, FOLDER), None) if NAME.fullmatch(n)]
+    except StorageUnavailable as e:
+        if isinstance(e.__cause__, NotADirectoryError):  # `_checkpoints` is a file: it holds none
+            return None
+        raise
     if not names:
         return None
     sequence = int(names[-1].split(".")[0])
@@ -141,8 +146,8 @@ def _store_state(catalog: Catalog, sequence: int, user: str) -> dict | None:
 
 
 def _file_state(catalog: Catalog, record: dict, user: str) -> dict | None:
-    row = catalog.find_file(record["file_id"])
-    if row is None or row["sequence"] != record["sequence"]:
+    members = catalog.members_at(record["file_id"], record["sequence"])
+    if members is None:
         return None
     return {
         "format": checkpoints.FILE,
@@ -151,7 +156,7 @@ def _file_state(catalog: Catalog, record: dict, user: str) -> dict | None:
         "sequence": record["sequence"],
         "created_at": clock.stamp(),
         "created_by": user,
-        "members": list(catalog.members(record["file_id"])),
+        "members": members,
     }
 
 

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 
 from trainfiles import storage
-from trainfiles.core.records import COMMITS, REGISTRATION, REPAIR, BadRecord, record_name
+from trainfiles.core.records import COMMITS, READER_VERSION, REGISTRATION, REPAIR, BadRecord, record_name
 from trainfiles.errors import TrainfilesError, named
 from trainfiles.faults import crash_point
 from trainfiles.progress import bar, note
@@ -137,6 +137,12 @@ def _starting_point(store: str, from_checkpoint: bool) -> tuple[dict | None, lis
     records after it (a listing from the checkpoint's own record, which must be there), or
     the whole log."""
     checkpoint = checkpoints.newest(store) if from_checkpoint else None
+    if checkpoint and checkpoint["reader_version"] > READER_VERSION:  # the log says so too, if it is true
+        note(
+            f"warning: {checkpoints.store_key(checkpoint['sequence'])} says the store needs reader version "
+            f"{checkpoint['reader_version']}; reading the whole log instead"
+        )
+        checkpoint = None
     if checkpoint:
         listed = commits.new_sequences(store, checkpoint["sequence"] - 1)
         if listed[:1] == [checkpoint["sequence"]]:

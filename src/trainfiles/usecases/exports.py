@@ -49,7 +49,10 @@ def _content(settings: Settings, version: dict, kind: str) -> Iterator[bytes]:
         catalog = Catalog(settings.catalog)
         record = history.read_version(settings.store, catalog.versions(version["file_id"]), version["version"])
         with outputs.spool(settings.store, record["file_id"]) as spool:
-            yield from outputs.content(changes.from_sources(record, spool, catalog), kind)
+            # Made again, it must be what its commit recorded (members from a file checkpoint
+            # are believed, not proved): else Conflict, never another version's bytes.
+            made = outputs.content(changes.from_sources(record, spool, catalog), kind)
+            yield from outputs.verified(f"{url}, made again,", version[f"{kind}_sha256"], made)
         return
     yield from outputs.verified(
         url, version[f"{kind}_sha256"], (storage.lines if kind == "jsonl" else storage.chunks)(url)

@@ -88,9 +88,13 @@ def _checkpoint_problem(store: str) -> dict | None:
         return {"object": url, "problem": f"checkpoint cannot be believed: {checkpoint}"}
     with index.from_log_alone(store, until=sequence) as log:
         state = log.state(sequence)
+        versions = log.protocol() or protocol.LEGACY
     if state is None:
         return {"object": url, "problem": f"checkpoint of record {sequence}, which the log does not hold"}
-    if differing := checkpoints.differences(checkpoint, state):
+    differing = checkpoints.differences(checkpoint, state)
+    if (checkpoint["reader_version"], checkpoint["writer_version"]) != tuple(versions):
+        differing.append("the store's format versions")  # a reader takes them as the records' before it
+    if differing:
         return {"object": url, "problem": f"checkpoint is not what the log makes: {', '.join(differing)}"}
     return None
 
@@ -163,7 +167,8 @@ CHECKPOINTS_KEPT = 2  # store checkpoints gc leaves: the newest, and one a reade
 def _superseded_checkpoints(root: str, objects: list[dict]) -> set[str]:
     """Store checkpoints older than the newest CHECKPOINTS_KEPT (readers take the newest)."""
     keys = [storage.key_under(root, obj["url"]) for obj in objects]
-    found = sorted(k for k in keys if k and k.startswith(f"{checkpoints.FOLDER}/") and k.endswith(".json.gz"))
+    folder = f"{checkpoints.FOLDER}/"  # only names a checkpoint has: others never hide the newest
+    found = sorted(k for k in keys if k and k.startswith(folder) and checkpoints.NAME.fullmatch(k.removeprefix(folder)))
     return set(found[:-CHECKPOINTS_KEPT])
 
 
@@ -195,8 +200,10 @@ def repair(settings: Settings, dry_run: bool) -> dict:
         ],
         "removed_checkpoints": [checkpoint] if checkpoint else [],
     }
-    if checkpoint and not dry_run:  # only an optimisation: readers read the log instead
-        storage.remove(checkpoint["object"])
+    if checkpoint and not dry_run:  # only an optimisation: readers read the log instead; never through a link
+        storage.remove(
+            commits.confined(settings.store, storage.key_under(storage.join(settings.store), checkpoint["object"]))
+        )
     if bad and not dry_run:
         sequences = [b["sequence"] for b in bad]
 
