@@ -187,6 +187,17 @@ def _measure(
             metadata.append(
                 (f"add {added} to {n} {kind} (each of {repeat})", (written[0] // repeat, written[1] // repeat))
             )
+        # What checkpoints cost at this size: one add with a checkpoint due at every record
+        # writes the store's (three files of 10,000+ and 11,080 registrations) and its file's.
+        before = _metadata(work)
+        subprocess.run(
+            [*tf(work), "add", f"c{n}-0", "--id", ids[n + 1079]],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "TRAINFILES_CHECKPOINT_INTERVAL": "1"},
+        )
+        written = _written(work, before)
+        metadata.append((f"checkpoints at {n} {kind} (store and file; every 100 records or versions)", written))
     shutil.rmtree(work, ignore_errors=True)
 
 
