@@ -187,11 +187,11 @@ def _measure(
             metadata.append(
                 (f"add {added} to {n} {kind} (each of {repeat})", (written[0] // repeat, written[1] // repeat))
             )
-        # What checkpoints cost at this size: one add with a checkpoint due at every record
+        # What checkpoints cost at this size: one change with a checkpoint due at every record
         # writes the store's (three files of 10,000+ and 11,080 registrations) and its file's.
         before = _metadata(work)
         subprocess.run(
-            [*tf(work), "add", f"c{n}-0", "--id", ids[n + 1079]],
+            [*tf(work), "remove", f"c{n}-0", "--id", ids[0]],
             check=True,
             stdout=subprocess.DEVNULL,
             env={**os.environ, "TRAINFILES_CHECKPOINT_INTERVAL": "1"},
