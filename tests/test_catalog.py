@@ -28,6 +28,7 @@ def test_migrations_create_the_schema_once(tmp_path):
         "m005_records_read",
         "m006_profile_set",
         "m007_shared_registrations",
+        "m008_own_values",
     ]
     assert set(db.table_names()) >= {
         "conversations",

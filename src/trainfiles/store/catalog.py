@@ -83,11 +83,12 @@ class Catalog(Registrations):
 
     def reset_index(self, store: str) -> None:
         """Forget every training file: the index is about to be rebuilt from `store`.
-        Registrations stay, as not in this store: those it holds are applied again over
-        them, and the others the next scan or import here publishes."""
+        Registrations stay; those of another store as not in this one: those it holds are
+        applied again over them, and the others the next scan or import here publishes."""
         for table in ("members", "versions", "files", "log_read", "bad_records"):
             self.db.execute(f"delete from {table}")
-        self.db.execute("update conversations set source_record = null")
+        if self.index_state()[0] != store:
+            self.db.execute("update conversations set source_record = null")
         self.db["index_state"].upsert(
             {"id": 1, "store": store, "last_sequence": 0, "reader_version": None, "writer_version": None}, pk="id"
         )
@@ -322,7 +323,7 @@ class Catalog(Registrations):
         it has applied exactly the records 1 to `sequence`."""
         self.db.execute("BEGIN")
         try:
-            if self.index_state()[1] != sequence or self.last_read() != sequence:
+            if self.index_state()[1] != sequence or self.last_read() != sequence or self.holds_own_values():
                 return None
             files = [
                 {
@@ -349,6 +350,11 @@ class Catalog(Registrations):
             return list(self.members(file_id)) if row and row["sequence"] == sequence else None
         finally:
             self.db.conn.rollback()
+
+    def holds_own_values(self) -> bool:
+        """Whether a registration the store holds has values of this catalog's own (registry.py)."""
+        sql = "select 1 from conversations where own_values and source_record is not null limit 1"
+        return self.db.execute(sql).fetchone() is not None
 
     def load_state(self, checkpoint: dict) -> None:
         """Take a store checkpoint's state (inside a write, just after `reset_index`): the

@@ -270,3 +270,11 @@ def m007_shared_registrations(db: Database) -> None:
     db["conversations"].add_column("source_sha256", str)
     db["conversations"].add_column("source_record", int)
     db["conversations"].add_column("registered_here", bool, not_null_default=True)
+
+
+@migrations()
+def m008_own_values(db: Database) -> None:
+    # Whether a registration holds values of this catalog's own that the store's records do
+    # not give (it was registered here before a record named it, and that record gave fewer
+    # columns or other values): while one does, this catalog writes no store checkpoint.
+    db["conversations"].add_column("own_values", bool, not_null_default=False)

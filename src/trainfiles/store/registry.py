@@ -17,6 +17,8 @@ SAVE_BATCH = 5000  # conversation rows compared with the catalog's and written a
 IN_TIME_ORDER = "julianday(c.created_at), c.created_at, c.conversation_id"
 # What a store checkpoint holds of a registration beyond its values.
 _CHECKPOINTED = ("source_sha256", "registered_at", "updated_at", "source_record")
+# A registration's values, as a record gives them.
+_VALUES = (*CONVERSATION_FIELDS[1:], "invalid_reason", "source_sha256", "manifest_fields")
 
 
 class Registrations:
@@ -160,7 +162,7 @@ class Registrations:
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
         self.db.conn.executemany(
             f"insert into conversations ({', '.join(columns)}, registered_here) values ({', '.join('?' * len(columns))}, 0)"
-            f" on conflict (conversation_id) do update set {updates}, registered_here = conversations.registered_here"
+            f" on conflict (conversation_id) do update set {updates}, own_values = 0, registered_here = conversations.registered_here"
             " and conversations.enriched_file_path is excluded.enriched_file_path",
             ([_stored(c).get(k) for k in columns] for c in conversations),
         )
@@ -216,6 +218,13 @@ class Registrations:
     def _save_batch(self, rows: list[dict], now: str, here: bool, sequence: int) -> None:
         existing = self._registered(row["conversation_id"] for row in rows)
         new, changed, _, _ = self._diff(rows, existing)
+        self.db.conn.executemany(
+            "update conversations set own_values = 1 where conversation_id = ?",
+            (
+                (cid,)
+                for cid in _kept_own_values(rows, existing, dict((row["conversation_id"], c) for row, c in changed))
+            ),
+        )
         table = self.db["conversations"]
         for row, changes in changed:
             # Who registered a conversation at its path changes only with the path.
@@ -251,6 +260,19 @@ class Registrations:
             ignore=True,
             batch_size=500,
         )
+
+
+def _kept_own_values(rows: list[dict], existing: dict[str, dict], changes: dict[str, dict]) -> Iterator[str]:
+    """The conversations registered here before any record of this store named them whose
+    values, once `rows` (a record's) apply, are not what that record alone gives."""
+    for row in rows:
+        old = existing.get(row["conversation_id"])
+        if old is None or old["source_record"] is not None:
+            continue
+        merged = {**old, **changes.get(row["conversation_id"], {})}
+        alone = {**row, "manifest_fields": sorted(row.get("manifest_fields") or ())}
+        if any(merged.get(k) != alone.get(k) for k in _VALUES):
+            yield row["conversation_id"]
 
 
 def _overridden(old: dict, row: dict) -> bool:
