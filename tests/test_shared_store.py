@@ -194,17 +194,13 @@ def _registered_outside(w):
     whose members they are: nothing is read there unless this machine registered it."""
     taken = {"00000000-0000-4000-8000-0000000000a1": f"{w.http}/enriched.json"}
     taken["00000000-0000-4000-8000-0000000000a2"] = str(w.victim / "secret.json")
-    registration = {
-        "format": records.REGISTRATION,
-        "sequence": len(w.good) + 1,
-        "created_at": "2025-12-02T00:00:00Z",
-        "created_by": "mallory",
-        "source": "elsewhere",
-        "conversations": [
+    registration = _registration(
+        w,
+        [
             {"conversation_id": cid, "enrichment_status": "completed", "enriched_file_path": path}
             for cid, path in taken.items()
         ],
-    }
+    )
     w.store.put(w.next_key, orjson.dumps(registration))
     rec = w.record(0, sequence=len(w.good) + 2, operation="restore", restored_from=1)
     for member, (cid, path) in zip(rec["members"], taken.items()):
@@ -213,15 +209,20 @@ def _registered_outside(w):
 
 
 def _registration_with_unknown_keys(w):
+    return _registration(
+        w, [{"conversation_id": A[0], "enrichment_status": "completed", "tier); drop table files; --": 1}]
+    )
+
+
+def _registration(w, conversations: list[dict]) -> dict:
+    """Another writer's registration record of `conversations`, next in the log."""
     return {
         "format": records.REGISTRATION,
         "sequence": len(w.good) + 1,
         "created_at": "2025-12-02T00:00:00Z",
         "created_by": "mallory",
         "source": "elsewhere",
-        "conversations": [
-            {"conversation_id": A[0], "enrichment_status": "completed", "tier); drop table files; --": 1}
-        ],
+        "conversations": conversations,
     }
 
 

@@ -218,6 +218,26 @@ def member_ids(versions: list[dict], number: int) -> set[str]:
     return at[number]
 
 
+def differences(checkpoint: dict[str, Any], state: dict[str, Any]) -> list[str]:
+    """What of a checkpoint is not `state`, the one its records make (in a checkpoint's form):
+    the training files, records kept apart, conversations and format versions that differ.
+    When a conversation was registered is not compared: a machine that had registered it
+    before registrations were shared keeps its own moment."""
+    ours = {f["file"]["id"]: f for f in state["files"]}
+    theirs = {f["file"]["id"]: f for f in checkpoint["files"]}
+    found = [f"training file {i}" for i in sorted(ours.keys() | theirs.keys()) if ours.get(i) != theirs.get(i)]
+    if checkpoint["bad_records"] != state["bad_records"]:
+        found.append("the records kept apart")
+    moments = ("registered_at", "updated_at")
+    mine = [{k: v for k, v in c.items() if k not in moments} for c in state["conversations"]]
+    if mine != [{k: v for k, v in c.items() if k not in moments} for c in checkpoint["conversations"]]:
+        found.append("the conversations registered")
+    versions = ("reader_version", "writer_version")
+    if [checkpoint[k] for k in versions] != [state[k] for k in versions]:
+        found.append("the store's format versions")  # a reader takes them as the records' before it
+    return found
+
+
 def _parse(data: bytes, kind: type) -> dict[str, Any]:
     try:
         found: dict[str, Any] = _schema(kind).validate_python(orjson.loads(unpack(data)))

@@ -74,6 +74,16 @@ class Catalog(Registrations):
             raise
         self.db.commit()
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator["Catalog"]:
+        """One read transaction: everything inside sees the same catalog, whatever other
+        processes commit meanwhile."""
+        self.db.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self.db.conn.rollback()
+
     # Training files: the index of the store's commit log (commits.py)
 
     def index_state(self) -> tuple[str | None, int]:
@@ -320,9 +330,9 @@ class Catalog(Registrations):
 
     def state(self, sequence: int) -> dict | None:
         """The index as a store checkpoint holds it, read in one transaction; None unless
-        it has applied exactly the records 1 to `sequence`."""
-        self.db.execute("BEGIN")
-        try:
+        it has applied exactly the records 1 to `sequence`, and holds no registration
+        values of its own (registry.py)."""
+        with self.reading():
             if self.index_state()[1] != sequence or self.last_read() != sequence or self.holds_own_values():
                 return None
             files = [
@@ -338,18 +348,13 @@ class Catalog(Registrations):
                 for row in self.db.query("select * from bad_records order by sequence")
             ]
             return {"files": files, "conversations": self.registrations_state(), "bad_records": kept}
-        finally:
-            self.db.conn.rollback()
 
     def members_at(self, file_id: str, sequence: int) -> list[dict] | None:
         """A file's members, read in one transaction; None unless its newest version is the
         one record `sequence` gave (another process may have indexed newer ones)."""
-        self.db.execute("BEGIN")
-        try:
+        with self.reading():
             row = self.find_file(file_id)
             return list(self.members(file_id)) if row and row["sequence"] == sequence else None
-        finally:
-            self.db.conn.rollback()
 
     def holds_own_values(self) -> bool:
         """Whether a registration the store holds has values of this catalog's own (registry.py)."""

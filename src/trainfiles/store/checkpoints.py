@@ -16,6 +16,8 @@ one that cannot be believed is said on stderr and the log is read instead.
 import os
 import re
 import sqlite3
+from collections.abc import Callable
+from typing import Any
 
 from trainfiles import storage
 from trainfiles.core import checkpoints, clock, records
@@ -78,49 +80,35 @@ def latest(store: str) -> tuple[int, dict | str] | None:
     if not names:
         return None
     sequence = int(names[-1].split(".")[0])
-    url = storage.join(store, store_key(sequence))
-    data = commits.read_objects([url], most=checkpoints.MAX_BYTES)[0]
-    try:
-        if isinstance(data, NotFound | InvalidInput):
-            raise data
-        return sequence, checkpoints.parse_store(sequence, data)
-    except TrainfilesError as e:
-        return sequence, str(e).removeprefix(f"{url}: ")
-
-
-def differences(checkpoint: dict, state: dict) -> list[str]:
-    """What of a checkpoint is not `state`, the index its records make (Catalog.state): the
-    training files, records kept apart and conversations that differ. When a conversation
-    was registered is not compared: a machine that had registered it before registrations
-    were shared keeps its own moment."""
-    ours = {f["file"]["id"]: f for f in state["files"]}
-    theirs = {f["file"]["id"]: f for f in checkpoint["files"]}
-    found = [f"training file {i}" for i in sorted(ours.keys() | theirs.keys()) if ours.get(i) != theirs.get(i)]
-    if checkpoint["bad_records"] != state["bad_records"]:
-        found.append("the records kept apart")
-    moments = ("registered_at", "updated_at")
-    mine = [{k: v for k, v in c.items() if k not in moments} for c in state["conversations"]]
-    if mine != [{k: v for k, v in c.items() if k not in moments} for c in checkpoint["conversations"]]:
-        found.append("the conversations registered")
-    return found
+    found = _read(storage.join(store, store_key(sequence)), lambda data: checkpoints.parse_store(sequence, data))
+    return sequence, "listed, then gone" if found is None else found
 
 
 def file_members(store: str, file_id: str, versions: list[dict], number: int) -> list[dict] | None:
     """The members of version `number` from its file checkpoint (`versions`: the file's, as
     the index has them); None if it has none, or one that cannot be believed (said on
     stderr)."""
-    version = versions[number - 1]
     url = storage.join(store, file_key(file_id, number))
+    ids = checkpoints.member_ids(versions, number)
+    found = _read(url, lambda data: checkpoints.parse_file(file_id, versions[number - 1], ids, data))
+    if isinstance(found, str):
+        note(f"warning: {url} cannot be believed ({found}); reading the log instead")
+        return None
+    return found
+
+
+def _read(url: str, parse: Callable[[bytes], Any]) -> Any:
+    """What `parse` makes of the checkpoint at `url`: None if there is none, the reason (a
+    str) if it cannot be believed."""
     data = commits.read_objects([url], most=checkpoints.MAX_BYTES)[0]
     if isinstance(data, NotFound):
         return None
     try:
         if isinstance(data, InvalidInput):
             raise data
-        return checkpoints.parse_file(file_id, version, checkpoints.member_ids(versions, number), data)
+        return parse(data)
     except TrainfilesError as e:
-        note(f"warning: {url} cannot be believed ({str(e).removeprefix(f'{url}: ')}); reading the log instead")
-        return None
+        return str(e).removeprefix(f"{url}: ")
 
 
 def due_file_versions(first: int, number: int) -> list[int]:

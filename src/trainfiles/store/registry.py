@@ -220,10 +220,7 @@ class Registrations:
         new, changed, _, _ = self._diff(rows, existing)
         self.db.conn.executemany(
             "update conversations set own_values = 1 where conversation_id = ?",
-            (
-                (cid,)
-                for cid in _kept_own_values(rows, existing, dict((row["conversation_id"], c) for row, c in changed))
-            ),
+            ((cid,) for cid in _kept_own_values(rows, existing, {row["conversation_id"]: c for row, c in changed})),
         )
         table = self.db["conversations"]
         for row, changes in changed:

@@ -6,6 +6,7 @@ import contextlib
 import os
 
 from trainfiles import storage
+from trainfiles.core import checkpoints as core_checkpoints
 from trainfiles.core import clock
 from trainfiles.core.records import REPAIR, record_name
 from trainfiles.errors import InvalidInput, StorageUnavailable
@@ -88,13 +89,12 @@ def _checkpoint_problem(store: str) -> dict | None:
         return {"object": url, "problem": f"checkpoint cannot be believed: {checkpoint}"}
     with index.from_log_alone(store, until=sequence) as log:
         state = log.state(sequence)
-        versions = log.protocol() or protocol.LEGACY
+        reader, writer = log.protocol() or protocol.LEGACY
     if state is None:
         return {"object": url, "problem": f"checkpoint of record {sequence}, which the log does not hold"}
-    differing = checkpoints.differences(checkpoint, state)
-    if (checkpoint["reader_version"], checkpoint["writer_version"]) != tuple(versions):
-        differing.append("the store's format versions")  # a reader takes them as the records' before it
-    if differing:
+    if differing := core_checkpoints.differences(
+        checkpoint, {**state, "reader_version": reader, "writer_version": writer}
+    ):
         return {"object": url, "problem": f"checkpoint is not what the log makes: {', '.join(differing)}"}
     return None
 
@@ -130,12 +130,10 @@ def gc(settings: Settings, keep: int | None, dry_run: bool, min_age: float) -> d
         for _ in range(GC_TRIES):
             named, kept = _named(catalog, keep)
             objects = sorted(storage.listing(settings.store), key=lambda obj: obj["url"])
-            superseded = _superseded_checkpoints(root, objects)
+            keyed = [(key, obj) for obj in objects if (key := storage.key_under(root, obj["url"])) is not None]
+            superseded = _superseded_checkpoints([key for key, _ in keyed])  # never anything outside the store
             garbage = []
-            for obj in objects:
-                key = storage.key_under(root, obj["url"])
-                if key is None:  # never anything outside the store
-                    continue
+            for key, obj in keyed:
                 name = key.rsplit("/", 1)[-1]
                 pruned = key in named and key not in kept
                 staged = "/versions/" in key and key not in named
@@ -164,11 +162,11 @@ GC_TRIES = 5
 CHECKPOINTS_KEPT = 2  # store checkpoints gc leaves: the newest, and one a reader may be reading
 
 
-def _superseded_checkpoints(root: str, objects: list[dict]) -> set[str]:
-    """Store checkpoints older than the newest CHECKPOINTS_KEPT (readers take the newest)."""
-    keys = [storage.key_under(root, obj["url"]) for obj in objects]
+def _superseded_checkpoints(keys: list[str]) -> set[str]:
+    """Store checkpoints among `keys` older than the newest CHECKPOINTS_KEPT (readers take
+    the newest)."""
     folder = f"{checkpoints.FOLDER}/"  # only names a checkpoint has: others never hide the newest
-    found = sorted(k for k in keys if k and k.startswith(folder) and checkpoints.NAME.fullmatch(k.removeprefix(folder)))
+    found = sorted(k for k in keys if k.startswith(folder) and checkpoints.NAME.fullmatch(k.removeprefix(folder)))
     return set(found[:-CHECKPOINTS_KEPT])
 
 
